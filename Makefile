@@ -1,0 +1,66 @@
+# tokenscale — every entry point a developer or CI uses.
+# The virtual environment is created on first use, so `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+DEMO_OUT ?= out
+
+.PHONY: demo test unit lint generate verify e2e bench cluster-up cluster-down venv clean contract
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+## demo: the main job on the embedded default workload
+demo: venv
+	$(BIN)/tokenscale demo --out $(DEMO_OUT)
+
+## lint: ruff, mypy --strict (pydantic plugin) and the layer contracts
+lint: venv
+	$(BIN)/ruff check operator worker_image tests e2e
+	$(BIN)/ruff format --check operator worker_image tests e2e
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## generate: regenerate CRDs and chart CRD templates from the pydantic models
+generate: venv
+	$(BIN)/tokenscale crds
+
+## verify: fail when generated files drift from their sources
+verify: venv
+	$(BIN)/tokenscale crds --check
+
+## unit: unit and integration tests (no cluster)
+unit: venv
+	$(BIN)/pytest -q
+
+## contract: launcher arguments checked by vLLM's own parser (cached environment)
+contract: venv
+	$(BIN)/pytest -q -m contract tests/worker
+
+## e2e: scenarios on a real local cluster (started if needed)
+e2e: venv
+	$(BIN)/pytest -q -m e2e e2e
+
+## bench: the benchmark targets
+bench: venv
+	$(BIN)/tokenscale bench --out $(DEMO_OUT)/bench
+
+## cluster-up / cluster-down: the local control plane with fake GPU nodes
+cluster-up:
+	bash e2e/cluster/up.sh
+
+cluster-down:
+	bash e2e/cluster/down.sh
+
+## test: everything CI checks
+test: lint verify unit
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .mypy_cache .ruff_cache .pytest_cache
