@@ -1,0 +1,227 @@
+"""Facts the planner, the simulator and the benchmark share: GPU kinds, model architectures and
+quantization formats.
+
+Figures come from vendor data sheets and the models' published `config.json` files. Memory is in
+GiB as the planner counts it (an "80 GB" H100 is treated as 80 GiB, which is what vLLM's
+`--gpu-memory-utilization` is applied to within a few percent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class GpuKind:
+    """One GPU model as the planner and simulator see it."""
+
+    id: str
+    display: str
+    memory_gib: float
+    # HBM/GDDR bandwidth in GB/s: decode steps are bound by reading weights and KV cache.
+    bandwidth_gbs: float
+    # Dense bf16 tensor throughput in TFLOP/s: prefill is bound by arithmetic.
+    bf16_tflops: float
+    # Native fp8 tensor cores (Hopper, Ada); Ampere runs fp8 as weight-only (Marlin) kernels.
+    native_fp8: bool
+    # On-demand list price per GPU-hour in USD, used only to show cost next to GPU-hours.
+    usd_per_hour: float
+    # GPUs one node holds, which bounds tensor parallelism within a node.
+    gpus_per_node: int
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    """A transformer's shape: what weights and KV cache cost."""
+
+    id: str
+    display: str
+    hf_repo: str
+    params_b: float  # total parameters, billions
+    active_params_b: float  # parameters read per token (differs for mixture-of-experts)
+    layers: int
+    hidden_size: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    max_context: int
+
+    def kv_bytes_per_token(self, kv_bytes_per_value: float = 2.0) -> float:
+        """K and V for every layer: 2 x layers x kv_heads x head_dim x bytes.
+
+        Llama-3.1-8B: 2 x 32 x 8 x 128 x 2 B = 131072 B = 128 KiB per token.
+        """
+        return 2.0 * self.layers * self.kv_heads * self.head_dim * kv_bytes_per_value
+
+
+@dataclass(frozen=True)
+class QuantFormat:
+    """How a quantization method stores weights and how fast kernels run with it."""
+
+    id: str
+    bytes_per_param: float
+    # vLLM's --quantization value; None means the checkpoint's own dtype.
+    vllm_name: str | None
+    # Decode speed relative to bf16 on the same GPU (less weight to read per step), from vLLM's
+    # published quantization benchmarks: fp8 ~1.6x, AWQ/GPTQ Marlin ~1.6-1.9x at small batch.
+    decode_speedup: float
+    # Prefill speed relative to bf16 (fp8 tensor cores double the math; weight-only formats
+    # dequantize and are slightly slower than bf16 on prefill).
+    prefill_speedup: float
+    needs_native_fp8: bool = False
+
+
+GPUS: dict[str, GpuKind] = {
+    g.id: g
+    for g in (
+        GpuKind("h100-80gb", "NVIDIA H100 80GB SXM", 80, 3350, 989, True, 4.00, 8),
+        GpuKind("h200-141gb", "NVIDIA H200 141GB SXM", 141, 4800, 989, True, 5.00, 8),
+        GpuKind("a100-80gb", "NVIDIA A100 80GB SXM", 80, 2039, 312, False, 2.50, 8),
+        GpuKind("a100-40gb", "NVIDIA A100 40GB SXM", 40, 1555, 312, False, 1.80, 8),
+        GpuKind("l40s-48gb", "NVIDIA L40S 48GB", 48, 864, 362, True, 1.60, 8),
+        GpuKind("l4-24gb", "NVIDIA L4 24GB", 24, 300, 121, True, 0.80, 8),
+    )
+}
+
+MODELS: dict[str, ModelArch] = {
+    m.id: m
+    for m in (
+        ModelArch(
+            "llama-3.1-8b",
+            "Llama-3.1-8B",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            8.03,
+            8.03,
+            32,
+            4096,
+            32,
+            8,
+            128,
+            131072,
+        ),
+        ModelArch(
+            "llama-3.1-70b",
+            "Llama-3.1-70B",
+            "meta-llama/Llama-3.1-70B-Instruct",
+            70.6,
+            70.6,
+            80,
+            8192,
+            64,
+            8,
+            128,
+            131072,
+        ),
+        ModelArch(
+            "llama-3.1-405b",
+            "Llama-3.1-405B",
+            "meta-llama/Llama-3.1-405B-Instruct",
+            405.9,
+            405.9,
+            126,
+            16384,
+            128,
+            8,
+            128,
+            131072,
+        ),
+        ModelArch(
+            "qwen2.5-7b",
+            "Qwen2.5-7B",
+            "Qwen/Qwen2.5-7B-Instruct",
+            7.62,
+            7.62,
+            28,
+            3584,
+            28,
+            4,
+            128,
+            32768,
+        ),
+        ModelArch(
+            "qwen2.5-72b",
+            "Qwen2.5-72B",
+            "Qwen/Qwen2.5-72B-Instruct",
+            72.7,
+            72.7,
+            80,
+            8192,
+            64,
+            8,
+            128,
+            32768,
+        ),
+        ModelArch(
+            "mistral-7b",
+            "Mistral-7B",
+            "mistralai/Mistral-7B-Instruct-v0.3",
+            7.25,
+            7.25,
+            32,
+            4096,
+            32,
+            8,
+            128,
+            32768,
+        ),
+        ModelArch(
+            "mixtral-8x7b",
+            "Mixtral-8x7B",
+            "mistralai/Mixtral-8x7B-Instruct-v0.1",
+            46.7,
+            12.9,
+            32,
+            4096,
+            32,
+            8,
+            128,
+            32768,
+        ),
+    )
+}
+
+QUANTS: dict[str, QuantFormat] = {
+    q.id: q
+    for q in (
+        QuantFormat("none", 2.0, None, 1.0, 1.0),
+        QuantFormat("fp8", 1.0, "fp8", 1.6, 1.8),
+        QuantFormat("int8", 1.0, "experts_int8", 1.4, 0.95),
+        QuantFormat("awq", 0.5625, "awq_marlin", 1.8, 0.9),
+        QuantFormat("gptq", 0.5625, "gptq_marlin", 1.8, 0.9),
+    )
+}
+"""4-bit formats store 4 bits per weight plus a group-128 fp16 scale and zero: 0.5625 B/param."""
+
+# The order `quantization: auto` prefers on a tie in GPU count: keep quality first.
+QUALITY_ORDER: tuple[str, ...] = ("none", "fp8", "int8", "awq", "gptq")
+
+TENSOR_PARALLEL_SIZES: tuple[int, ...] = (1, 2, 4, 8)
+
+
+def gpu(gpu_id: str) -> GpuKind:
+    """Look up a GPU kind, naming the known ones when the id is wrong."""
+    try:
+        return GPUS[gpu_id]
+    except KeyError:
+        known = ", ".join(sorted(GPUS))
+        raise KeyError(f"unknown GPU kind {gpu_id!r}; known kinds: {known}") from None
+
+
+def model(model_id: str) -> ModelArch:
+    """Look up a catalog model, naming the known ones when the id is wrong."""
+    try:
+        return MODELS[model_id]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise KeyError(f"unknown model architecture {model_id!r}; known: {known}") from None
+
+
+def quant(quant_id: str) -> QuantFormat:
+    """Look up a quantization format, naming the known ones when the id is wrong."""
+    try:
+        return QUANTS[quant_id]
+    except KeyError:
+        known = ", ".join(sorted(QUANTS))
+        raise KeyError(f"unknown quantization {quant_id!r}; known: {known}") from None
