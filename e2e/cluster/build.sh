@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Build and cache every binary the local e2e cluster needs, at pinned versions, from the Go module
+# proxy (and Prometheus from Debian). A binary already in the cache for its pinned version is reused.
+#
+#   bash e2e/cluster/build.sh            # build what is missing
+#   bash e2e/cluster/build.sh --print    # print the cached paths (no build)
+#
+# Cache layout: ${XDG_CACHE_HOME:-$HOME/.cache}/tokenscale/bin/<component>-<version>/<component>
+set -euo pipefail
+
+# ---- pinned versions ------------------------------------------------------------------------------
+KUBE_VERSION="${TOKENSCALE_KUBE_VERSION:-v1.37.2}"   # k8s.io/kubernetes (apiserver, controller-manager, scheduler, kubectl)
+ETCD_VERSION="${TOKENSCALE_ETCD_VERSION:-v3.6.16}"   # go.etcd.io/etcd/server/v3
+KWOK_VERSION="${TOKENSCALE_KWOK_VERSION:-v0.8.0}"    # sigs.k8s.io/kwok (kwok, kwokctl)
+HELM_VERSION="${TOKENSCALE_HELM_VERSION:-v3.22.0}"   # helm.sh/helm/v3
+# ---------------------------------------------------------------------------------------------------
+
+CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/tokenscale"
+BIN_ROOT="$CACHE_DIR/bin"
+SRC_ROOT="$CACHE_DIR/src"
+KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+
+# Path of a cached binary: bin_path COMPONENT VERSION
+bin_path() { echo "$BIN_ROOT/$1-$2/$1"; }
+
+if [[ "${1:-}" == "--print" ]]; then
+  for c in "${KUBE_COMPONENTS[@]}"; do echo "$c=$(bin_path "$c" "$KUBE_VERSION")"; done
+  echo "etcd=$(bin_path etcd "$ETCD_VERSION")"
+  echo "kwok=$(bin_path kwok "$KWOK_VERSION")"
+  echo "kwokctl=$(bin_path kwokctl "$KWOK_VERSION")"
+  echo "helm=$(bin_path helm "$HELM_VERSION")"
+  echo "prometheus=$(command -v prometheus || echo /usr/bin/prometheus)"
+  exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  for d in /usr/local/go/bin "$HOME/go/bin" /usr/lib/go/bin; do
+    [[ -x "$d/go" ]] && export PATH="$d:$PATH" && break
+  done
+fi
+command -v go >/dev/null 2>&1 || { echo "build.sh: Go toolchain not found (need go >= 1.26 on PATH)" >&2; exit 1; }
+
+export GOFLAGS="-mod=mod -buildvcs=false"
+export CGO_ENABLED=0
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+
+mkdir -p "$BIN_ROOT" "$SRC_ROOT"
+exec 9>"$CACHE_DIR/build.lock"
+if ! flock -n 9; then
+  echo "build.sh: another build holds $CACHE_DIR/build.lock; waiting for it"
+  flock 9
+fi
+
+START_ALL=$SECONDS
+log() { printf '[build %4ds] %s\n' "$((SECONDS - START_ALL))" "$*"; }
+
+# run_progress LABEL CMD...: run CMD, printing elapsed seconds every 30 s until it finishes.
+run_progress() {
+  local label=$1; shift
+  local t0=$SECONDS
+  "$@" &
+  local pid=$!
+  local next=$((t0 + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 2
+    if (( SECONDS >= next )) && kill -0 "$pid" 2>/dev/null; then
+      log "$label: still building, $((SECONDS - t0)) s elapsed"
+      next=$((next + 30))
+    fi
+  done
+  local rc=0
+  wait "$pid" || rc=$?
+  if (( rc != 0 )); then
+    log "$label: FAILED after $((SECONDS - t0)) s (exit $rc)"
+    return "$rc"
+  fi
+  log "$label: done in $((SECONDS - t0)) s"
+}
+
+# new_module DIR NAME: an empty wrapper module to resolve and build pinned releases.
+new_module() {
+  rm -rf "$1" && mkdir -p "$1"
+  printf 'module tokenscale.local/build/%s\n\ngo 1.26\n' "$2" >"$1/go.mod"
+}
+
+# ---- Prometheus (Debian package) -----------------------------------------------------------------
+build_prometheus() {
+  if command -v prometheus >/dev/null 2>&1; then
+    log "prometheus: cached ($(command -v prometheus))"
+    return
+  fi
+  local sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  log "prometheus: installing the Debian package"
+  local t0=$SECONDS
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  log "prometheus: installed in $((SECONDS - t0)) s ($(command -v prometheus))"
+}
+
+# ---- kwok + kwokctl -------------------------------------------------------------------------------
+build_kwok() {
+  local out="$BIN_ROOT/kwok-$KWOK_VERSION" outctl="$BIN_ROOT/kwokctl-$KWOK_VERSION"
+  if [[ -x "$out/kwok" && -x "$outctl/kwokctl" ]]; then log "kwok, kwokctl $KWOK_VERSION: cached"; return; fi
+  log "kwok, kwokctl $KWOK_VERSION: building"
+  local mod="$SRC_ROOT/kwok-$KWOK_VERSION" tmp
+  new_module "$mod" kwok
+  tmp="$mod/out"
+  mkdir -p "$tmp"
+  (cd "$mod" && go get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION")
+  local ld="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBE_VERSION"
+  (cd "$mod" && run_progress "kwok, kwokctl" go build -trimpath -ldflags "$ld" -o "$tmp/" \
+    sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl)
+  mkdir -p "$out" "$outctl"
+  mv "$tmp/kwok" "$out/kwok"
+  mv "$tmp/kwokctl" "$outctl/kwokctl"
+}
+
+# ---- etcd -----------------------------------------------------------------------------------------
+build_etcd() {
+  local out="$BIN_ROOT/etcd-$ETCD_VERSION"
+  if [[ -x "$out/etcd" ]]; then log "etcd $ETCD_VERSION: cached"; return; fi
+  log "etcd $ETCD_VERSION: building"
+  local mod="$SRC_ROOT/etcd-$ETCD_VERSION"
+  new_module "$mod" etcd
+  (cd "$mod" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
+  mkdir -p "$mod/out"
+  (cd "$mod" && run_progress etcd go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_VERSION}" \
+    -o "$mod/out/etcd" go.etcd.io/etcd/server/v3)
+  mkdir -p "$out"
+  mv "$mod/out/etcd" "$out/etcd"
+}
+
+# ---- Helm 3 ---------------------------------------------------------------------------------------
+build_helm() {
+  local out="$BIN_ROOT/helm-$HELM_VERSION"
+  if [[ -x "$out/helm" ]]; then log "helm $HELM_VERSION: cached"; return; fi
+  log "helm $HELM_VERSION: building"
+  local mod="$SRC_ROOT/helm-$HELM_VERSION"
+  new_module "$mod" helm
+  (cd "$mod" && go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
+  mkdir -p "$mod/out"
+  (cd "$mod" && run_progress helm go build -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    -o "$mod/out/helm" helm.sh/helm/v3/cmd/helm)
+  mkdir -p "$out"
+  mv "$mod/out/helm" "$out/helm"
+}
+
+# ---- Kubernetes control plane + kubectl ----------------------------------------------------------
+build_kube() {
+  local missing=() c
+  for c in "${KUBE_COMPONENTS[@]}"; do
+    [[ -x "$(bin_path "$c" "$KUBE_VERSION")" ]] || missing+=("$c")
+  done
+  if (( ${#missing[@]} == 0 )); then log "kubernetes $KUBE_VERSION: cached"; return; fi
+  log "kubernetes $KUBE_VERSION: building ${missing[*]}"
+  local mod="$SRC_ROOT/kubernetes-$KUBE_VERSION"
+  new_module "$mod" kubernetes
+  local staging_version="v0.${KUBE_VERSION#v1.}"   # v1.37.2 -> v0.37.2
+  local gomod
+  gomod=$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  # k8s.io/kubernetes requires its staging modules at v0.0.0 (replaced by ./staging in its own repo):
+  # point each one at the matching published release.
+  local staging
+  staging=$(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u)
+  local edits=(-require="k8s.io/kubernetes@$KUBE_VERSION")
+  for m in $staging; do edits+=(-replace="$m=$m@$staging_version"); done
+  (cd "$mod" && go mod edit "${edits[@]}")
+  log "kubernetes: $(wc -w <<<"$staging") staging modules replaced with $staging_version"
+  local pkgs=()
+  for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  local getpkgs=()
+  for p in "${pkgs[@]}"; do getpkgs+=("$p@$KUBE_VERSION"); done
+  (cd "$mod" && go get "${getpkgs[@]}")
+  local ver=${KUBE_VERSION#v} commit
+  commit=$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p' | head -1)
+  local ld="-s -w" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=${ver%%.*} -X $pkg.gitMinor=$(cut -d. -f2 <<<"$ver")"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    [[ -n "$commit" ]] && ld+=" -X $pkg.gitCommit=$commit"
+  done
+  mkdir -p "$mod/out"
+  (cd "$mod" && run_progress "kubernetes (${missing[*]})" go build -trimpath -tags selinux,notest -ldflags "$ld" \
+    -o "$mod/out/" "${pkgs[@]}")
+  for c in "${missing[@]}"; do
+    mkdir -p "$BIN_ROOT/$c-$KUBE_VERSION"
+    mv "$mod/out/$c" "$(bin_path "$c" "$KUBE_VERSION")"
+  done
+}
+
+build_prometheus
+build_kwok
+build_etcd
+build_helm
+build_kube
+log "all binaries ready under $BIN_ROOT (total $((SECONDS - START_ALL)) s)"
