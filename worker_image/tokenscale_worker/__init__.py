@@ -1,1 +1,1 @@
-"""tokenscale worker: the vLLM launcher, the gateway in front of the engine, and the simulator engine."""
+"""tokenscale worker: the vLLM launcher, the gateway in front of the engine, the simulator."""

@@ -1,0 +1,170 @@
+"""Engine profiles: how long one vLLM iteration takes and how many KV-cache tokens fit.
+
+A profile is derived from catalog facts (model shape, GPU bandwidth and tensor throughput,
+quantization speed factors) and a handful of calibration constants. The step-time model is a
+roofline with a fixed cost:
+
+    t = overhead + per_seq * seqs + tp_comm + max(bytes / (bandwidth * BW_EFF),
+                                                  flops / (tflops * MFU * prefill_speedup))
+
+bytes  = weights read once per step (divided by the quantization's measured decode speedup)
+         + KV cache read by attention (every scheduled sequence reads its whole context)
+flops  = 2 x active params per scheduled token + 4 x layers x heads x head_dim per
+         (query token, context token) pair of attention.
+
+Worked number, Llama-3.1-8B bf16 on one H100 with 10 sequences of ~1000 tokens context:
+bytes = 16.06 GB + 10 x 1000 x 128 KiB = 17.37 GB; 17.37 GB / (3350 GB/s x 0.78) = 6.65 ms;
+flops = 2 x 8.03e9 x 10 = 0.16 TFLOP -> 0.3 ms, so memory bound; + 0.8 ms + 10 x 8 us = 7.5 ms
+per output token, against ~7.6 ms measured (docs/simulator.md cites the sources).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tokenscale.domain import catalog
+
+# Fraction of peak memory bandwidth a decode step achieves. A single-stream Llama-3.1-8B decode on
+# an A100 reaches ~77% of the bandwidth roofline (docs/simulator.md, source 3).
+BW_EFF = 0.78
+# Fraction of dense bf16 peak that prefill reaches (model FLOPs utilisation of large GEMMs).
+MFU = 0.55
+# Fixed cost of one engine iteration (scheduler, sampler, kernel launches with CUDA graphs).
+STEP_OVERHEAD_S = 0.0008
+# Per-sequence CPU cost in the scheduler and detokeniser, which dominates only at large batches.
+PER_SEQ_S = 8e-6
+# Two all-reduces per layer under tensor parallelism, ~6 us each over NVLink.
+ALLREDUCE_S = 6e-6
+# Memory vLLM keeps per GPU outside weights and KV cache (activations, CUDA graphs, NCCL buffers).
+RESERVED_GIB = 2.0
+# vLLM's default KV-cache block size in tokens.
+BLOCK_SIZE = 16
+
+
+class InfeasibleProfileError(ValueError):
+    """The model does not fit the GPUs as asked; the message says why and what would fit."""
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """Everything the engine model needs to time a step; built by `build_profile`."""
+
+    name: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_model_len: int
+    kv_capacity_tokens: int
+    enable_chunked_prefill: bool
+    block_size: int
+    # Step-time coefficients (seconds), see the module docstring.
+    fixed_s: float  # overhead + tensor-parallel communication
+    per_seq_s: float
+    weight_s: float  # time to read the weights once at the achieved bandwidth
+    kv_read_s_per_token: float  # time to read one token's K and V (all layers, one GPU's share)
+    flop_s_per_token: float  # dense GEMM time per scheduled token
+    attn_s_per_pair: float  # attention time per (query token, context token) pair
+    # Multiplies every step time; < 1 makes a wall-clock simulator run faster than a real GPU.
+    time_scale: float = 1.0
+
+    def step_seconds(self, tokens: int, seqs: int, kv_read: float, attn_pairs: float) -> float:
+        """Duration of one iteration that schedules `tokens` tokens over `seqs` sequences.
+
+        `kv_read` is the number of context tokens whose KV the attention reads (summed over the
+        sequences), `attn_pairs` the number of (query, context) pairs attention computes.
+        """
+        memory = self.weight_s + kv_read * self.kv_read_s_per_token
+        compute = tokens * self.flop_s_per_token + attn_pairs * self.attn_s_per_pair
+        return (self.fixed_s + seqs * self.per_seq_s + max(memory, compute)) * self.time_scale
+
+    @property
+    def kv_capacity_blocks(self) -> int:
+        return self.kv_capacity_tokens // self.block_size
+
+
+def _prefill_speedup(q: catalog.QuantFormat, g: catalog.GpuKind) -> float:
+    # Without fp8 tensor cores (Ampere) vLLM runs fp8 checkpoints as weight-only Marlin kernels,
+    # which dequantise like AWQ: no prefill gain, slightly slower than bf16.
+    if q.id == "fp8" and not g.native_fp8:
+        return 0.9
+    return q.prefill_speedup
+
+
+def build_profile(
+    model_id: str,
+    gpu_id: str,
+    quant_id: str = "none",
+    *,
+    tensor_parallel_size: int = 1,
+    max_num_seqs: int = 256,
+    max_num_batched_tokens: int = 8192,
+    max_model_len: int | None = None,
+    gpu_memory_utilization: float = 0.9,
+    enable_chunked_prefill: bool = True,
+    time_scale: float = 1.0,
+) -> EngineProfile:
+    """Derive a profile from the catalog; raise `InfeasibleProfileError` when the model cannot run.
+
+    KV capacity, Llama-3.1-8B bf16 on one H100 at 0.9 utilisation:
+    80 x 0.9 = 72 GiB - 14.96 GiB weights - 2 GiB reserved = 55.04 GiB / 128 KiB = 450 887 tokens.
+    """
+    m, g, q = catalog.model(model_id), catalog.gpu(gpu_id), catalog.quant(quant_id)
+    tp = tensor_parallel_size
+    max_len = max_model_len or m.max_context
+    weight_bytes = m.params_b * 1e9 * q.bytes_per_param
+    usable = (g.memory_gib * gpu_memory_utilization - RESERVED_GIB) * catalog.GIB * tp
+    kv_room = usable - weight_bytes
+    name = f"{m.id}/{g.id}/{q.id}/tp{tp}"
+    if kv_room <= 0:
+        raise InfeasibleProfileError(
+            f"{name}: weights need {weight_bytes / catalog.GIB:.1f} GiB but {tp} x {g.id} leave "
+            f"{usable / catalog.GIB:.1f} GiB; use a larger tensor-parallel size or a 4-bit format"
+        )
+    kv_tokens = int(kv_room // m.kv_bytes_per_token())
+    if kv_tokens < max_len:
+        raise InfeasibleProfileError(
+            f"{name}: KV cache holds {kv_tokens} tokens, fewer than max_model_len {max_len}; "
+            f"lower max_model_len to at most {kv_tokens} or add GPUs"
+        )
+    if not enable_chunked_prefill and max_num_batched_tokens < max_len:
+        raise InfeasibleProfileError(
+            f"{name}: without chunked prefill max_num_batched_tokens ({max_num_batched_tokens}) "
+            f"must be at least max_model_len ({max_len})"
+        )
+    bandwidth = g.bandwidth_gbs * 1e9 * BW_EFF * tp
+    flops = g.bf16_tflops * 1e12 * MFU * tp * _prefill_speedup(q, g)
+    bf16_weight_bytes = m.active_params_b * 1e9 * 2.0
+    return EngineProfile(
+        name=name,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        max_model_len=max_len,
+        kv_capacity_tokens=kv_tokens,
+        enable_chunked_prefill=enable_chunked_prefill,
+        block_size=BLOCK_SIZE,
+        fixed_s=STEP_OVERHEAD_S + (2 * m.layers * ALLREDUCE_S if tp > 1 else 0.0),
+        per_seq_s=PER_SEQ_S,
+        # The catalog's decode speedup is measured end to end, so it stands for "fewer bytes read
+        # and the kernel's efficiency" together: bf16 weight bytes divided by it.
+        weight_s=bf16_weight_bytes / q.decode_speedup / bandwidth,
+        kv_read_s_per_token=m.kv_bytes_per_token() / bandwidth,
+        flop_s_per_token=2.0 * m.active_params_b * 1e9 / flops,
+        attn_s_per_pair=4.0 * m.layers * m.attention_heads * m.head_dim / flops,
+        time_scale=time_scale,
+    )
+
+
+def smallest_feasible_tp(model_id: str, gpu_id: str, quant_id: str = "none", **kw: int) -> int:
+    """The smallest tensor-parallel size from the catalog's list that runs the model."""
+    for tp in catalog.TENSOR_PARALLEL_SIZES:
+        try:
+            build_profile(model_id, gpu_id, quant_id, tensor_parallel_size=tp, **kw)  # type: ignore[arg-type]
+        except InfeasibleProfileError:
+            continue
+        return tp
+    raise InfeasibleProfileError(f"{model_id} with {quant_id} does not fit 8 x {gpu_id}")
+
+
+def blocks_for(tokens: int, block_size: int = BLOCK_SIZE) -> int:
+    """KV blocks a sequence of `tokens` tokens occupies: 1000 tokens -> 63 blocks of 16."""
+    return math.ceil(tokens / block_size)
