@@ -187,9 +187,9 @@ QUANTS: dict[str, QuantFormat] = {
     for q in (
         QuantFormat("none", 2.0, None, 1.0, 1.0),
         QuantFormat("fp8", 1.0, "fp8", 1.6, 1.8),
-        QuantFormat("int8", 1.0, "experts_int8", 1.4, 0.95),
-        QuantFormat("awq", 0.5625, "awq_marlin", 1.8, 0.9),
-        QuantFormat("gptq", 0.5625, "gptq_marlin", 1.8, 0.9),
+        QuantFormat("int8", 1.0, "compressed-tensors", 1.4, 0.95),
+        QuantFormat("awq", 0.5625, "awq", 1.8, 0.9),
+        QuantFormat("gptq", 0.5625, "gptq", 1.8, 0.9),
     )
 }
 """4-bit formats store 4 bits per weight plus a group-128 fp16 scale and zero: 0.5625 B/param."""

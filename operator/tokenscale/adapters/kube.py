@@ -1,0 +1,154 @@
+"""Thin Kubernetes API wrapper: server-side apply, scale, status patch, events, small reads.
+
+No decisions here: callers pass fully rendered objects; this module only talks to the API server.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from tokenscale.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from tokenscale.domain.names import FIELD_MANAGER, ServiceRef
+
+log = logging.getLogger(__name__)
+Manifest = dict[str, Any]
+
+
+def load_client() -> client.ApiClient:
+    """In-cluster credentials when running as a pod, else the local kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+@dataclass
+class ApplyResult:
+    kind: str
+    name: str
+    changed: bool
+
+
+class Kube:
+    """The operator's only door to the API server."""
+
+    def __init__(self, api: client.ApiClient, dry_run: bool = False) -> None:
+        self.api = api
+        self.dry_run = dry_run
+        self.dynamic = DynamicClient(api)
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    # ---- writes ---------------------------------------------------------------------------
+
+    def apply(self, manifest: Manifest) -> ApplyResult:
+        """Server-side apply as field manager `tokenscale`; an unchanged object is not written
+        (the API server keeps its resourceVersion)."""
+        resource = self.dynamic.resources.get(
+            api_version=manifest["apiVersion"], kind=manifest["kind"]
+        )
+        meta = manifest["metadata"]
+        before = self._resource_version(resource, meta["name"], meta.get("namespace"))
+        kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": True}
+        if self.dry_run:
+            kwargs["dry_run"] = "All"
+        result = resource.server_side_apply(
+            body=manifest, name=meta["name"], namespace=meta.get("namespace"), **kwargs
+        )
+        after = result.metadata.resourceVersion
+        return ApplyResult(manifest["kind"], meta["name"], changed=before != after)
+
+    def _resource_version(self, resource: Any, name: str, namespace: str | None) -> str | None:
+        try:
+            obj = resource.get(name=name, namespace=namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return str(obj.metadata.resourceVersion)
+
+    def scale(self, ref: ServiceRef, deployment: str, replicas: int) -> None:
+        """Set replicas through the Deployment's scale subresource."""
+        body = {"spec": {"replicas": replicas}}
+        self.apps.patch_namespaced_deployment_scale(
+            deployment,
+            ref.namespace,
+            body,
+            field_manager=FIELD_MANAGER,
+            dry_run="All" if self.dry_run else None,
+        )
+
+    def patch_status(self, ref: ServiceRef, status: dict[str, Any]) -> None:
+        """Merge-patch the InferenceService's status subresource (never its spec or metadata)."""
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            ref.namespace,
+            PLURAL,
+            ref.name,
+            {"status": status},
+            field_manager=FIELD_MANAGER,
+            dry_run="All" if self.dry_run else None,
+        )
+
+    def event(self, ref: ServiceRef, type_: str, reason: str, message: str) -> None:
+        """Record a core/v1 Event on the InferenceService."""
+        now = datetime.datetime.now(datetime.UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{ref.name}.", namespace=ref.namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=API_VERSION,
+                kind=KIND,
+                name=ref.name,
+                namespace=ref.namespace,
+                uid=ref.uid,
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=FIELD_MANAGER,
+            reporting_instance=FIELD_MANAGER,
+        )
+        if self.dry_run:
+            log.info("dry-run event %s %s: %s", type_, reason, message)
+            return
+        self.core.create_namespaced_event(ref.namespace, body)
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def get_deployment(self, namespace: str, name: str) -> Manifest | None:
+        try:
+            obj = self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        result: Manifest = self.api.sanitize_for_serialization(obj)
+        return result
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Manifest]:
+        label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        pods = self.core.list_namespaced_pod(namespace, label_selector=label_selector)
+        items: list[Manifest] = self.api.sanitize_for_serialization(pods.items)
+        return items
+
+    def has_resource(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves a kind (e.g. monitoring.coreos.com/v1 PodMonitor)."""
+        try:
+            self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except Exception:  # the dynamic client raises ResourceNotFoundError or a 404
+            return False
+        return True

@@ -1,0 +1,109 @@
+"""`tokenscale`: run the operator, generate CRDs, plan capacity, benchmark autoscaling."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tokenscale.cli import crds as cli_crds
+from tokenscale.cli import plan as cli_plan
+
+EXIT_INFEASIBLE = 3
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run the operator",
+        description="Run the operator against the cluster in the current kubeconfig (or the "
+        "in-cluster service account).",
+    )
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable)",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (default)"
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="compute and log everything, send writes with dryRun=All (nothing changes)",
+    )
+    run.add_argument(
+        "--health-port",
+        type=int,
+        default=8080,
+        help="port of the liveness endpoint /healthz (default 8080)",
+    )
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokenscale",
+        description="tokenscale runs vLLM inference services on Kubernetes and holds each to its "
+        "latency objective at the lowest GPU cost.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    cli_crds.add_parser(sub)
+    cli_plan.add_parser(sub)
+    _add_bench(sub)
+    return parser
+
+
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    try:
+        from tokenscale.bench import cli as bench_cli
+    except ImportError:  # the benchmark needs the optional `bench` extra (numpy, matplotlib)
+        return
+    bench = sub.add_parser(
+        "bench",
+        help="replay a request trace through simulated replicas under each autoscaling policy",
+        description="Trace-replay benchmark: SLO attainment and GPU-hours per autoscaling policy.",
+    )
+    bench_cli.add_arguments(bench)
+
+
+def _run_operator(args: argparse.Namespace) -> int:
+    import logging
+
+    import kopf
+
+    from tokenscale.handlers import children, lifecycle, runtime, startup
+
+    del children, lifecycle, startup  # imported for their handler registrations
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    runtime.configure(dry_run=args.dry_run)
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=list(args.namespace),
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return _run_operator(args)
+    if args.command == "crds":
+        return cli_crds.run(args)
+    if args.command == "plan":
+        return cli_plan.run(args)
+    if args.command == "bench":
+        from tokenscale.bench import cli as bench_cli
+
+        return int(bench_cli.run(args))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

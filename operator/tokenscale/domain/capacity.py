@@ -1,0 +1,237 @@
+"""Capacity planning: how many GPUs a replica needs, with which quantization, and how large a
+batch its KV cache holds.
+
+Per GPU count (1, 2, 4, 8 within a node) the memory budget is
+
+    usable = tp x GPU memory x gpuMemoryUtilization
+    kv     = usable - weights - reserve        reserve = 1 GiB per GPU + prefill activations
+
+and a tensor-parallel size fits when the KV cache holds one full `maxModelLen` sequence (vLLM's
+own start-up check) and a batch of `scaling.batch.minConcurrency` typical requests of
+`engine.expectedSequenceTokens` each. The smallest size that fits wins.
+
+Worked number (Llama-3.1-70B bf16 on h100-80gb, defaults): weights 131.5 GiB. TP2: 144 GiB usable
+leaves 9.5 GiB = 31k tokens, fewer than 16 x 2048 = 32.8k -> too small a batch. TP4: 288 GiB
+usable leaves ~150 GiB = 490k tokens -> fits, 239 concurrent requests of 2048 tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain import catalog
+from tokenscale.domain.catalog import GIB, GpuKind, ModelArch, QuantFormat
+from tokenscale.domain.perf import step_model
+
+RESERVE_GIB_PER_GPU = 1.0
+# Peak prefill activations: roughly 16 bytes per hidden unit per batched token (attention and MLP
+# intermediates in bf16), split across tensor-parallel ranks.
+ACTIVATION_BYTES_PER_HIDDEN_TOKEN = 16
+DEFAULT_AUTO_ALLOWED: tuple[str, ...] = ("none", "fp8")
+DEFAULT_MAX_NUM_SEQS = 256
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A feasible capacity plan for one replica."""
+
+    model_name: str
+    gpu: str
+    quantization: str
+    vllm_quantization: str | None
+    tensor_parallel: int
+    weights_gib: float
+    kv_cache_gib: float
+    kv_cache_tokens: int
+    max_concurrency: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    min_itl_seconds: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tensor_parallel
+
+    @property
+    def feasible(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Infeasible:
+    """Why no plan fits, in words a person can act on."""
+
+    reason: str
+    model_name: str = ""
+    gpu: str = ""
+
+    @property
+    def feasible(self) -> bool:
+        return False
+
+
+def resolve_arch(spec: InferenceServiceSpec) -> ModelArch:
+    """The catalog architecture, or one built from explicit parameters."""
+    if spec.model.architecture:
+        return catalog.model(spec.model.architecture)
+    shape = spec.model.parameters
+    if shape is None:  # the CRD's CEL rule makes this unreachable from the API server
+        raise ValueError("set spec.model.architecture or spec.model.parameters")
+    heads = max(1, shape.hidden_size // shape.head_dim)
+    return ModelArch(
+        id="custom",
+        display=spec.model.source.rsplit("/", 1)[-1],
+        hf_repo=spec.model.source,
+        params_b=shape.parameters_billions,
+        active_params_b=shape.active_parameters_billions or shape.parameters_billions,
+        layers=shape.layers,
+        hidden_size=shape.hidden_size,
+        attention_heads=heads,
+        kv_heads=shape.kv_heads,
+        head_dim=shape.head_dim,
+        max_context=spec.model.max_model_len,
+    )
+
+
+def weights_gib(arch: ModelArch, quant: QuantFormat) -> float:
+    """Weight memory: 405.9 B params x 2 B (bf16) = 756 GiB; x 1 B (fp8) = 378 GiB."""
+    return arch.params_b * 1e9 * quant.bytes_per_param / GIB
+
+
+def _batched_tokens(spec: InferenceServiceSpec, gpu: GpuKind) -> int:
+    if spec.engine.max_num_batched_tokens:
+        return spec.engine.max_num_batched_tokens
+    if not spec.engine.enable_chunked_prefill:
+        return spec.model.max_model_len
+    # vLLM's online-serving default: a larger chunk on large-memory GPUs.
+    return 8192 if gpu.memory_gib >= 70 else 2048
+
+
+def _kv_gib(
+    spec: InferenceServiceSpec, arch: ModelArch, gpu: GpuKind, quant: QuantFormat, tp: int
+) -> float:
+    usable = tp * gpu.memory_gib * spec.engine.gpu_memory_utilization
+    activations = (
+        _batched_tokens(spec, gpu) * arch.hidden_size * ACTIVATION_BYTES_PER_HIDDEN_TOKEN / GIB
+    )
+    return usable - weights_gib(arch, quant) - RESERVE_GIB_PER_GPU * tp - activations
+
+
+def _required_kv_tokens(spec: InferenceServiceSpec) -> int:
+    floor = spec.scaling.batch.min_concurrency * spec.engine.expected_sequence_tokens
+    return max(spec.model.max_model_len, floor)
+
+
+def _tp_candidates(spec: InferenceServiceSpec, gpu: GpuKind) -> list[int]:
+    fixed = spec.resources.gpus_per_replica
+    if isinstance(fixed, int):
+        return [fixed]
+    return [tp for tp in catalog.TENSOR_PARALLEL_SIZES if tp <= gpu.gpus_per_node]
+
+
+def plan_for_quant(spec: InferenceServiceSpec, quant_id: str) -> Plan | Infeasible:
+    """The smallest tensor-parallel plan for one quantization method."""
+    arch, gpu, quant = resolve_arch(spec), catalog.gpu(spec.resources.gpu), catalog.quant(quant_id)
+    needed = _required_kv_tokens(spec)
+    for tp in _tp_candidates(spec, gpu):
+        if arch.attention_heads % tp:
+            continue  # vLLM splits attention heads evenly across tensor-parallel ranks
+        kv_gib = _kv_gib(spec, arch, gpu, quant, tp)
+        kv_tokens = int(kv_gib * GIB / arch.kv_bytes_per_token()) if kv_gib > 0 else 0
+        if kv_tokens >= needed:
+            return _plan(spec, arch, gpu, quant, tp, kv_gib, kv_tokens)
+    return Infeasible(_why_not(spec, arch, gpu, quant, needed), arch.display, gpu.id)
+
+
+def _plan(
+    spec: InferenceServiceSpec,
+    arch: ModelArch,
+    gpu: GpuKind,
+    quant: QuantFormat,
+    tp: int,
+    kv_gib: float,
+    kv_tokens: int,
+) -> Plan:
+    batch = spec.scaling.batch
+    max_num_seqs = spec.engine.max_num_seqs or min(DEFAULT_MAX_NUM_SEQS, batch.max_concurrency)
+    by_kv = kv_tokens // spec.engine.expected_sequence_tokens
+    steps = step_model(arch, gpu, quant, tp)
+    mean_context = spec.engine.expected_sequence_tokens / 2
+    by_itl = steps.largest_batch_within(spec.slo.itl_seconds, mean_context, max_num_seqs)
+    min_itl = steps.decode_itl(1, mean_context)
+    notes: list[str] = []
+    if by_itl == 0:
+        notes.append(
+            f"ITL objective {spec.slo.itl_seconds * 1000:.0f} ms is below the modeled "
+            f"{min_itl * 1000:.0f} ms of a single sequence on {tp}x{gpu.id}; consider a "
+            "faster GPU, more GPUs per replica or a quantized model"
+        )
+    ceiling = min(by_kv, max_num_seqs, batch.max_concurrency)
+    max_concurrency = max(batch.min_concurrency, min(ceiling, by_itl or batch.min_concurrency))
+    return Plan(
+        model_name=arch.display,
+        gpu=gpu.id,
+        quantization=quant.id,
+        vllm_quantization=quant.vllm_name,
+        tensor_parallel=tp,
+        weights_gib=round(weights_gib(arch, quant), 1),
+        kv_cache_gib=round(kv_gib, 1),
+        kv_cache_tokens=kv_tokens,
+        max_concurrency=max_concurrency,
+        max_num_seqs=max(max_num_seqs, max_concurrency),
+        max_num_batched_tokens=_batched_tokens(spec, gpu),
+        min_itl_seconds=round(min_itl, 4),
+        notes=tuple(notes),
+    )
+
+
+def _why_not(
+    spec: InferenceServiceSpec, arch: ModelArch, gpu: GpuKind, quant: QuantFormat, needed: int
+) -> str:
+    tp = max(_tp_candidates(spec, gpu))
+    need = weights_gib(arch, quant)
+    have = tp * gpu.memory_gib
+    label = "bf16" if quant.id == "none" else quant.id
+    if need >= have * spec.engine.gpu_memory_utilization:
+        text = (
+            f"{arch.display} needs about {need:.0f} GiB of weights at {label}; "
+            f"{tp}x{gpu.id} give {have:.0f} GiB"
+        )
+        return text + _smaller_formats_hint(spec, arch, gpu, tp)
+    return (
+        f"{arch.display} at {label} on {tp}x{gpu.id} leaves KV-cache room for fewer than "
+        f"{needed} tokens (maxModelLen {spec.model.max_model_len}, "
+        f"{spec.scaling.batch.min_concurrency} x {spec.engine.expected_sequence_tokens}-token "
+        "requests); lower spec.model.maxModelLen or spec.scaling.batch.minConcurrency, "
+        "quantize, or use more or larger GPUs"
+    )
+
+
+def _smaller_formats_hint(
+    spec: InferenceServiceSpec, arch: ModelArch, gpu: GpuKind, tp: int
+) -> str:
+    for quant_id in ("fp8", "awq"):
+        quant = catalog.quant(quant_id)
+        size = weights_gib(arch, quant)
+        if size < tp * gpu.memory_gib * spec.engine.gpu_memory_utilization:
+            field = "spec.quantization.method"
+            return f"; set {field}: {quant_id} (about {size:.0f} GiB) to fit on {tp} GPUs"
+    return "; choose a larger GPU kind"
+
+
+def plan(spec: InferenceServiceSpec) -> Plan | Infeasible:
+    """Plan a replica. `quantization: auto` tries each allowed method and keeps the one with the
+    fewest GPUs per replica, preferring higher quality (none > fp8 > int8 > awq > gptq) on a tie."""
+    method = spec.quantization.method
+    if method != "auto":
+        return plan_for_quant(spec, method)
+    allowed: list[str] = list(spec.quantization.allowed or DEFAULT_AUTO_ALLOWED)
+    ordered = [q for q in catalog.QUALITY_ORDER if q in allowed]
+    results = [plan_for_quant(spec, q) for q in ordered]
+    feasible = [r for r in results if isinstance(r, Plan)]
+    if not feasible:
+        reasons = "; ".join(r.reason for r in results if isinstance(r, Infeasible))
+        return Infeasible(f"no allowed quantization fits: {reasons}")
+    return min(feasible, key=lambda p: (p.tensor_parallel, ordered.index(p.quantization)))

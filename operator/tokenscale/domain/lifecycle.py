@@ -1,0 +1,90 @@
+"""Pure pieces of the lifecycle reconcile: parse the spec, pick the cap and replica bounds, read
+the workload's state from the Deployment and pod objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain.capacity import Plan
+from tokenscale.domain.status import WorkloadState
+
+
+@dataclass(frozen=True)
+class SpecError:
+    """A spec the API server accepted but the operator cannot use (an older CRD, or a field
+    only the operator can check)."""
+
+    message: str
+
+
+def parse_spec(raw: dict[str, Any]) -> InferenceServiceSpec | SpecError:
+    """Validate with the same models the CRD was generated from; name each bad field."""
+    try:
+        return InferenceServiceSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        ]
+        return SpecError("; ".join(problems))
+
+
+def concurrency_cap(spec: InferenceServiceSpec, plan: Plan, status: dict[str, Any]) -> int:
+    """The cap in force: the autoscaler's last choice (kept in status) when batch tuning is on,
+    bounded by the spec and the plan's KV room; otherwise the plan's maximum."""
+    ceiling = min(plan.max_concurrency, spec.scaling.batch.max_concurrency)
+    floor = min(spec.scaling.batch.min_concurrency, ceiling)
+    previous = (status.get("plan") or {}).get("concurrencyCap")
+    if spec.scaling.batch.enabled and isinstance(previous, int):
+        return max(floor, min(ceiling, previous))
+    return ceiling
+
+
+def bounded_replicas(spec: InferenceServiceSpec, current: int | None) -> int | None:
+    """The replica count the lifecycle handler enforces, or None to leave it to the autoscaler.
+
+    A new Deployment starts at minReplicas; an existing one is only pulled back inside
+    [minReplicas, maxReplicas]. `off` pins minReplicas; `advisory` never touches replicas once
+    the Deployment exists.
+    """
+    scaling = spec.scaling
+    if current is None:
+        return scaling.min_replicas
+    if scaling.mode == "advisory":
+        return None
+    if scaling.mode == "off":
+        return scaling.min_replicas if current != scaling.min_replicas else None
+    bounded = max(scaling.min_replicas, min(scaling.max_replicas, current))
+    return bounded if bounded != current else None
+
+
+def _unschedulable(pod: dict[str, Any]) -> str | None:
+    if (pod.get("status") or {}).get("phase") != "Pending":
+        return None
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return str(cond.get("message") or cond.get("reason") or "Unschedulable")
+    return None
+
+
+def workload_state(deployment: dict[str, Any] | None, pods: list[dict[str, Any]]) -> WorkloadState:
+    """Summarize the Deployment and its pods (terminating pods do not count)."""
+    if deployment is None:
+        return WorkloadState(exists=False)
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    meta = deployment.get("metadata") or {}
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    reasons = [r for r in (_unschedulable(p) for p in live) if r]
+    return WorkloadState(
+        exists=True,
+        generation_observed=status.get("observedGeneration", 0) >= meta.get("generation", 0),
+        replicas=int(spec.get("replicas") or 0),
+        current=int(status.get("replicas") or 0),
+        ready=int(status.get("readyReplicas") or 0),
+        updated=int(status.get("updatedReplicas") or 0),
+        unschedulable=len(reasons),
+        unschedulable_message=reasons[0] if reasons else "",
+    )

@@ -1,0 +1,278 @@
+"""Deterministic renderers: (service, spec, plan) -> the child objects tokenscale applies.
+
+Nothing here reads the cluster or the clock; the same inputs give byte-identical outputs, which is
+what keeps server-side apply of an unchanged spec a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any
+
+from tokenscale.api.v1alpha1 import API_VERSION, KIND, InferenceServiceSpec
+from tokenscale.domain import names
+from tokenscale.domain.capacity import Plan
+from tokenscale.domain.names import ServiceRef
+from tokenscale.domain.worker_config import worker_config
+from tokenscale_worker import contract
+
+Manifest = dict[str, Any]
+
+DRAIN_GRACE_SECONDS = 120
+# Endpoints controllers need a moment to take a terminating pod out of rotation.
+PRESTOP_SLEEP_SECONDS = 5
+QUEUE_PER_SLOT = 4
+TUNING_DIR = posixpath.dirname(contract.TUNING_PATH)
+# Hugging Face downloads land here (an emptyDir: the root filesystem may be read-only).
+MODEL_CACHE_DIR = "/var/cache/huggingface"
+
+
+def owner_reference(ref: ServiceRef) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": ref.name,
+        "uid": ref.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(ref: ServiceRef, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": ref.namespace,
+        "labels": names.labels(ref),
+        "ownerReferences": [owner_reference(ref)],
+    }
+
+
+def tuning_document(concurrency_cap: int) -> str:
+    """The file the gateway watches: its live concurrency cap and queue bound."""
+    body = {
+        contract.TUNING_CAP_KEY: concurrency_cap,
+        contract.TUNING_QUEUE_KEY: concurrency_cap * QUEUE_PER_SLOT,
+    }
+    return json.dumps(body, sort_keys=True)
+
+
+def make_configmap(ref: ServiceRef, concurrency_cap: int) -> Manifest:
+    """The tuning ConfigMap; the kubelet refreshes the mounted file, the gateway re-reads it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(ref, names.tuning_configmap_name(ref)),
+        "data": {posixpath.basename(contract.TUNING_PATH): tuning_document(concurrency_cap)},
+    }
+
+
+def make_service(ref: ServiceRef) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(ref, names.service_name(ref)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector_labels(ref),
+            "ports": [
+                {
+                    "name": names.PORT_NAME,
+                    "port": contract.GATEWAY_PORT,
+                    "targetPort": names.PORT_NAME,
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                }
+            ],
+        },
+    }
+
+
+def make_pdb(ref: ServiceRef) -> Manifest:
+    """One replica at a time may be evicted, so a drain never empties the service."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(ref, names.pdb_name(ref)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": names.selector_labels(ref)}},
+    }
+
+
+def make_podmonitor(ref: ServiceRef) -> Manifest:
+    """Only rendered when the monitoring.coreos.com CRDs exist (else: scrape annotations)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _metadata(ref, names.podmonitor_name(ref)),
+        "spec": {
+            "selector": {"matchLabels": names.selector_labels(ref)},
+            "podMetricsEndpoints": [
+                {"port": names.PORT_NAME, "path": "/metrics", "interval": "5s"}
+            ],
+            "podTargetLabels": [names.SERVICE_LABEL],
+        },
+    }
+
+
+def _volumes(
+    spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef
+) -> tuple[list[Any], list[Any]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "tuning", "configMap": {"name": names.tuning_configmap_name(ref)}},
+        {"name": "model-cache", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "tuning", "mountPath": TUNING_DIR, "readOnly": True},
+        {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if plan.tensor_parallel > 1:
+        # NCCL exchanges tensors through shared memory; the default 64 MiB /dev/shm is too small.
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    source = spec.model.source
+    if source.startswith("pvc://"):
+        claim = source.removeprefix("pvc://").split("/", 1)[0]
+        volumes.append(
+            {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+        mounts.append(
+            {"name": "model", "mountPath": f"{contract.MODELS_DIR}/{claim}", "readOnly": True}
+        )
+    return volumes, mounts
+
+
+def _env(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> list[dict[str, Any]]:
+    config = worker_config(spec, plan, ref)
+    env: list[dict[str, Any]] = [
+        {"name": contract.CONFIG_ENV, "value": json.dumps(config, sort_keys=True)},
+        {"name": "HF_HOME", "value": MODEL_CACHE_DIR},
+    ]
+    token = spec.secrets.hub_token
+    if token is not None:
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}},
+            }
+        )
+    return env
+
+
+def _probes(spec: InferenceServiceSpec) -> dict[str, Any]:
+    period = 5
+    # Model loading can take minutes: the startup probe allows twice the expected cold start.
+    startup_failures = max(12, int(2 * spec.scaling.cold_start_seconds / period))
+    http = {"port": names.PORT_NAME}
+    return {
+        "startupProbe": {
+            "httpGet": {**http, "path": contract.HEALTH_PATH},
+            "periodSeconds": period,
+            "failureThreshold": startup_failures,
+        },
+        "readinessProbe": {
+            "httpGet": {**http, "path": contract.READY_PATH},
+            "periodSeconds": period,
+            "failureThreshold": 1,
+        },
+        "livenessProbe": {
+            "httpGet": {**http, "path": contract.HEALTH_PATH},
+            "periodSeconds": 10,
+            "failureThreshold": 6,
+        },
+    }
+
+
+def _container(
+    spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef, mounts: list[Any]
+) -> Manifest:
+    gpus = str(plan.gpus_per_replica)
+    resources = spec.resources
+    return {
+        "name": names.WORKER_CONTAINER,
+        "image": spec.engine.image,
+        "command": list(contract.WORKER_ENTRYPOINT),
+        "args": ["--engine", "vllm", "--port", str(contract.GATEWAY_PORT)],
+        "ports": [{"name": names.PORT_NAME, "containerPort": contract.GATEWAY_PORT}],
+        "env": _env(spec, plan, ref),
+        "resources": {
+            "requests": {
+                "cpu": resources.cpu,
+                "memory": resources.memory,
+                names.GPU_RESOURCE: gpus,
+            },
+            "limits": {"memory": resources.memory, names.GPU_RESOURCE: gpus},
+        },
+        "volumeMounts": mounts,
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+        **_probes(spec),
+    }
+
+
+def _pod_spec(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> Manifest:
+    volumes, mounts = _volumes(spec, plan, ref)
+    node_selector = {**spec.resources.node_selector, names.GPU_NODE_LABEL: plan.gpu}
+    pod: dict[str, Any] = {
+        "containers": [_container(spec, plan, ref, mounts)],
+        "volumes": volumes,
+        "nodeSelector": dict(sorted(node_selector.items())),
+        "terminationGracePeriodSeconds": DRAIN_GRACE_SECONDS,
+        "enableServiceLinks": False,
+    }
+    if spec.resources.tolerations:
+        pod["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in spec.resources.tolerations
+        ]
+    if spec.resources.affinity:
+        pod["affinity"] = spec.resources.affinity
+    if spec.resources.priority_class_name:
+        pod["priorityClassName"] = spec.resources.priority_class_name
+    return pod
+
+
+def make_deployment(
+    ref: ServiceRef, spec: InferenceServiceSpec, plan: Plan, scrape_annotations: bool
+) -> Manifest:
+    """The worker Deployment. `replicas` is deliberately absent: the replica count belongs to the
+    scale subresource (the autoscaler), so re-applying the spec never resets it."""
+    template_meta: dict[str, Any] = {"labels": names.labels(ref)}
+    if scrape_annotations:
+        template_meta["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(contract.GATEWAY_PORT),
+            "prometheus.io/path": "/metrics",
+        }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(ref, names.deployment_name(ref)),
+        "spec": {
+            "selector": {"matchLabels": names.selector_labels(ref)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {"metadata": template_meta, "spec": _pod_spec(spec, plan, ref)},
+        },
+    }
+
+
+def render_all(
+    ref: ServiceRef,
+    spec: InferenceServiceSpec,
+    plan: Plan,
+    concurrency_cap: int,
+    podmonitor_available: bool,
+) -> list[Manifest]:
+    """Every child, in apply order (the ConfigMap first: pods mount it)."""
+    children = [
+        make_configmap(ref, concurrency_cap),
+        make_deployment(ref, spec, plan, scrape_annotations=not podmonitor_available),
+        make_service(ref),
+        make_pdb(ref),
+    ]
+    if podmonitor_available:
+        children.append(make_podmonitor(ref))
+    return children

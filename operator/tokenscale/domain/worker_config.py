@@ -1,0 +1,39 @@
+"""What the operator tells each worker: the planned engine settings, as the launcher reads them.
+
+The launcher (tokenscale_worker.launcher) turns this into vLLM's argument list, so the Deployment
+never carries a shell string and a plan change rolls the pods through the pod template.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain.capacity import Plan
+from tokenscale.domain.names import ServiceRef
+from tokenscale_worker import contract
+
+
+def served_name(spec: InferenceServiceSpec, ref: ServiceRef) -> str:
+    return spec.model.served_name or ref.name
+
+
+def worker_config(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> dict[str, Any]:
+    """The worker configuration document (keys as the launcher's WorkerConfig expects)."""
+    engine = spec.engine
+    return {
+        "model": spec.model.source,
+        "revision": spec.model.revision,
+        "served_model_name": served_name(spec, ref),
+        "quantization": plan.vllm_quantization,
+        "dtype": spec.model.dtype,
+        "tensor_parallel_size": plan.tensor_parallel,
+        "max_model_len": spec.model.max_model_len,
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "max_num_seqs": plan.max_num_seqs,
+        "max_num_batched_tokens": plan.max_num_batched_tokens,
+        "enable_prefix_caching": engine.enable_prefix_caching,
+        "enable_chunked_prefill": engine.enable_chunked_prefill,
+        "port": contract.ENGINE_PORT,
+        "extra_args": list(engine.extra_args),
+    }
