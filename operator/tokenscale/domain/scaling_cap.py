@@ -1,0 +1,96 @@
+"""The per-replica concurrency cap (the live batch size), held to the inter-token objective.
+
+The cap is seeded from the service model (the largest cap whose modeled ITL is within 85% of the
+objective) and then moved by observed ITL in small steps, at most once per settle period so each
+step's effect reaches the 1-minute metrics window before the next:
+
+    ITL 62 ms > 50 ms objective, cap 40 -> 40 x max(0.75, 0.95 x 50/62 = 0.77) = 30
+    ITL 30 ms < 0.75 x 50 ms and the cap is full, cap 40 -> 40 x 1.1 = 44
+
+It stays within scaling.batch.minConcurrency..maxConcurrency, the engine's max_num_seqs and the
+KV-cache room: 246 574 cache tokens / (1155 + 211) tokens per request = 180 requests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain.capacity import Plan
+from tokenscale.domain.observation import Observation, ScalerState
+from tokenscale.domain.scaling_model import ServiceModel
+
+ITL_HEADROOM = 0.85  # seed the cap for 85% of the ITL objective
+CAP_SETTLE_S = 60.0  # one metrics window between cap moves
+STEP_UP = 1.1
+MAX_STEP_DOWN = 0.75
+RAISE_BELOW = 0.75  # raise only while ITL is under 75% of the objective
+FULL_SHARE = 0.8  # "the cap is full": running per replica at 80% of the cap, or a queue
+
+
+@dataclass(frozen=True)
+class CapChoice:
+    cap: int
+    note: str
+    changed: bool
+
+
+def cap_bounds(spec: InferenceServiceSpec, plan: Plan, obs: Observation) -> tuple[int, int]:
+    """(floor, ceiling) for the cap; the ceiling uses observed token lengths when known."""
+    batch = spec.scaling.batch
+    ceiling = min(batch.max_concurrency, plan.max_num_seqs)
+    if obs.prompt_tokens and obs.output_tokens:
+        per_request = obs.prompt_tokens + obs.output_tokens
+        ceiling = min(ceiling, int(plan.kv_cache_tokens // max(1.0, per_request)))
+    else:
+        ceiling = min(ceiling, plan.max_concurrency)
+    floor = min(batch.min_concurrency, batch.max_concurrency)
+    return floor, max(floor, ceiling)
+
+
+def choose_cap(
+    spec: InferenceServiceSpec,
+    plan: Plan,
+    obs: Observation,
+    state: ScalerState,
+    model: ServiceModel,
+    now: float,
+) -> CapChoice:
+    floor, ceiling = cap_bounds(spec, plan, obs)
+    if not spec.scaling.batch.enabled:
+        cap = max(floor, min(plan.max_concurrency, ceiling))
+        return CapChoice(cap, f"batch tuning off, cap {cap}", cap != obs.current_cap)
+    prev = state.concurrency_cap or obs.current_cap
+    if prev is None:
+        target = spec.slo.itl_seconds * ITL_HEADROOM
+        cap = model.largest_cap_within(target, floor, ceiling, state.service_factor)
+        return CapChoice(cap, f"cap {cap} seeded from the latency model", True)
+    settled = state.cap_changed_at is None or now - state.cap_changed_at >= CAP_SETTLE_S
+    new = _feedback(spec, obs, prev) if settled else prev
+    new = max(floor, min(ceiling, new))
+    if new == prev:
+        return CapChoice(prev, f"cap {prev}", False)
+    itl = obs.itl_s or 0.0
+    slo = spec.slo.itl_seconds
+    note = f"ITL {itl * 1000:.0f} ms vs {slo * 1000:.0f} ms: cap {prev} → {new}"
+    return CapChoice(new, note, True)
+
+
+def _feedback(spec: InferenceServiceSpec, obs: Observation, prev: int) -> int:
+    itl, slo = obs.itl_s, spec.slo.itl_seconds
+    if itl is None:
+        return prev
+    if itl > slo:
+        factor = max(MAX_STEP_DOWN, 0.95 * slo / itl)
+        return min(prev - 1, math.floor(prev * factor))
+    if itl < RAISE_BELOW * slo and _cap_full(obs, prev):
+        return max(prev + 1, round(prev * STEP_UP))
+    return prev
+
+
+def _cap_full(obs: Observation, cap: int) -> bool:
+    if (obs.waiting or 0.0) >= 1.0:
+        return True
+    ready = obs.ready_replicas or 0
+    return ready > 0 and (obs.running or 0.0) >= FULL_SHARE * cap * ready
