@@ -325,7 +325,11 @@ class SloSpec(_Model):
         description="Inter-token latency objective in seconds, at the given percentile.",
     )
     e2e_seconds: float | None = Field(
-        default=None, gt=0, le=3600, description="Optional end-to-end request latency objective."
+        alias="e2eSeconds",
+        default=None,
+        gt=0,
+        le=3600,
+        description="Optional end-to-end request latency objective.",
     )
     percentile: float = Field(
         default=95, ge=50, le=99.9, description="Percentile the objectives apply to."
@@ -476,7 +480,9 @@ class ObservedStatus(_Model):
 
     ttft_seconds: float | None = Field(default=None, description="TTFT at the SLO percentile.")
     itl_seconds: float | None = Field(default=None, description="ITL at the SLO percentile.")
-    e2e_seconds: float | None = Field(default=None, description="E2E at the SLO percentile.")
+    e2e_seconds: float | None = Field(
+        default=None, alias="e2eSeconds", description="E2E at the SLO percentile."
+    )
     arrival_rate: float | None = Field(default=None, description="Requests per second.")
     running: float | None = Field(default=None, description="Requests running, all replicas.")
     waiting: float | None = Field(default=None, description="Requests queued, all replicas.")

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.status import WorkloadState
+from tokenscale_worker.launcher import validate_extra_args
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,15 @@ class SpecError:
 def parse_spec(raw: dict[str, Any]) -> InferenceServiceSpec | SpecError:
     """Validate with the same models the CRD was generated from; name each bad field."""
     try:
-        return InferenceServiceSpec.model_validate(raw)
+        spec = InferenceServiceSpec.model_validate(raw)
     except ValidationError as exc:
         problems = [
             f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         ]
         return SpecError("; ".join(problems))
+    # Flags the planner owns (--tensor-parallel-size, ...) are only known to the worker contract.
+    problems = validate_extra_args(spec.engine.extra_args)
+    return SpecError("; ".join(problems)) if problems else spec
 
 
 def concurrency_cap(spec: InferenceServiceSpec, plan: Plan, status: dict[str, Any]) -> int:

@@ -1,7 +1,8 @@
 """What the operator tells each worker: the planned engine settings, as the launcher reads them.
 
-The launcher (tokenscale_worker.launcher) turns this into vLLM's argument list, so the Deployment
-never carries a shell string and a plan change rolls the pods through the pod template.
+The document is the worker's own `WorkerConfig` model (one contract, validated on both sides); the
+launcher turns it into vLLM's argument list, so the Deployment never carries a shell string, and
+a plan change rolls the pods through the pod template.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 from tokenscale_worker import contract
+from tokenscale_worker.config import WorkerConfig
 
 
 def served_name(spec: InferenceServiceSpec, ref: ServiceRef) -> str:
@@ -19,21 +21,22 @@ def served_name(spec: InferenceServiceSpec, ref: ServiceRef) -> str:
 
 
 def worker_config(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> dict[str, Any]:
-    """The worker configuration document (keys as the launcher's WorkerConfig expects)."""
+    """The worker configuration document (JSON keys as WorkerConfig's aliases)."""
     engine = spec.engine
-    return {
-        "model": spec.model.source,
-        "revision": spec.model.revision,
-        "served_model_name": served_name(spec, ref),
-        "quantization": plan.vllm_quantization,
-        "dtype": spec.model.dtype,
-        "tensor_parallel_size": plan.tensor_parallel,
-        "max_model_len": spec.model.max_model_len,
-        "gpu_memory_utilization": engine.gpu_memory_utilization,
-        "max_num_seqs": plan.max_num_seqs,
-        "max_num_batched_tokens": plan.max_num_batched_tokens,
-        "enable_prefix_caching": engine.enable_prefix_caching,
-        "enable_chunked_prefill": engine.enable_chunked_prefill,
-        "port": contract.ENGINE_PORT,
-        "extra_args": list(engine.extra_args),
-    }
+    config = WorkerConfig(
+        model_source=spec.model.source,
+        revision=spec.model.revision,
+        served_name=served_name(spec, ref),
+        quantization=plan.vllm_quantization,
+        dtype=spec.model.dtype,
+        tensor_parallel_size=plan.tensor_parallel,
+        max_model_len=spec.model.max_model_len,
+        gpu_memory_utilization=engine.gpu_memory_utilization,
+        max_num_seqs=plan.max_num_seqs,
+        max_num_batched_tokens=plan.max_num_batched_tokens,
+        enable_prefix_caching=engine.enable_prefix_caching,
+        enable_chunked_prefill=engine.enable_chunked_prefill,
+        port=contract.ENGINE_PORT,
+        extra_args=list(engine.extra_args),
+    )
+    return config.model_dump(by_alias=True, exclude_none=True)

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import minimal_spec
+from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain import capacity, catalog
+from tokenscale.domain.capacity import Infeasible, Plan
+
+
+def plan_of(arch: str, gpu: str, quant: str = "none", **sections: object) -> Plan | Infeasible:
+    base: dict[str, object] = {
+        "model": {"source": "hf://org/m", "architecture": arch},
+        "resources": {"gpu": gpu},
+        "quantization": {"method": quant},
+    }
+    raw = minimal_spec(**{**base, **sections})
+    return capacity.plan(InferenceServiceSpec.model_validate(raw))
+
+
+def test_llama_8b_bf16_fits_one_l4() -> None:
+    result = plan_of("llama-3.1-8b", "l4-24gb")
+    assert isinstance(result, Plan)
+    assert result.gpus_per_replica == 1
+    # 8.03 B params x 2 B = 15.0 GiB of weights; the rest of 21.6 GiB usable is KV cache.
+    assert result.weights_gib == pytest.approx(15.0, abs=0.1)
+    assert 30_000 < result.kv_cache_tokens < 60_000
+
+
+def test_llama_70b_bf16_h100_needs_tensor_parallel_4() -> None:
+    """TP2 leaves ~31k KV tokens, under 16 x 2048: too small a batch; TP4 fits."""
+    result = plan_of("llama-3.1-70b", "h100-80gb")
+    assert isinstance(result, Plan)
+    assert result.tensor_parallel == 4
+    assert result.max_concurrency >= 200
+
+
+def test_llama_70b_awq_fits_one_h100() -> None:
+    result = plan_of("llama-3.1-70b", "h100-80gb", "awq")
+    assert isinstance(result, Plan)
+    assert result.gpus_per_replica == 1
+    assert result.vllm_quantization == "awq"
+
+
+def test_llama_405b_bf16_is_infeasible_with_actionable_reason() -> None:
+    result = plan_of("llama-3.1-405b", "h100-80gb")
+    assert isinstance(result, Infeasible)
+    assert "756 GiB" in result.reason
+    assert "640 GiB" in result.reason
+    assert "fp8" in result.reason and "378 GiB" in result.reason
+
+
+def test_llama_405b_fp8_fits_eight_h100() -> None:
+    result = plan_of("llama-3.1-405b", "h100-80gb", "fp8")
+    assert isinstance(result, Plan)
+    assert result.tensor_parallel == 8
+
+
+def test_auto_quantization_picks_fewest_gpus() -> None:
+    result = plan_of("llama-3.1-70b", "h100-80gb", "auto")
+    assert isinstance(result, Plan)
+    assert (result.quantization, result.tensor_parallel) == ("fp8", 2)
+
+
+def test_auto_prefers_quality_on_a_tie() -> None:
+    raw = minimal_spec(quantization={"method": "auto", "allowed": ["awq", "none"]})
+    result = capacity.plan(InferenceServiceSpec.model_validate(raw))
+    assert isinstance(result, Plan)
+    assert (result.quantization, result.tensor_parallel) == ("none", 1)
+
+
+def test_fixed_gpus_per_replica_is_respected_or_explained() -> None:
+    fits = plan_of("llama-3.1-8b", "h100-80gb", resources={"gpu": "h100-80gb", "gpusPerReplica": 2})
+    assert isinstance(fits, Plan) and fits.tensor_parallel == 2
+    too_small = plan_of(
+        "llama-3.1-70b", "l4-24gb", resources={"gpu": "l4-24gb", "gpusPerReplica": 1}
+    )
+    assert isinstance(too_small, Infeasible)
+    assert "1xl4-24gb" in too_small.reason
+
+
+def test_kv_floor_reason_names_the_fields_to_change() -> None:
+    result = plan_of(
+        "llama-3.1-8b",
+        "l4-24gb",
+        model={"source": "hf://o/m", "architecture": "llama-3.1-8b", "maxModelLen": 131072},
+        resources={"gpu": "l4-24gb", "gpusPerReplica": 1},
+    )
+    assert isinstance(result, Infeasible)
+    assert "spec.model.maxModelLen" in result.reason
+
+
+def test_custom_architecture_is_planned() -> None:
+    shape = {
+        "parametersBillions": 13,
+        "layers": 40,
+        "hiddenSize": 5120,
+        "kvHeads": 40,
+        "headDim": 128,
+    }
+    result = plan_of("x", "a100-80gb", model={"source": "s3://bucket/m13b", "parameters": shape})
+    assert isinstance(result, Plan)
+    assert result.model_name == "m13b"
+
+
+def test_slow_itl_objective_is_noted() -> None:
+    result = plan_of("llama-3.1-8b", "l4-24gb", slo={"itlSeconds": 0.02})
+    assert isinstance(result, Plan)
+    assert any("ITL objective 20 ms" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("model_id", sorted(catalog.MODELS))
+@pytest.mark.parametrize("gpu_id", sorted(catalog.GPUS))
+def test_every_catalog_pair_plans_or_explains(model_id: str, gpu_id: str) -> None:
+    result = plan_of(
+        model_id, gpu_id, quantization={"method": "auto", "allowed": ["none", "fp8", "awq"]}
+    )
+    if isinstance(result, Plan):
+        gpu = catalog.GPUS[gpu_id]
+        used = result.weights_gib + result.kv_cache_gib
+        assert used <= result.tensor_parallel * gpu.memory_gib * 0.9
+        assert result.kv_cache_tokens >= 8192
+        assert result.max_concurrency >= 1
+    else:
+        assert result.reason
+
+
+def test_weights_kv_arithmetic_matches_worked_numbers() -> None:
+    arch = catalog.model("llama-3.1-8b")
+    assert arch.kv_bytes_per_token() == 131072
+    assert capacity.weights_gib(
+        catalog.model("llama-3.1-405b"), catalog.quant("none")
+    ) == pytest.approx(756, abs=1)
