@@ -31,10 +31,12 @@ lint: venv
 ## generate: regenerate CRDs and chart CRD templates from the pydantic models
 generate: venv
 	$(BIN)/tokenscale crds
+	bash hack/manifests.sh
 
 ## verify: fail when generated files drift from their sources
 verify: venv
 	$(BIN)/tokenscale crds --check
+	bash hack/manifests.sh --check
 
 ## unit: unit and integration tests (no cluster)
 unit: venv
