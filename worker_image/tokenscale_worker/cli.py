@@ -1,0 +1,101 @@
+"""`tokenscale-worker`: run the gateway in front of vLLM or the simulator engine.
+
+tokenscale-worker serve [--engine vllm|sim] [--model M] [--gpu G] [--quantization Q]
+                        [--port N] [--config FILE] ...
+tokenscale-worker sim   --model M --gpu G [--port N] [--label k=v] ...   (engine only)
+tokenscale-worker args  [--config FILE]      (print the vLLM argv the config becomes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from tokenscale_worker import contract
+from tokenscale_worker.config import ConfigError, load_config
+from tokenscale_worker.launcher import LauncherError, vllm_command
+from tokenscale_worker.runner import serve, serve_sim_only
+from tokenscale_worker.sim.profile import InfeasibleProfileError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="catalog id or hf://, pvc://, s3:// URI")
+    p.add_argument("--gpu", default="h100-80gb", help="catalog GPU kind (simulator timing)")
+    p.add_argument("--quantization", default=None, help="catalog id (awq, fp8) or vLLM name")
+    p.add_argument("--served-model-name", default=None)
+    p.add_argument("--tensor-parallel-size", type=int, default=None)
+    p.add_argument("--max-model-len", type=int, default=None)
+    p.add_argument("--max-num-seqs", type=int, default=None)
+    p.add_argument("--max-num-batched-tokens", type=int, default=None)
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="simulator: multiply step times (0.1 = ten times faster than the GPU)",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help=f"simulator: constant metric label (repeatable; or ${contract.METRIC_LABELS_ENV})",
+    )
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--config", default=None, help="worker config JSON (vLLM engine)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenscale-worker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="gateway plus engine (the container's entrypoint)")
+    _common(s)
+    s.add_argument("--engine", choices=("vllm", "sim"), default="vllm")
+    s.add_argument("--port", type=int, default=contract.GATEWAY_PORT)
+    s.add_argument(
+        "--engine-port",
+        type=int,
+        default=contract.ENGINE_PORT,
+        help="the engine's port on 127.0.0.1 (0 picks a free one; simulator only)",
+    )
+    s.add_argument("--tuning", default=contract.TUNING_PATH, help="tuning file to poll")
+    s.add_argument(
+        "--concurrency-cap", type=int, default=256, help="cap until the tuning file says otherwise"
+    )
+    s.add_argument("--queue-limit", type=int, default=1024)
+    s.add_argument(
+        "--drain-grace",
+        type=float,
+        default=30.0,
+        help="seconds to let queued and in-flight requests finish on SIGTERM",
+    )
+    e = sub.add_parser("sim", help="the simulator engine alone (fleet emulator, benchmarks)")
+    _common(e)
+    e.add_argument("--port", type=int, default=contract.ENGINE_PORT)
+    a = sub.add_parser("args", help="print the vLLM argv for a worker config")
+    a.add_argument("--config", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "args":
+            print(json.dumps(vllm_command(load_config(args.config))))
+            return 0
+        if args.command == "sim":
+            return asyncio.run(serve_sim_only(args))
+        return asyncio.run(serve(args))
+    except (ConfigError, LauncherError, InfeasibleProfileError, ValueError) as err:
+        print(f"tokenscale-worker: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The worker's configuration: what the operator renders into the mounted JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tokenscale_worker.contract import CONFIG_ENV, CONFIG_PATH, ENGINE_PORT
+
+
+class WorkerConfig(BaseModel):
+    """One vLLM engine as planned by the operator (field names are the JSON keys)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    model_source: str = Field(
+        alias="modelSource", description="hf://org/name, pvc://claim/path or s3://bucket/path"
+    )
+    revision: str | None = None
+    served_name: str = Field(alias="servedName", min_length=1)
+    quantization: str | None = Field(default=None, description="vLLM --quantization value")
+    dtype: str = "auto"
+    tensor_parallel_size: int = Field(default=1, ge=1, alias="tensorParallelSize")
+    max_model_len: int | None = Field(default=None, ge=1, alias="maxModelLen")
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, alias="gpuMemoryUtilization")
+    max_num_seqs: int | None = Field(default=None, ge=1, alias="maxNumSeqs")
+    max_num_batched_tokens: int | None = Field(default=None, ge=1, alias="maxNumBatchedTokens")
+    enable_prefix_caching: bool = Field(default=True, alias="enablePrefixCaching")
+    enable_chunked_prefill: bool = Field(default=True, alias="enableChunkedPrefill")
+    port: int = Field(default=ENGINE_PORT, ge=1, le=65535)
+    extra_args: list[str] = Field(default_factory=list, alias="extraArgs")
+
+
+class ConfigError(ValueError):
+    """The configuration is missing or malformed; the message names where and what."""
+
+
+def load_config(path: str | None = None, env: dict[str, str] | None = None) -> WorkerConfig:
+    """Read the config from `path`, else env `TOKENSCALE_WORKER_CONFIG` (inline JSON), else the
+    mounted default `CONFIG_PATH`."""
+    environ = os.environ if env is None else env
+    if path is None and environ.get(CONFIG_ENV):
+        source, text = f"${CONFIG_ENV}", environ[CONFIG_ENV]
+    else:
+        file = Path(path or CONFIG_PATH)
+        try:
+            source, text = str(file), file.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(
+                f"cannot read worker config {file}: {err.strerror}; mount it or set ${CONFIG_ENV}"
+            ) from None
+    try:
+        return WorkerConfig.model_validate(json.loads(text))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{source}: not JSON ({err.msg} at line {err.lineno})") from None
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None

@@ -1,0 +1,184 @@
+"""Process wiring for `tokenscale-worker serve`: engine, gateway, tuning watcher, SIGTERM drain."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+from aiohttp import web
+
+from tokenscale.domain import catalog
+from tokenscale_worker import contract
+from tokenscale_worker.config import WorkerConfig, load_config
+from tokenscale_worker.gateway import Gateway
+from tokenscale_worker.launcher import vllm_command
+from tokenscale_worker.sim.metrics import parse_labels
+from tokenscale_worker.sim.profile import build_profile
+from tokenscale_worker.sim.server import SimServer
+from tokenscale_worker.tuning import Tuning, TuningWatcher
+
+log = logging.getLogger(__name__)
+ENGINE_STOP_GRACE_S = 30.0
+
+
+def _catalog_model(model: str | None) -> str:
+    """A catalog id from a catalog id or a URI naming a catalog model's repository."""
+    if model is None:
+        return "llama-3.1-8b"
+    if model in catalog.MODELS:
+        return model
+    repo = model.partition("://")[2] if "://" in model else model
+    for m in catalog.MODELS.values():
+        if m.hf_repo == repo or repo.rstrip("/").endswith(m.hf_repo.split("/")[1]):
+            return m.id
+    raise ValueError(
+        f"the simulator needs a catalog model; {model!r} is not one of "
+        f"{', '.join(sorted(catalog.MODELS))}"
+    )
+
+
+def _catalog_quant(name: str | None) -> str:
+    if name is None:
+        return "none"
+    for q in catalog.QUANTS.values():
+        if name in (q.id, q.vllm_name):
+            return q.id
+    raise ValueError(f"unknown quantization {name!r}; known: {', '.join(sorted(catalog.QUANTS))}")
+
+
+def build_sim(args: argparse.Namespace) -> SimServer:
+    model_id = _catalog_model(args.model)
+    kwargs: dict[str, int] = {}
+    for key in ("max_num_seqs", "max_num_batched_tokens", "max_model_len"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    profile = build_profile(
+        model_id,
+        args.gpu,
+        _catalog_quant(args.quantization),
+        tensor_parallel_size=args.tensor_parallel_size or 1,
+        time_scale=args.time_scale,
+        max_model_len=kwargs.pop("max_model_len", None) or 8192,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    labels = parse_labels(args.label, os.environ.get(contract.METRIC_LABELS_ENV))
+    served = args.served_model_name or catalog.model(model_id).hf_repo
+    return SimServer(profile, served, labels)
+
+
+async def _start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    # The bound address tells the port when 0 (any free port) was asked for.
+    return runner, int(runner.addresses[0][1])
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def serve_sim_only(args: argparse.Namespace) -> int:
+    stop = _stop_event()
+    runner, port = await _start_site(build_sim(args).app(), args.host, args.port)
+    print(f"tokenscale-worker sim listening on {args.host}:{port}", flush=True)
+    await stop.wait()
+    await runner.cleanup()
+    return 0
+
+
+def _vllm_config(args: argparse.Namespace) -> WorkerConfig:
+    if args.config or os.environ.get(contract.CONFIG_ENV) or args.model is None:
+        return load_config(args.config)
+    return WorkerConfig.model_validate(
+        {
+            "modelSource": args.model,
+            "servedName": args.served_model_name or args.model.rsplit("/", 1)[-1],
+            "quantization": args.quantization,
+            "tensorParallelSize": args.tensor_parallel_size or 1,
+            "maxModelLen": args.max_model_len,
+            "maxNumSeqs": args.max_num_seqs,
+            "maxNumBatchedTokens": args.max_num_batched_tokens,
+            "port": args.engine_port,
+        }
+    )
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run engine and gateway until SIGTERM, then drain; the exit code is the worker's."""
+    stop = _stop_event()
+    proc: asyncio.subprocess.Process | None = None
+    engine_runner: web.AppRunner | None = None
+    if args.engine == "sim":
+        engine_runner, engine_port = await _start_site(
+            build_sim(args).app(), "127.0.0.1", args.engine_port
+        )
+    else:
+        cfg = _vllm_config(args)
+        argv = vllm_command(cfg)
+        log.info("starting engine: %s", argv)
+        proc = await asyncio.create_subprocess_exec(*argv)
+        engine_port = cfg.port
+    gateway = Gateway(
+        f"http://127.0.0.1:{engine_port}",
+        Tuning(args.concurrency_cap, args.queue_limit),
+        args.drain_grace,
+    )
+    watcher = TuningWatcher(
+        args.tuning, Tuning(args.concurrency_cap, args.queue_limit), gateway.apply_tuning
+    )
+    watcher.poll_once()
+    watch_task = asyncio.create_task(watcher.run(), name="tuning-watcher")
+    gw_runner, port = await _start_site(gateway.app(), args.host, args.port)
+    print(
+        f"tokenscale-worker gateway listening on {args.host}:{port}, engine on "
+        f"127.0.0.1:{engine_port}",
+        flush=True,
+    )
+    code = await _wait_for_end(stop, proc)
+    log.info(
+        "draining: %d in flight, %d queued",
+        gateway.admission.in_flight,
+        gateway.admission.queue_length,
+    )
+    drained = await gateway.drain()
+    watch_task.cancel()
+    await gw_runner.cleanup()
+    if engine_runner is not None:
+        await engine_runner.cleanup()
+    if proc is not None and proc.returncode is None:
+        await _stop_process(proc)
+    return code if code else (0 if drained else 1)
+
+
+async def _wait_for_end(stop: asyncio.Event, proc: asyncio.subprocess.Process | None) -> int:
+    """0 on SIGTERM; the engine's exit code if it died first (Kubernetes restarts the pod)."""
+    waits: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
+    if proc is not None:
+        waits.append(asyncio.create_task(proc.wait()))
+    _done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    if proc is not None and proc.returncode is not None:
+        log.error("engine exited with code %s", proc.returncode)
+        return proc.returncode or 1
+    return 0
+
+
+async def _stop_process(proc: asyncio.subprocess.Process) -> None:
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=ENGINE_STOP_GRACE_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
