@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 ## demo: the main job on the embedded default workload
 demo: venv
-	$(BIN)/tokenscale demo --out $(DEMO_OUT)
+	$(BIN)/tokenscale plan $(foreach f,$(wildcard examples/*.yaml),-f $(f))
 
 ## lint: ruff, mypy --strict (pydantic plugin) and the layer contracts
 lint: venv
@@ -62,7 +62,7 @@ cluster-down:
 	bash e2e/cluster/down.sh
 
 ## test: everything CI checks
-test: lint verify unit
+test: lint verify unit e2e
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .mypy_cache .ruff_cache .pytest_cache

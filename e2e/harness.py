@@ -1,0 +1,208 @@
+"""Helpers for e2e tests on a real cluster: kubectl/helm calls, polling with deadlines, and the
+operator as a local process running under the chart's ServiceAccount."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_DIR = ROOT / "e2e" / "cluster"
+RELEASE = "tokenscale"
+SYSTEM_NAMESPACE = "tokenscale-system"
+T = TypeVar("T")
+
+
+def cluster_env() -> dict[str, str]:
+    """The variables e2e/cluster/env.sh exports (KUBECONFIG, KUBECTL, HELM, ...)."""
+    out = subprocess.run(
+        ["bash", str(CLUSTER_DIR / "env.sh")], check=True, capture_output=True, text=True
+    ).stdout
+    env: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, value = line.removeprefix("export ").split("=", 1)
+            env[name] = value.strip().strip("'\"")
+    return env
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 60, every: float = 0.5
+) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    env: dict[str, str]
+
+    @property
+    def kubeconfig(self) -> str:
+        return self.env["KUBECONFIG"]
+
+    def run(
+        self,
+        tool: str,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        kubeconfig: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.env, "KUBECONFIG": kubeconfig or self.kubeconfig}
+        binary = self.env.get(tool.upper(), tool)
+        proc = subprocess.run(
+            [binary, *args], input=stdin, capture_output=True, text=True, env=env, timeout=180
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{tool} {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def kubectl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("kubectl", *args, **kw)
+
+    def helm(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("helm", *args, **kw)
+
+    def apply(
+        self, doc: dict[str, Any], namespace: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.kubectl(
+            "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc), check=check
+        )
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        args = ["get", kind, name, "-o", "json"]
+        if namespace:
+            args += ["-n", namespace]
+        proc = self.kubectl(*args, check=False)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr or "not found" in proc.stderr:
+                return None
+            raise AssertionError(proc.stderr)
+        result: dict[str, Any] = json.loads(proc.stdout)
+        return result
+
+    def items(self, kind: str, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+        args = ["get", kind, "-n", namespace, "-o", "json"]
+        if selector:
+            args += ["-l", selector]
+        items: list[dict[str, Any]] = json.loads(self.kubectl(*args).stdout)["items"]
+        return items
+
+    def condition(self, name: str, namespace: str, type_: str) -> dict[str, Any] | None:
+        obj = self.get("inferenceservice", name, namespace) or {}
+        for cond in (obj.get("status") or {}).get("conditions") or []:
+            if cond["type"] == type_:
+                return dict(cond)
+        return None
+
+    def new_namespace(self, prefix: str) -> str:
+        name = f"{prefix}-{int(time.time() * 1000) % 10_000_000}"
+        self.kubectl("create", "namespace", name)
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        self.kubectl("delete", "namespace", name, "--wait=false", check=False)
+        wait_for(f"namespace {name} gone", lambda: self.get("namespace", name) is None, timeout=120)
+
+
+def service_account_kubeconfig(cluster: Cluster, account: str, namespace: str) -> str:
+    """A kubeconfig that authenticates as the ServiceAccount with a short-lived token, so the
+    operator process has exactly the chart's RBAC."""
+    token = cluster.kubectl(
+        "create", "token", account, "-n", namespace, "--duration=4h"
+    ).stdout.strip()
+    admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    admin["users"] = [{"name": account, "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = account
+    handle, path = tempfile.mkstemp(prefix="tokenscale-sa-", suffix=".kubeconfig")
+    with os.fdopen(handle, "w") as f:
+        json.dump(admin, f)
+    return path
+
+
+@dataclass
+class Operator:
+    """`tokenscale run` as a local process (kopf's runner) under the chart's ServiceAccount."""
+
+    cluster: Cluster
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    health_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        account = f"{RELEASE}"
+        kubeconfig = service_account_kubeconfig(self.cluster, account, SYSTEM_NAMESPACE)
+        env = {**os.environ, "KUBECONFIG": kubeconfig, **self.extra_env}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "tokenscale"),
+                "run",
+                "--all-namespaces",
+                "--health-port",
+                str(self.health_port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for("operator liveness endpoint", self.healthy, timeout=60)
+
+    def healthy(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"operator exited; log:\n{self.log_tail()}")
+        try:
+            url = f"http://127.0.0.1:{self.health_port}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
