@@ -110,7 +110,7 @@ def test_slow_ramp_tracks_load_monotonically() -> None:
 
 
 def test_drop_to_idle_waits_for_stabilization_then_halves_per_step() -> None:
-    ds = run([30.0] * 4 + [0.0] * 40, 8)
+    ds = run([45.0] * 4 + [0.0] * 40, 4)
     high = ds[3].replicas
     window_ticks = int(SPEC.scaling.scale_down_stabilization_seconds / TICK)
     # Held through the window after the drop.

@@ -55,6 +55,8 @@ class ScalerState:
     recommendations: tuple[tuple[float, int], ...] = ()
     # Learned ratio of observed to modeled per-request service time (1.0 = model is right).
     service_factor: float = 1.0
+    # Learned ratio of observed ITL at the SLO percentile to the modeled mean ITL.
+    itl_factor: float = 1.0
     # Per-replica concurrency cap last decided; None until the first decision seeds it.
     concurrency_cap: int | None = None
     last_scale_at: float | None = None
@@ -67,6 +69,7 @@ class ScalerState:
         return {
             "recommendations": [[t, r] for t, r in self.recommendations],
             "serviceFactor": self.service_factor,
+            "itlFactor": self.itl_factor,
             "concurrencyCap": self.concurrency_cap,
             "lastScaleAt": self.last_scale_at,
             "burstUntil": self.burst_until,
@@ -89,6 +92,7 @@ class ScalerState:
         return cls(
             recommendations=tuple(recs),
             service_factor=_opt_float(data.get("serviceFactor")) or 1.0,
+            itl_factor=_opt_float(data.get("itlFactor")) or 1.0,
             concurrency_cap=int(cap) if cap else None,
             last_scale_at=_opt_float(data.get("lastScaleAt")),
             burst_until=_opt_float(data.get("burstUntil")),

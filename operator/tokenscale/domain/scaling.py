@@ -20,6 +20,7 @@ cluster's schedulable capacity.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan
@@ -65,9 +66,9 @@ def decide(
     target, recs, hold_note = _stabilize(spec, state, current, need, burst_until, now)
     limited, limit_note = _rate_limit(spec, current, target)
     final, short = _capacity(obs, limited)
-    new_state = ScalerState(
+    new_state = replace(
+        state,
         recommendations=recs,
-        service_factor=state.service_factor,
         concurrency_cap=cap.cap,
         last_scale_at=now if final != current else state.last_scale_at,
         burst_until=burst_until,
@@ -96,24 +97,25 @@ def decide(
 
 
 def _learn(state: ScalerState, obs: Observation, model: ServiceModel) -> ScalerState:
-    """EWMA of observed over modeled service time. Little's law on the engines: 120 running at
-    20 req/s -> 6.0 s per request; the model says 5.0 s at that batch -> ratio 1.2."""
+    """EWMA of observed over modeled service time and ITL. Little's law on the engines: 120
+    running at 20 req/s -> 6.0 s per request; the model says 5.0 s at that batch -> ratio 1.2.
+    ITL p99 47 ms where the model's mean is 31 ms -> ITL factor 1.5."""
     rate, running, ready = obs.arrival_rate or 0.0, obs.running or 0.0, obs.ready_replicas or 0
     if rate < 0.05 or running < 1.0 or ready < 1:
         return state
-    observed = running / rate
-    modeled = model.service_s(running / ready, rate / ready)
+    batch, per_rate = running / ready, rate / ready
+    s_ratio = _clip((running / rate) / max(1e-6, model.service_s(batch, per_rate)))
+    service = (1 - FACTOR_ALPHA) * state.service_factor + FACTOR_ALPHA * s_ratio
+    itl_factor = state.itl_factor
+    if obs.itl_s is not None:
+        i_ratio = _clip(obs.itl_s / max(1e-6, model.itl(batch, per_rate)))
+        itl_factor = (1 - FACTOR_ALPHA) * itl_factor + FACTOR_ALPHA * i_ratio
+    return replace(state, service_factor=service, itl_factor=itl_factor)
+
+
+def _clip(ratio: float) -> float:
     low, high = FACTOR_RANGE
-    ratio = min(high, max(low, observed / max(1e-6, modeled)))
-    factor = (1 - FACTOR_ALPHA) * state.service_factor + FACTOR_ALPHA * ratio
-    return ScalerState(
-        recommendations=state.recommendations,
-        service_factor=factor,
-        concurrency_cap=state.concurrency_cap,
-        last_scale_at=state.last_scale_at,
-        burst_until=state.burst_until,
-        cap_changed_at=state.cap_changed_at,
-    )
+    return min(high, max(low, ratio))
 
 
 def _need(
@@ -122,7 +124,12 @@ def _need(
     """Replicas the load needs (a float) and the phrase naming what drove it."""
     rate = obs.arrival_rate or 0.0
     in_system = (obs.running or 0.0) + (obs.waiting or 0.0)
-    per_replica = model.throughput(cap, state.service_factor)
+    # Size for the cap the ITL objective allows even when the cap in force is larger (batch
+    # tuning off, or not settled yet): cap 120 but ITL-feasible 64 -> 6.7 instead of 7.9 req/s.
+    floor = min(cap, spec.scaling.batch.min_concurrency)
+    itl_target = spec.slo.itl_seconds / state.itl_factor
+    itl_cap = model.largest_cap_within(itl_target, floor, cap, state.service_factor)
+    per_replica = model.throughput(min(cap, itl_cap), state.service_factor)
     by_rate = rate / max(1e-9, per_replica * TARGET_UTILIZATION)
     by_conc = in_system / (cap * TARGET_UTILIZATION)
     need, driver = by_rate, f"{rate:.1f} req/s at {per_replica:.2f} req/s per replica"
@@ -181,7 +188,9 @@ def _stabilize(
     if current * (1 - TOLERANCE) <= need < current:
         desired = current
     window = spec.scaling.scale_down_stabilization_seconds
-    recs = tuple((t, r) for t, r in state.recommendations if now - t < window)
+    # A fresh state opens the window at the current count: no scale-down on the first decision.
+    past = state.recommendations or ((now, current),)
+    recs = tuple((t, r) for t, r in past if now - t < window)
     recs = (*recs, (now, desired))
     target = desired
     if desired < current:
@@ -231,12 +240,13 @@ def _reason(driver: str, current: int, final: int, cap: CapChoice, notes: list[s
 # ---- modes and holds -------------------------------------------------------------------------
 
 
-def _static_cap(
-    spec: InferenceServiceSpec, plan: Plan, obs: Observation, state: ScalerState
-) -> int:
-    floor, ceiling = cap_bounds(spec, plan, obs)
-    cap = state.concurrency_cap or obs.current_cap or plan.max_concurrency
-    return max(floor, min(ceiling, cap))
+def _held_cap(spec: InferenceServiceSpec, plan: Plan, obs: Observation, state: ScalerState) -> int:
+    """The cap in force, or the model's seed when none was decided yet."""
+    if state.concurrency_cap is not None:
+        floor, ceiling = cap_bounds(spec, plan, obs)
+        return max(floor, min(ceiling, state.concurrency_cap))
+    model = service_model(spec, plan, obs.prompt_tokens, obs.output_tokens)
+    return choose_cap(spec, plan, obs, state, model, 0.0).cap
 
 
 def _off(
@@ -268,7 +278,7 @@ def _hold(
     s = spec.scaling
     bounded = min(max(current, s.min_replicas), s.max_replicas)
     final, short = _capacity(obs, bounded)
-    cap = _static_cap(spec, plan, obs, state)
+    cap = _held_cap(spec, plan, obs, state)
     reason = f"{why}; hold {final} replicas" + (f"; {short}" if short else "")
     if final != current:
         reason = f"{why}; {current} → {final} replicas to respect bounds" + (
@@ -281,13 +291,10 @@ def _hold(
         previous_replicas=current,
         applied=s.mode == "auto" and final != current,
         mode=s.mode,
-        state=ScalerState(
-            recommendations=state.recommendations,
-            service_factor=state.service_factor,
+        state=replace(
+            state,
             concurrency_cap=cap,
             last_scale_at=now if final != current else state.last_scale_at,
-            burst_until=state.burst_until,
-            cap_changed_at=state.cap_changed_at,
         ),
         capacity_limited=bool(short),
         capacity_message=short,

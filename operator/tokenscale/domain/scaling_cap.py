@@ -26,7 +26,7 @@ CAP_SETTLE_S = 60.0  # one metrics window between cap moves
 STEP_UP = 1.1
 MAX_STEP_DOWN = 0.75
 RAISE_BELOW = 0.75  # raise only while ITL is under 75% of the objective
-FULL_SHARE = 0.8  # "the cap is full": running per replica at 80% of the cap, or a queue
+FULL_SHARE = 0.8  # "the cap is full": running per replica at 80% of the cap
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,9 @@ def choose_cap(
     if not spec.scaling.batch.enabled:
         cap = max(floor, min(plan.max_concurrency, ceiling))
         return CapChoice(cap, f"batch tuning off, cap {cap}", cap != obs.current_cap)
-    prev = state.concurrency_cap or obs.current_cap
+    prev = state.concurrency_cap
     if prev is None:
-        target = spec.slo.itl_seconds * ITL_HEADROOM
+        target = spec.slo.itl_seconds * ITL_HEADROOM / state.itl_factor
         cap = model.largest_cap_within(target, floor, ceiling, state.service_factor)
         return CapChoice(cap, f"cap {cap} seeded from the latency model", True)
     settled = state.cap_changed_at is None or now - state.cap_changed_at >= CAP_SETTLE_S
@@ -90,7 +90,5 @@ def _feedback(spec: InferenceServiceSpec, obs: Observation, prev: int) -> int:
 
 
 def _cap_full(obs: Observation, cap: int) -> bool:
-    if (obs.waiting or 0.0) >= 1.0:
-        return True
     ready = obs.ready_replicas or 0
     return ready > 0 and (obs.running or 0.0) >= FULL_SHARE * cap * ready

@@ -1,0 +1,7 @@
+"""`python -m tokenscale.bench ...`, the same as `tokenscale bench ...`."""
+
+import sys
+
+from tokenscale.bench.cli import main
+
+sys.exit(main())

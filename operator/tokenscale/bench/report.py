@@ -1,0 +1,89 @@
+"""Benchmark output: the table, the JSON document and the plot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenscale.bench.runner import RunResult
+
+COLUMNS = (
+    ("policy", "{}"),
+    ("config", "{}"),
+    ("SLO att.", "{:.2%}"),
+    ("GPU-h", "{:.2f}"),
+    ("TTFT p50", "{:.2f}s"),
+    ("p95", "{:.2f}s"),
+    ("p99", "{:.2f}s"),
+    ("ITL p95", "{:.0f}ms"),
+    ("scale ev.", "{}"),
+    ("rejected", "{}"),
+)
+
+
+def _cells(r: RunResult) -> list[str]:
+    values: list[Any] = [
+        r.policy,
+        r.config,
+        r.slo_attainment,
+        r.gpu_hours,
+        r.ttft_p50_s,
+        r.ttft_p95_s,
+        r.ttft_p99_s,
+        r.itl_p95_s * 1000,
+        r.scale_events,
+        r.rejected,
+    ]
+    return [fmt.format(v) for (_, fmt), v in zip(COLUMNS, values, strict=True)]
+
+
+def table(results: Sequence[RunResult]) -> str:
+    """A Markdown table, one row per policy configuration."""
+    rows = [[c for c, _ in COLUMNS], *(_cells(r) for r in results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "| " + " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, scenario: dict[str, Any], results: Sequence[RunResult]) -> None:
+    doc = {"scenario": scenario, "results": [r.row() for r in results]}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def plot(
+    path: str | Path, title: str, arrival_per_min: Sequence[int], results: Sequence[RunResult]
+) -> None:
+    """Arrival rate, replicas per policy, TTFT p95 per minute and concurrency cap over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(4, 1, figsize=(11, 12), sharex=True)
+    minutes = list(range(len(arrival_per_min)))
+    ax[0].plot(minutes, [c / 60 for c in arrival_per_min], color="black")
+    ax[0].set_ylabel("arrivals (req/s)")
+    ax[0].set_title(title)
+    for r in results:
+        label = f"{r.policy} ({r.config})"
+        t = [x / 60 for x in r.times]
+        ax[1].step(t, r.replicas, where="post", label=label, linewidth=1)
+        ax[2].plot(range(len(r.minute_ttft_p95)), r.minute_ttft_p95, linewidth=1, label=label)
+        ax[3].step(t, r.caps, where="post", linewidth=1, label=label)
+    ax[1].set_ylabel("replicas")
+    ax[1].legend(fontsize=7, ncol=2)
+    ax[2].set_ylabel("TTFT p95 per minute (s)")
+    ax[2].set_yscale("log")
+    ax[3].set_ylabel("concurrency cap")
+    ax[3].set_xlabel("minute")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

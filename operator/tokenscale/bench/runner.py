@@ -1,0 +1,169 @@
+"""Replays a trace through a fleet under one policy in virtual time and scores the result.
+
+Events in time order: arrivals (routed at once), a concurrency sample every 2 s, and a policy
+tick every 15 s that advances every pod, reads an `Observation` over the last minute and applies
+the policy's replica count and concurrency cap. GPU time is counted over the trace's duration;
+requests still in flight at the end run to completion before scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tokenscale.bench.fleet import Fleet
+from tokenscale.bench.metrics import Recorder, observe
+from tokenscale.bench.policies import Policy
+from tokenscale.bench.scenario import Scenario
+from tokenscale.bench.traces import Trace
+
+DRAIN_LIMIT_S = 1800.0
+Progress = Callable[[float], None]
+
+
+@dataclass
+class RunResult:
+    policy: str
+    config: str
+    slo_attainment: float
+    gpu_hours: float
+    ttft_p50_s: float
+    ttft_p95_s: float
+    ttft_p99_s: float
+    itl_p95_s: float
+    scale_events: int
+    rejected: int
+    # Time series for plots: tick times, replicas asked for, ready, cap; per-minute TTFT p95.
+    times: list[float] = field(default_factory=list, repr=False)
+    replicas: list[int] = field(default_factory=list, repr=False)
+    ready: list[int] = field(default_factory=list, repr=False)
+    caps: list[int] = field(default_factory=list, repr=False)
+    minute_ttft_p95: list[float] = field(default_factory=list, repr=False)
+
+    def row(self) -> dict[str, object]:
+        return {
+            "policy": self.policy,
+            "config": self.config,
+            "slo_attainment": round(self.slo_attainment, 5),
+            "gpu_hours": round(self.gpu_hours, 3),
+            "ttft_p50_s": round(self.ttft_p50_s, 4),
+            "ttft_p95_s": round(self.ttft_p95_s, 4),
+            "ttft_p99_s": round(self.ttft_p99_s, 4),
+            "itl_p95_s": round(self.itl_p95_s, 5),
+            "scale_events": self.scale_events,
+            "rejected": self.rejected,
+        }
+
+
+def simulate(
+    trace: Trace,
+    scenario: Scenario,
+    policy: Policy,
+    initial_replicas: int,
+    progress: Progress | None = None,
+) -> RunResult:
+    rec = Recorder(trace, scenario.tick_s)
+    fleet = Fleet(
+        scenario.profile,
+        trace,
+        rec,
+        scenario.cold_start_s,
+        scenario.plan.gpus_per_replica,
+        scenario.seed,
+    )
+    fleet.set_cap(policy.initial_cap(scenario))
+    fleet.start(initial_replicas, 0.0, warm=True)
+    series: dict[str, list[float]] = {"t": [], "n": [], "ready": [], "cap": []}
+    arrival = trace.arrival.tolist()
+    end = max(trace.duration, scenario.tick_s)
+    i, n_req, t = 0, len(arrival), 0.0
+    next_tick = 0.0
+    while t <= end:
+        while i < n_req and arrival[i] < t:
+            fleet.arrive(i, arrival[i])
+            i += 1
+        fleet.advance_all(t)
+        running, waiting, _ = fleet.gauges(t)
+        rec.concurrency.append((t, running + waiting))
+        if t >= next_tick:
+            _tick(t, scenario, policy, fleet, rec, series)
+            next_tick += scenario.tick_s
+            if progress is not None:
+                progress(t / end)
+        t += scenario.sample_s
+    gpu_hours = fleet.gpu_hours(end)
+    _drain(fleet, t)
+    return _score(trace, scenario, policy, fleet, rec, gpu_hours, series)
+
+
+def _tick(
+    t: float,
+    scenario: Scenario,
+    policy: Policy,
+    fleet: Fleet,
+    rec: Recorder,
+    series: dict[str, list[float]],
+) -> None:
+    rec.close_bucket()
+    active = fleet.active()
+    ready = sum(1 for r in active if r.ready_at <= t)
+    starting = tuple(r.started_at for r in active if r.ready_at > t)
+    obs = observe(
+        rec, t, scenario.percentile, fleet.gauges(t), ready, starting, len(active), fleet.cap
+    )
+    replicas, cap = policy.decide(t, obs, rec)
+    if cap is not None and cap != fleet.cap:
+        fleet.set_cap(cap)
+    fleet.set_replicas(replicas, t)
+    series["t"].append(t)
+    series["n"].append(replicas)
+    series["ready"].append(ready)
+    series["cap"].append(fleet.cap)
+
+
+def _drain(fleet: Fleet, t: float) -> None:
+    limit = t + DRAIN_LIMIT_S
+    while t < limit and any(not r.idle for r in fleet.alive):
+        t += 30.0
+        fleet.advance_all(t)
+
+
+def _score(
+    trace: Trace,
+    scenario: Scenario,
+    policy: Policy,
+    fleet: Fleet,
+    rec: Recorder,
+    gpu_hours: float,
+    series: dict[str, list[float]],
+) -> RunResult:
+    ttft, itl = rec.ttft, rec.itl
+    ok = (ttft <= scenario.ttft_s) & (np.nan_to_num(itl, nan=np.inf) <= scenario.itl_s)
+    served = ~np.isnan(ttft)
+    t_ok = ttft[served] if served.any() else np.array([np.inf])
+    i_ok = itl[~np.isnan(itl)] if (~np.isnan(itl)).any() else np.array([np.inf])
+    q = np.percentile(t_ok, [50, 95, 99])
+    minutes = (trace.arrival // 60).astype(np.int64)
+    per_minute: list[float] = []
+    for m in range(int(minutes.max()) + 1 if len(minutes) else 0):
+        sel = ttft[(minutes == m) & served]
+        per_minute.append(float(np.percentile(sel, 95)) if len(sel) else float("nan"))
+    return RunResult(
+        policy=policy.name,
+        config=policy.config,
+        slo_attainment=float(ok.mean()) if len(ok) else 1.0,
+        gpu_hours=gpu_hours,
+        ttft_p50_s=float(q[0]),
+        ttft_p95_s=float(q[1]),
+        ttft_p99_s=float(q[2]),
+        itl_p95_s=float(np.percentile(i_ok, 95)),
+        scale_events=fleet.scale_events,
+        rejected=int(rec.rejected.sum()),
+        times=series["t"],
+        replicas=[int(x) for x in series["n"]],
+        ready=[int(x) for x in series["ready"]],
+        caps=[int(x) for x in series["cap"]],
+        minute_ttft_p95=per_minute,
+    )
