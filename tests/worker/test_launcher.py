@@ -1,0 +1,162 @@
+"""Worker config -> vLLM argument list: sources, flags, conflicts, shell-string rejection."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tokenscale_worker.config import ConfigError, WorkerConfig, load_config
+from tokenscale_worker.contract import CONFIG_ENV, ENGINE_PORT, GATEWAY_PORT
+from tokenscale_worker.launcher import (
+    LauncherError,
+    build_vllm_args,
+    resolve_model,
+    validate_extra_args,
+    vllm_command,
+)
+
+BASE: dict[str, Any] = {
+    "modelSource": "hf://meta-llama/Llama-3.1-8B-Instruct",
+    "servedName": "chat",
+}
+
+
+def cfg(**overrides: Any) -> WorkerConfig:
+    return WorkerConfig.model_validate({**BASE, **overrides})
+
+
+def flag(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+def test_full_argument_list() -> None:
+    args = build_vllm_args(
+        cfg(revision="abc123", quantization="awq_marlin", dtype="float16", tensorParallelSize=2,
+            maxModelLen=8192, gpuMemoryUtilization=0.85, maxNumSeqs=64, maxNumBatchedTokens=4096,
+            enablePrefixCaching=False, extraArgs=["--seed", "7", "--disable-log-requests"])
+    )  # fmt: skip
+    assert args == [
+        "--model", "meta-llama/Llama-3.1-8B-Instruct", "--revision", "abc123",
+        "--served-model-name", "chat", "--quantization", "awq_marlin", "--dtype", "float16",
+        "--tensor-parallel-size", "2", "--max-model-len", "8192",
+        "--gpu-memory-utilization", "0.85", "--max-num-seqs", "64",
+        "--max-num-batched-tokens", "4096", "--no-enable-prefix-caching",
+        "--enable-chunked-prefill", "--host", "127.0.0.1", "--port", str(ENGINE_PORT),
+        "--seed", "7", "--disable-log-requests",
+    ]  # fmt: skip
+
+
+def test_optional_flags_left_out() -> None:
+    args = build_vllm_args(cfg())
+    for absent in ("--revision", "--quantization", "--max-model-len", "--max-num-seqs"):
+        assert absent not in args
+    assert vllm_command(cfg())[:2] == ["vllm", "serve"]
+
+
+def test_engine_port_is_internal() -> None:
+    assert ENGINE_PORT != GATEWAY_PORT
+    assert flag(build_vllm_args(cfg()), "--host") == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("source", "model"),
+    [
+        ("hf://Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct"),
+        ("pvc://models/llama/8b", "/models/llama/8b"),
+        ("pvc://models", "/models"),
+        ("s3://bucket/llama/8b/", "/models/bucket/llama/8b"),
+        ("llama-3.1-70b", "meta-llama/Llama-3.1-70B-Instruct"),
+    ],
+)
+def test_model_sources(source: str, model: str) -> None:
+    assert resolve_model(source) == model
+
+
+@pytest.mark.parametrize("source", ["hf://just-a-name", "ftp://x/y", "no-scheme-model", "s3://"])
+def test_bad_model_sources(source: str) -> None:
+    with pytest.raises(LauncherError, match="hf://org/name"):
+        resolve_model(source)
+
+
+def test_revision_only_for_hf() -> None:
+    with pytest.raises(LauncherError, match="revision applies only to hf://"):
+        build_vllm_args(cfg(modelSource="pvc://claim/m", revision="main"))
+
+
+@pytest.mark.parametrize(
+    ("item", "fragment"),
+    [
+        ("--max-num-seqs 64", "split it into separate list items"),
+        ("--seed\t3", "contains whitespace"),
+        ("--x;rm -rf /", "contains whitespace"),
+        ("--log-level=$(id)", "shell metacharacter '$'"),
+        ("a|b", "shell metacharacter '|'"),
+        ("`id`", "shell metacharacter '`'"),
+    ],
+)
+def test_shell_strings_are_rejected_with_the_fix(item: str, fragment: str) -> None:
+    problems = validate_extra_args(["--ok", item])
+    assert len(problems) == 1
+    assert problems[0].startswith("spec.engine.extraArgs[1]")
+    assert fragment in problems[0]
+
+
+def test_split_suggestion_is_a_list() -> None:
+    (problem,) = validate_extra_args(["--max-num-seqs 64"])
+    assert '["--max-num-seqs", "64"]' in problem
+
+
+def test_json_values_are_one_argument() -> None:
+    assert validate_extra_args(["--speculative-config", '{"method": "ngram", "k": 3}']) == []
+    assert validate_extra_args(['--override-generation-config={"temperature": 0.5}']) == []
+
+
+@pytest.mark.parametrize(
+    "item",
+    ["--tensor-parallel-size", "--tensor_parallel_size=4", "-tp", "--port=9000", "--model",
+     "--no-enable-prefix-caching", "--max-num-seqs=8", "-q"],
+)  # fmt: skip
+def test_planned_flags_conflict_by_name(item: str) -> None:
+    (problem,) = validate_extra_args([item, "4"])
+    assert problem.startswith("spec.engine.extraArgs[0] sets -")
+    assert "remove it from extraArgs" in problem
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(LauncherError) as err:
+        build_vllm_args(cfg(extraArgs=["--port", "1", "--a b"]))
+    assert "extraArgs[0]" in str(err.value) and "extraArgs[2]" in str(err.value)
+
+
+def test_empty_item_rejected() -> None:
+    assert validate_extra_args([""]) == [
+        "spec.engine.extraArgs[0] is empty or not a string; remove it"
+    ]
+
+
+def test_config_from_file_and_env(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**BASE, "tensorParallelSize": 4}))
+    assert load_config(str(path)).tensor_parallel_size == 4
+    from_env = load_config(env={CONFIG_ENV: json.dumps(BASE)})
+    assert from_env.served_name == "chat"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("{", "not JSON"), (json.dumps({**BASE, "tensorParallelSize": 0}), "tensorParallelSize"),
+     (json.dumps({**BASE, "bogus": 1}), "bogus")],
+)  # fmt: skip
+def test_config_errors_name_the_field(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(str(path))
+
+
+def test_missing_config_says_how_to_provide_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=CONFIG_ENV):
+        load_config(str(tmp_path / "absent.json"), env={})
