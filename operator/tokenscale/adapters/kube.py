@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from tokenscale.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from tokenscale.domain.autoscale import GpuNode, gpu_nodes
 from tokenscale.domain.names import FIELD_MANAGER, ServiceRef
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,23 @@ class Kube:
         pods = self.core.list_namespaced_pod(namespace, label_selector=label_selector)
         items: list[Manifest] = self.api.sanitize_for_serialization(pods.items)
         return items
+
+    def gpu_nodes(self) -> list[GpuNode] | None:
+        """Free GPUs per node (one list of nodes, one of pods); None when RBAC forbids the
+        cluster-wide reads (namespaced installs), which leaves capacity unknown."""
+        try:
+            nodes = self.core.list_node()
+            pods = self.core.list_pod_for_all_namespaces(
+                field_selector="status.phase!=Succeeded,status.phase!=Failed"
+            )
+        except ApiException as exc:
+            if exc.status == 403:
+                return None
+            raise
+        return gpu_nodes(
+            self.api.sanitize_for_serialization(nodes.items),
+            self.api.sanitize_for_serialization(pods.items),
+        )
 
     def has_resource(self, api_version: str, kind: str) -> bool:
         """Whether the cluster serves a kind (e.g. monitoring.coreos.com/v1 PodMonitor)."""

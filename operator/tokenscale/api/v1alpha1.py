@@ -444,7 +444,13 @@ class InferenceServiceSpec(_Model):
 # ---- status -------------------------------------------------------------------------------
 
 ConditionType = Literal[
-    "Ready", "Progressing", "Planned", "CapacityLimited", "MetricsAvailable", "SLOMet"
+    "Ready",
+    "Progressing",
+    "Planned",
+    "CapacityLimited",
+    "MetricsAvailable",
+    "SLOMet",
+    "ScalingConflict",
 ]
 
 

@@ -76,11 +76,15 @@ def _run_operator(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from tokenscale.handlers import children, lifecycle, runtime, startup
+    from tokenscale.adapters import metrics
+    from tokenscale.adapters.settings import AutoscaleSettings
+    from tokenscale.handlers import autoscale, children, lifecycle, runtime, startup
 
-    del children, lifecycle, startup  # imported for their handler registrations
+    del autoscale, children, lifecycle, startup  # imported for their handler registrations
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    settings = AutoscaleSettings.from_env()  # fails fast, naming a malformed variable
     runtime.configure(dry_run=args.dry_run)
+    metrics.serve(settings.metrics_port)
     kopf.run(
         standalone=True,
         clusterwide=not args.namespace,

@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 
+from tokenscale.adapters import metrics
 from tokenscale.adapters.kube import Kube
 from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION
 from tokenscale.domain import capacity, lifecycle, names, render, status
@@ -101,5 +102,5 @@ def _warn_on_new_capacity_limit(
 def on_service(body: kopf.Body, **_: Any) -> None:
     """Create, spec change, or operator restart."""
     meta = body["metadata"]
-    with runtime.lock_for(meta["namespace"], meta["name"]):
+    with runtime.lock_for(meta["namespace"], meta["name"]), metrics.RECONCILE_SECONDS.time():
         reconcile(runtime.kube(), body)

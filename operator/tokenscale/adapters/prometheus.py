@@ -1,0 +1,187 @@
+"""Every PromQL string tokenscale sends, and the fetch of one tick's signals for ALL services.
+
+A tick costs a fixed number of queries however many services exist: three histogram queries
+(TTFT, ITL, E2E buckets, grouped by namespace, service and `le`), one query for every rate and one
+for every gauge (each series tagged with `label_replace` so one answer carries many signals).
+Quantiles are taken locally at each service's own SLO percentile (domain/histogram.py).
+
+No value from a user object is ever spliced into a query except through `escape_label_value`
+(the optional namespace filter), so a name holding quotes, braces or backslashes cannot change it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
+
+from tokenscale.domain.signals import ServiceKey, ServiceSignals
+
+log = logging.getLogger(__name__)
+
+SERVICE_LABEL = "tokenscale_io_service"
+NAMESPACE_LABEL = "namespace"
+
+HISTOGRAMS = {
+    "ttft": ["vllm:time_to_first_token_seconds_bucket"],
+    # vLLM renamed time_per_output_token to inter_token_latency; take the new name, else the old.
+    "itl": ["vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_bucket"],
+    "e2e": ["vllm:e2e_request_latency_seconds_bucket"],
+}
+RATES = {
+    "requests": "vllm:request_success_total",
+    "prompt_tokens": "vllm:prompt_tokens_total",
+    "generation_tokens": "vllm:generation_tokens_total",
+    "arrivals": "tokenscale_gateway_admitted_total",
+    "rejected": "tokenscale_gateway_rejected_total",
+}
+GAUGES = {
+    "running": ("sum", "vllm:num_requests_running"),
+    "waiting": ("sum", "vllm:num_requests_waiting"),
+    "kv_cache_usage": ("avg", "vllm:kv_cache_usage_perc"),
+    "gateway_queue": ("sum", "tokenscale_gateway_queue_length"),
+    "in_flight": ("sum", "tokenscale_gateway_in_flight"),
+    "cap": ("max", "tokenscale_gateway_concurrency_cap"),
+    "targets_up": ("sum", "up"),
+}
+
+
+def escape_label_value(value: str) -> str:
+    """Escape for a double-quoted PromQL string: backslash first, then quote and newline."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def namespace_matcher(namespaces: Sequence[str]) -> str:
+    """`{namespace=~"a|b"}` with every name regex- and string-escaped; empty for all."""
+    if not namespaces:
+        return ""
+    pattern = "|".join(re.escape(ns) for ns in namespaces)
+    return f'{{{NAMESPACE_LABEL}=~"{escape_label_value(pattern)}"}}'
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """The tick's PromQL strings, built once."""
+
+    queries: dict[str, str]
+
+
+def build_queries(window: str, namespaces: Sequence[str] = ()) -> QueryPlan:
+    if not re.fullmatch(r"[0-9]+[smh]", window):
+        raise ValueError(f"window {window!r} must look like 30s, 1m or 1h")
+    sel = namespace_matcher(namespaces)
+    by = f"{NAMESPACE_LABEL}, {SERVICE_LABEL}"
+    queries: dict[str, str] = {}
+    for name, metrics in HISTOGRAMS.items():
+        parts = [f"sum by ({by}, le) (rate({m}{sel}[{window}]))" for m in metrics]
+        queries[name] = " or ".join(parts)
+    queries["rates"] = " or ".join(
+        f'label_replace(sum by ({by}) (rate({metric}{sel}[{window}])), "signal", "{key}", "", "")'
+        for key, metric in RATES.items()
+    )
+    queries["gauges"] = " or ".join(
+        f'label_replace({agg} by ({by}) ({metric}{sel}), "signal", "{key}", "", "")'
+        for key, (agg, metric) in GAUGES.items()
+    )
+    return QueryPlan(queries)
+
+
+class PrometheusUnavailableError(RuntimeError):
+    """Prometheus could not be queried; the message says how (down, slow, refused)."""
+
+
+def _key(metric: dict[str, str]) -> ServiceKey | None:
+    ns, svc = metric.get(NAMESPACE_LABEL), metric.get(SERVICE_LABEL)
+    return (ns, svc) if ns and svc else None
+
+
+def _value(sample: dict[str, Any]) -> float:
+    return float(sample["value"][1])
+
+
+def _group_buckets(
+    samples: Iterable[dict[str, Any]],
+) -> dict[ServiceKey, tuple[tuple[float, float], ...]]:
+    grouped: defaultdict[ServiceKey, list[tuple[float, float]]] = defaultdict(list)
+    for sample in samples:
+        key = _key(sample["metric"])
+        if key is not None and "le" in sample["metric"]:
+            grouped[key].append((float(sample["metric"]["le"]), _value(sample)))
+    return {k: tuple(sorted(v)) for k, v in grouped.items()}
+
+
+def _group_signals(samples: Iterable[dict[str, Any]]) -> dict[ServiceKey, dict[str, float]]:
+    grouped: defaultdict[ServiceKey, dict[str, float]] = defaultdict(dict)
+    for sample in samples:
+        key = _key(sample["metric"])
+        signal = sample["metric"].get("signal")
+        if key is not None and signal:
+            grouped[key][signal] = _value(sample)
+    return dict(grouped)
+
+
+class PrometheusSignals:
+    """Fetch one tick's signals for every service."""
+
+    def __init__(
+        self, url: str, window: str = "1m", timeout_s: float = 5.0, namespaces: Sequence[str] = ()
+    ) -> None:
+        retry = Retry(
+            total=2,
+            backoff_factor=0.3,
+            status_forcelist=(500, 502, 503, 504),
+            allowed_methods=("GET", "POST"),
+        )
+        self.client = PrometheusConnect(url=url, disable_ssl=True, retry=retry)
+        self.url = url
+        self.timeout_s = timeout_s
+        self.plan = build_queries(window, namespaces)
+        self.queries_sent = 0
+        self.errors = 0
+
+    def _query(self, promql: str) -> list[dict[str, Any]]:
+        self.queries_sent += 1
+        try:
+            result: list[dict[str, Any]] = self.client.custom_query(
+                promql, params={"timeout": f"{self.timeout_s}s"}, timeout=self.timeout_s
+            )
+        except Exception as exc:  # requests, urllib3 and the client's own errors alike
+            self.errors += 1
+            message = f"Prometheus at {self.url} did not answer: {exc}"
+            raise PrometheusUnavailableError(message) from exc
+        return result
+
+    def fetch(self) -> dict[ServiceKey, ServiceSignals]:
+        """All services' signals; raises PrometheusUnavailableError when any query fails (a partial
+        picture would read as 'no load' and must not drive a scale-down)."""
+        started = time.monotonic()
+        answers = {name: self._query(q) for name, q in self.plan.queries.items()}
+        ttft = _group_buckets(answers["ttft"])
+        itl = _group_buckets(answers["itl"])
+        e2e = _group_buckets(answers["e2e"])
+        rates = _group_signals(answers["rates"])
+        gauges = _group_signals(answers["gauges"])
+        keys = set(ttft) | set(itl) | set(rates) | set(gauges)
+        log.debug(
+            "prometheus tick: %d queries, %d services, %.3f s",
+            len(answers),
+            len(keys),
+            time.monotonic() - started,
+        )
+        return {
+            key: ServiceSignals(
+                ttft_buckets=ttft.get(key, ()),
+                itl_buckets=itl.get(key, ()),
+                e2e_buckets=e2e.get(key, ()),
+                rates=rates.get(key, {}),
+                gauges=gauges.get(key, {}),
+            )
+            for key in keys
+        }

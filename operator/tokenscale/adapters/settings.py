@@ -1,0 +1,49 @@
+"""Operator settings from the environment (the chart sets them from values.yaml)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AutoscaleSettings:
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    window: str = "1m"
+    timeout_seconds: float = 5.0
+    interval_seconds: float = 15.0
+    metrics_port: int = 9464
+    namespaces: tuple[str, ...] = ()
+    enabled: bool = True
+    capacity_aware: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AutoscaleSettings:
+        """TOKENSCALE_* variables; a malformed one fails start-up naming the variable."""
+        env = os.environ if env is None else env
+        base = cls()
+
+        def number(name: str, default: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a number") from None
+            if value <= 0:
+                raise ValueError(f"{name}={raw!r} must be positive")
+            return value
+
+        namespaces = tuple(n for n in env.get("TOKENSCALE_WATCH_NAMESPACES", "").split(",") if n)
+        return cls(
+            prometheus_url=env.get("TOKENSCALE_PROMETHEUS_URL", base.prometheus_url),
+            window=env.get("TOKENSCALE_PROMETHEUS_WINDOW", base.window),
+            timeout_seconds=number("TOKENSCALE_PROMETHEUS_TIMEOUT_SECONDS", base.timeout_seconds),
+            interval_seconds=number("TOKENSCALE_AUTOSCALE_INTERVAL_SECONDS", base.interval_seconds),
+            metrics_port=int(number("TOKENSCALE_METRICS_PORT", base.metrics_port)),
+            namespaces=namespaces,
+            enabled=env.get("TOKENSCALE_AUTOSCALE", "on") != "off",
+            capacity_aware=env.get("TOKENSCALE_CAPACITY_AWARE", "on") != "off",
+        )

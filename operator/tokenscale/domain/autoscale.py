@@ -1,0 +1,282 @@
+"""Pure pieces of the autoscale tick around `decide()`: what the cluster says about a workload,
+whether someone else is writing the replica count, how many replicas the GPUs can hold, and the
+status a decision produces."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain import status as conditions
+from tokenscale.domain.capacity import Plan
+from tokenscale.domain.names import FIELD_MANAGER, GPU_NODE_LABEL, GPU_RESOURCE
+from tokenscale.domain.observation import Decision, Observation
+from tokenscale.domain.signals import WorkloadFacts
+
+MAX_DECISIONS = 10
+# A foreign writer's replica count must stand this long before tokenscale adopts it and resumes.
+CONFLICT_QUIET_S = 300.0
+
+
+def epoch(timestamp: str | None) -> float | None:
+    """RFC 3339 (as the API server writes it) to epoch seconds."""
+    if not timestamp:
+        return None
+    return datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def rfc3339(seconds: float) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+def workload_facts(
+    deployment: Mapping[str, Any] | None,
+    pods: Iterable[Mapping[str, Any]],
+    current_cap: int | None,
+    schedulable: int | None,
+) -> WorkloadFacts:
+    """Ready pods, the replica count asked for, and when each not-yet-ready pod was created."""
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    starting = tuple(
+        sorted(
+            t
+            for t in (
+                epoch((p.get("metadata") or {}).get("creationTimestamp"))
+                for p in live
+                if not _pod_ready(p)
+            )
+            if t is not None
+        )
+    )
+    replicas = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
+    return WorkloadFacts(
+        ready_replicas=sum(1 for p in live if _pod_ready(p)),
+        current_replicas=replicas,
+        starting_since=starting,
+        current_cap=current_cap,
+        schedulable_replicas=schedulable,
+    )
+
+
+@dataclass(frozen=True)
+class GpuNode:
+    kind: str
+    allocatable: int
+    requested: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.allocatable - self.requested)
+
+
+def gpu_nodes(
+    nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+) -> list[GpuNode]:
+    """Free GPUs per schedulable node, from node allocatable minus what bound pods request."""
+    requested: dict[str, int] = {}
+    for pod in pods:
+        spec, phase = pod.get("spec") or {}, (pod.get("status") or {}).get("phase")
+        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            continue
+        gpus = sum(
+            int(((c.get("resources") or {}).get("requests") or {}).get(GPU_RESOURCE, 0))
+            for c in spec.get("containers") or []
+        )
+        requested[spec["nodeName"]] = requested.get(spec["nodeName"], 0) + gpus
+    found = []
+    for node in nodes:
+        meta, spec = node.get("metadata") or {}, node.get("spec") or {}
+        kind = (meta.get("labels") or {}).get(GPU_NODE_LABEL)
+        if not kind or spec.get("unschedulable"):
+            continue
+        allocatable = int(
+            ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE, 0)
+        )
+        found.append(GpuNode(kind, allocatable, requested.get(meta.get("name", ""), 0)))
+    return found
+
+
+def schedulable_replicas(nodes: Iterable[GpuNode], plan: Plan, scheduled_own: int) -> int:
+    """Replicas the cluster can hold: ours already placed plus what free GPUs fit, node by node
+    (tensor-parallel replicas never span nodes). Two 8-GPU nodes with 3 and 6 free, 4 GPUs per
+    replica, 2 placed -> 2 + 0 + 1 = 3."""
+    fits = sum(n.free // plan.gpus_per_replica for n in nodes if n.kind == plan.gpu)
+    return scheduled_own + fits
+
+
+def foreign_replica_writer(deployment: Mapping[str, Any], last_applied: int | None) -> str | None:
+    """Who else set spec.replicas, when it differs from what tokenscale last set."""
+    replicas = (deployment.get("spec") or {}).get("replicas")
+    if last_applied is None or replicas == last_applied:
+        return None
+    for entry in (deployment.get("metadata") or {}).get("managedFields") or []:
+        spec_fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if "f:replicas" in spec_fields and entry.get("manager") != FIELD_MANAGER:
+            return str(entry.get("manager") or "another client")
+    return "another client"
+
+
+def slo_condition(spec: InferenceServiceSpec, obs: Observation) -> tuple[str, str, str]:
+    """SLOMet from the observed percentiles: (status, reason, message)."""
+    if obs.ttft_s is None and obs.itl_s is None:
+        return "Unknown", "NoTraffic", "no requests in the window"
+    pct = f"p{spec.slo.percentile:g}"
+    misses = []
+    if obs.ttft_s is not None and obs.ttft_s > spec.slo.ttft_seconds:
+        misses.append(f"TTFT {pct} {obs.ttft_s:.2f} s > {spec.slo.ttft_seconds:g} s")
+    if obs.itl_s is not None and obs.itl_s > spec.slo.itl_seconds:
+        misses.append(f"ITL {pct} {obs.itl_s * 1000:.0f} ms > {spec.slo.itl_seconds * 1000:.0f} ms")
+    if misses:
+        return "False", "ObjectiveMissed", "; ".join(misses)
+    ttft = "n/a" if obs.ttft_s is None else f"{obs.ttft_s:.2f} s"
+    itl = "n/a" if obs.itl_s is None else f"{obs.itl_s * 1000:.0f} ms"
+    return "True", "WithinObjective", f"TTFT {pct} {ttft}, ITL {pct} {itl}"
+
+
+def observed_status(obs: Observation, now: float) -> dict[str, Any]:
+    figures = {
+        "ttftSeconds": obs.ttft_s,
+        "itlSeconds": obs.itl_s,
+        "e2eSeconds": obs.e2e_s,
+        "arrivalRate": obs.arrival_rate,
+        "running": obs.running,
+        "waiting": obs.waiting,
+        "kvCacheUsage": obs.kv_cache_usage,
+    }
+    rounded = {k: round(v, 4) for k, v in figures.items() if v is not None}
+    return {**rounded, "sampledAt": rfc3339(now)}
+
+
+def decision_record(decision: Decision, now: float) -> dict[str, Any]:
+    return {
+        "time": rfc3339(now),
+        "replicas": decision.replicas,
+        "previousReplicas": decision.previous_replicas,
+        "concurrencyCap": decision.concurrency_cap,
+        "applied": decision.applied,
+        "reason": decision.reason,
+    }
+
+
+def worth_recording(decision: Decision, history: list[dict[str, Any]]) -> bool:
+    """A decision enters lastDecisions when it changes something or says something new."""
+    if not history:
+        return True
+    last = history[-1]
+    return (
+        decision.replicas != last.get("replicas")
+        or decision.concurrency_cap != last.get("concurrencyCap")
+        or decision.reason.split(";")[0] != str(last.get("reason", "")).split(";")[0]
+    )
+
+
+def tick_status(
+    spec: InferenceServiceSpec,
+    old_status: Mapping[str, Any],
+    decision: Decision,
+    obs: Observation,
+    now: float,
+    generation: int,
+    metrics_error: str | None = None,
+) -> dict[str, Any]:
+    """The status patch after one decision."""
+    stamp = rfc3339(now)
+    conds: conditions.Conditions = list(old_status.get("conditions") or [])
+    metrics = ("True", "Scraped", "latency and load read from Prometheus")
+    if metrics_error:
+        metrics = ("False", "PrometheusUnavailable", f"{metrics_error}; replicas held")
+    elif obs.sampled_at is None:
+        metrics = (
+            "False",
+            "NoSeries",
+            "Prometheus has no series for this service yet (is its PodMonitor or scrape "
+            "configuration selected by Prometheus?); replicas held",
+        )
+    conds = conditions.set_condition(conds, "MetricsAvailable", *metrics, stamp, generation)
+    conds = conditions.set_condition(conds, "SLOMet", *slo_condition(spec, obs), stamp, generation)
+    if decision.capacity_limited:
+        conds = conditions.set_condition(
+            conds,
+            "CapacityLimited",
+            "True",
+            "NotEnoughGPUs",
+            decision.capacity_message,
+            stamp,
+            generation,
+        )
+    conds = conditions.set_condition(
+        conds,
+        "ScalingConflict",
+        "False",
+        "SoleWriter",
+        "tokenscale alone sets replicas",
+        stamp,
+        generation,
+    )
+    history = list(old_status.get("lastDecisions") or [])
+    if worth_recording(decision, history):
+        history = [*history, decision_record(decision, now)][-MAX_DECISIONS:]
+    plan = dict(old_status.get("plan") or {})
+    if plan:
+        plan["concurrencyCap"] = decision.concurrency_cap
+    state = {
+        **decision.state.to_dict(),
+        "lastAppliedReplicas": decision.replicas
+        if decision.applied or decision.replicas == decision.previous_replicas
+        else (old_status.get("autoscaler") or {}).get("lastAppliedReplicas"),
+    }
+    patch: dict[str, Any] = {
+        "conditions": conds,
+        "desiredReplicas": decision.replicas,
+        "observed": observed_status(obs, now),
+        "lastDecisions": history,
+        "autoscaler": state,
+    }
+    if plan:
+        patch["plan"] = plan
+    return patch
+
+
+def conflict_status(
+    old_status: Mapping[str, Any], writer: str, replicas: int, now: float, generation: int
+) -> dict[str, Any]:
+    """Stop and say so: someone else is writing the replica count."""
+    message = (
+        f"{writer} set replicas to {replicas}; tokenscale stopped scaling this service (remove "
+        f"the other autoscaler, or leave the count alone for {CONFLICT_QUIET_S:.0f} s to hand it "
+        "back)"
+    )
+    conds = conditions.set_condition(
+        list(old_status.get("conditions") or []),
+        "ScalingConflict",
+        "True",
+        "ForeignWriter",
+        message,
+        rfc3339(now),
+        generation,
+    )
+    state = dict(old_status.get("autoscaler") or {})
+    seen = state.get("conflict") or {}
+    if seen.get("replicas") != replicas:
+        seen = {"replicas": replicas, "since": now, "writer": writer}
+    state["conflict"] = seen
+    return {"conditions": conds, "autoscaler": state}
+
+
+def conflict_resolved(old_status: Mapping[str, Any], replicas: int, now: float) -> bool:
+    """The foreign count has stood still long enough: adopt it and resume."""
+    seen = (old_status.get("autoscaler") or {}).get("conflict") or {}
+    return bool(
+        seen.get("replicas") == replicas and now - float(seen.get("since", now)) >= CONFLICT_QUIET_S
+    )

@@ -1,0 +1,76 @@
+"""Raw per-service signals as Prometheus returns them, and their reduction to an Observation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tokenscale.domain.histogram import quantile
+from tokenscale.domain.observation import Observation
+
+Buckets = tuple[tuple[float, float], ...]
+ServiceKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class ServiceSignals:
+    """One service's series from one tick's queries (rates over the window, gauges now)."""
+
+    ttft_buckets: Buckets = ()
+    itl_buckets: Buckets = ()
+    e2e_buckets: Buckets = ()
+    rates: dict[str, float] = field(default_factory=dict)
+    gauges: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ttft_buckets or self.rates or self.gauges)
+
+
+@dataclass(frozen=True)
+class WorkloadFacts:
+    """What the cluster says about the service's workload at this tick."""
+
+    ready_replicas: int
+    current_replicas: int
+    starting_since: tuple[float, ...] = ()
+    current_cap: int | None = None
+    schedulable_replicas: int | None = None
+
+
+def _mean_per_request(token_rate: float | None, request_rate: float | None) -> float | None:
+    """Tokens per request: 1200 prompt tokens/s over 3 requests/s = 400 tokens each."""
+    if token_rate is None or not request_rate:
+        return None
+    return token_rate / request_rate
+
+
+def to_observation(
+    signals: ServiceSignals, percentile: float, now: float, workload: WorkloadFacts
+) -> Observation:
+    """Reduce signals to what `decide()` reads, at the service's own SLO percentile."""
+    q = percentile / 100.0
+    rates, gauges = signals.rates, signals.gauges
+    completions = rates.get("requests")
+    waiting = None
+    if "waiting" in gauges or "gateway_queue" in gauges:
+        waiting = gauges.get("waiting", 0.0) + gauges.get("gateway_queue", 0.0)
+    arrival = rates.get("arrivals")
+    if arrival is not None:
+        arrival += rates.get("rejected", 0.0)  # demand includes what the gateways turned away
+    return Observation(
+        sampled_at=None if signals.empty else now,
+        ttft_s=quantile(q, signals.ttft_buckets),
+        itl_s=quantile(q, signals.itl_buckets),
+        e2e_s=quantile(q, signals.e2e_buckets),
+        arrival_rate=arrival if arrival is not None else completions,
+        prompt_tokens=_mean_per_request(rates.get("prompt_tokens"), completions),
+        output_tokens=_mean_per_request(rates.get("generation_tokens"), completions),
+        running=gauges.get("running"),
+        waiting=waiting,
+        kv_cache_usage=gauges.get("kv_cache_usage"),
+        ready_replicas=workload.ready_replicas,
+        starting_since=workload.starting_since,
+        current_replicas=workload.current_replicas,
+        current_cap=workload.current_cap,
+        schedulable_replicas=workload.schedulable_replicas,
+    )

@@ -1,0 +1,160 @@
+"""The autoscale loop: one loop for all services. Each tick: observe (a fixed number of PromQL
+queries, cached cluster state) → decide() per service → apply (scale subresource, tuning
+ConfigMap, status, Events)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from tokenscale.adapters import metrics
+from tokenscale.adapters.kube import Kube
+from tokenscale.adapters.prometheus import PrometheusSignals, PrometheusUnavailableError
+from tokenscale.adapters.settings import AutoscaleSettings
+from tokenscale.domain import autoscale, capacity, lifecycle, names, render
+from tokenscale.domain.observation import Observation, ScalerState
+from tokenscale.domain.scaling import decide
+from tokenscale.domain.signals import ServiceKey, ServiceSignals, to_observation
+from tokenscale.handlers import cache, runtime
+from tokenscale.handlers.lifecycle import service_ref
+
+log = logging.getLogger(__name__)
+
+
+def tick(kube: Kube, source: PrometheusSignals, settings: AutoscaleSettings) -> None:
+    """One tick for every known service."""
+    started, now = time.monotonic(), time.time()
+    services = cache.services()
+    sent_before = source.queries_sent
+    error: str | None = None
+    try:
+        signals = source.fetch()
+    except PrometheusUnavailableError as exc:
+        signals, error = {}, str(exc)
+        metrics.QUERY_ERRORS.inc()
+    nodes = kube.gpu_nodes() if settings.capacity_aware else None
+    for key, body in services.items():
+        try:
+            tick_service(kube, key, body, signals.get(key), error, nodes, now)
+        except Exception:  # one bad service must not stop the others
+            log.exception("autoscale tick failed for %s/%s", *key)
+    metrics.SERVICES.set(len(services))
+    metrics.QUERIES_PER_TICK.set(source.queries_sent - sent_before)
+    metrics.TICK_SECONDS.observe(time.monotonic() - started)
+
+
+def tick_service(
+    kube: Kube,
+    key: ServiceKey,
+    body: dict[str, Any],
+    signals: ServiceSignals | None,
+    error: str | None,
+    nodes: list[autoscale.GpuNode] | None,
+    now: float,
+) -> None:
+    spec = lifecycle.parse_spec(dict(body.get("spec") or {}))
+    plan = None if isinstance(spec, lifecycle.SpecError) else capacity.plan(spec)
+    deployment = cache.deployment(key)
+    if (
+        isinstance(spec, lifecycle.SpecError)
+        or not isinstance(plan, capacity.Plan)
+        or not deployment
+    ):
+        return  # the lifecycle handler reports why; nothing to scale yet
+    ref, status = service_ref(body), dict(body.get("status") or {})
+    state = ScalerState.from_dict(status.get("autoscaler"))
+    replicas = int(deployment["spec"].get("replicas") or 0)
+    last_applied = (status.get("autoscaler") or {}).get("lastAppliedReplicas")
+    writer = autoscale.foreign_replica_writer(deployment, last_applied)
+    if writer and not autoscale.conflict_resolved(status, replicas, now):
+        patch = autoscale.conflict_status(status, writer, replicas, now, ref.generation)
+        return _write_status(kube, key, ref, patch)
+    pods = cache.pods(key)
+    placed = sum(1 for p in pods if (p.get("spec") or {}).get("nodeName"))
+    schedulable = None if nodes is None else autoscale.schedulable_replicas(nodes, plan, placed)
+    cap_now = (status.get("plan") or {}).get("concurrencyCap")
+    facts = autoscale.workload_facts(deployment, pods, cap_now, schedulable)
+    observation = (
+        Observation(
+            current_replicas=facts.current_replicas,
+            ready_replicas=facts.ready_replicas,
+            current_cap=cap_now,
+            schedulable_replicas=schedulable,
+        )
+        if error
+        else to_observation(signals or ServiceSignals(), spec.slo.percentile, now, facts)
+    )
+    decision = decide(spec, plan, observation, state, now)
+    patch = autoscale.tick_status(spec, status, decision, observation, now, ref.generation, error)
+    _write_status(kube, key, ref, patch)
+    _act(kube, ref, decision, replicas, cap_now)
+    _count(key, decision, replicas)
+
+
+def _act(kube: Kube, ref: names.ServiceRef, decision: Any, replicas: int, cap_now: Any) -> None:
+    if decision.mode == "advisory":
+        if decision.replicas != replicas:
+            kube.event(ref, "Normal", "Recommendation", f"advisory: {decision.reason}")
+        return
+    if not decision.applied:
+        return
+    if decision.replicas != replicas:
+        kube.scale(ref, names.deployment_name(ref), decision.replicas)
+        kind = "ScaledUp" if decision.replicas > replicas else "ScaledDown"
+        kube.event(ref, "Normal", kind, decision.reason)
+    if decision.concurrency_cap != cap_now:
+        kube.apply(render.make_configmap(ref, decision.concurrency_cap))
+
+
+def _write_status(
+    kube: Kube, key: ServiceKey, ref: names.ServiceRef, patch: dict[str, Any]
+) -> None:
+    with runtime.lock_for(ref.namespace, ref.name):
+        kube.patch_status(ref, patch)
+    cache.merge_service_status(key, patch)
+
+
+def _count(key: ServiceKey, decision: Any, replicas: int) -> None:
+    kind = "hold"
+    if decision.replicas > replicas:
+        kind = "scale_up"
+    elif decision.replicas < replicas:
+        kind = "scale_down"
+    metrics.DECISIONS.labels(kind=kind, mode=decision.mode).inc()
+    metrics.DESIRED.labels(*key).set(decision.replicas)
+    metrics.CURRENT.labels(*key).set(replicas)
+    metrics.CAP.labels(*key).set(decision.concurrency_cap)
+
+
+async def run_loop(settings: AutoscaleSettings) -> None:
+    source = PrometheusSignals(
+        settings.prometheus_url, settings.window, settings.timeout_seconds, settings.namespaces
+    )
+    while True:
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(tick, runtime.kube(), source, settings)
+        except Exception:
+            log.exception("autoscale tick failed")
+        await asyncio.sleep(max(0.0, settings.interval_seconds - (time.monotonic() - started)))
+
+
+@kopf.on.startup()
+async def start(memo: kopf.Memo, **_: Any) -> None:
+    settings = AutoscaleSettings.from_env()
+    if settings.enabled:
+        memo["autoscaler"] = asyncio.create_task(run_loop(settings))
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("autoscaler")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,178 @@
+"""The pure parts of the autoscale tick: workload facts, GPU capacity, foreign writers, status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import minimal_spec
+from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain import autoscale, capacity
+from tokenscale.domain.capacity import Plan
+from tokenscale.domain.observation import Decision, Observation, ScalerState
+
+NOW = 1_800_000_000.0
+
+
+def spec_and_plan(**sections: Any) -> tuple[InferenceServiceSpec, Plan]:
+    spec = InferenceServiceSpec.model_validate(minimal_spec(**sections))
+    plan = capacity.plan(spec)
+    assert isinstance(plan, Plan)
+    return spec, plan
+
+
+def pod(
+    name: str,
+    ready: bool,
+    created: str = "2027-01-15T08:00:00Z",
+    node: str | None = "n1",
+    gpus: int = 1,
+    deleting: bool = False,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "creationTimestamp": created}
+    if deleting:
+        meta["deletionTimestamp"] = created
+    return {
+        "metadata": meta,
+        "spec": {
+            "nodeName": node,
+            "containers": [{"resources": {"requests": {"nvidia.com/gpu": str(gpus)}}}],
+        },
+        "status": {
+            "phase": "Running" if node else "Pending",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def node(name: str, kind: str, gpus: int, unschedulable: bool = False) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"tokenscale.io/gpu": kind}},
+        "spec": {"unschedulable": unschedulable},
+        "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}},
+    }
+
+
+def test_workload_facts_counts_ready_and_starting() -> None:
+    dep = {"spec": {"replicas": 3}}
+    pods = [pod("a", True), pod("b", False, "2027-01-15T08:01:00Z"), pod("c", True, deleting=True)]
+    facts = autoscale.workload_facts(dep, pods, current_cap=32, schedulable=5)
+    assert facts.ready_replicas == 1
+    assert facts.current_replicas == 3
+    assert facts.starting_since == (autoscale.epoch("2027-01-15T08:01:00Z"),)
+    assert (facts.current_cap, facts.schedulable_replicas) == (32, 5)
+
+
+def test_schedulable_replicas_never_spans_nodes() -> None:
+    """Two 8-GPU H100 nodes with 3 and 6 free, 4 GPUs per replica, 2 placed -> 3."""
+    _, plan = spec_and_plan(model={"source": "hf://m/70", "architecture": "llama-3.1-70b"})
+    assert plan.gpus_per_replica == 4
+    nodes = [
+        node("n1", "h100-80gb", 8),
+        node("n2", "h100-80gb", 8),
+        node("l4", "l4-24gb", 4),
+        node("cordoned", "h100-80gb", 8, unschedulable=True),
+    ]
+    pods = [
+        pod("x", True, node="n1", gpus=5),
+        pod("y", True, node="n2", gpus=2),
+        pod("pending", False, node=None, gpus=4),
+    ]
+    found = autoscale.gpu_nodes(nodes, pods)
+    assert {n.kind for n in found} == {"h100-80gb", "l4-24gb"}
+    assert autoscale.schedulable_replicas(found, plan, scheduled_own=2) == 3
+
+
+def managed(manager: str) -> dict[str, Any]:
+    return {"manager": manager, "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+
+
+def test_foreign_writer_is_named() -> None:
+    dep = {
+        "spec": {"replicas": 7},
+        "metadata": {
+            "managedFields": [managed("tokenscale"), managed("horizontal-pod-autoscaler")]
+        },
+    }
+    assert autoscale.foreign_replica_writer(dep, last_applied=4) == "horizontal-pod-autoscaler"
+    assert autoscale.foreign_replica_writer(dep, last_applied=7) is None
+    assert autoscale.foreign_replica_writer(dep, last_applied=None) is None
+
+
+def test_conflict_is_adopted_only_after_a_quiet_period() -> None:
+    status = autoscale.conflict_status({}, "kubectl", 7, NOW, 1)
+    cond = next(c for c in status["conditions"] if c["type"] == "ScalingConflict")
+    assert cond["status"] == "True" and "kubectl set replicas to 7" in cond["message"]
+    assert not autoscale.conflict_resolved(status, 7, NOW + 10)
+    assert autoscale.conflict_resolved(status, 7, NOW + autoscale.CONFLICT_QUIET_S)
+    moved = autoscale.conflict_status(status, "kubectl", 9, NOW + 100, 1)
+    assert not autoscale.conflict_resolved(moved, 9, NOW + autoscale.CONFLICT_QUIET_S)
+
+
+def decision(replicas: int, previous: int, applied: bool = True, reason: str = "r") -> Decision:
+    return Decision(
+        replicas=replicas,
+        concurrency_cap=24,
+        reason=reason,
+        previous_replicas=previous,
+        applied=applied,
+        mode="auto",
+        state=ScalerState(concurrency_cap=24),
+    )
+
+
+@pytest.mark.parametrize(
+    ("ttft", "itl", "expected"),
+    [(0.4, 0.03, "True"), (1.4, 0.03, "False"), (0.4, 0.09, "False"), (None, None, "Unknown")],
+)
+def test_slo_condition(ttft: float | None, itl: float | None, expected: str) -> None:
+    spec, _ = spec_and_plan()
+    status, _, message = autoscale.slo_condition(spec, Observation(ttft_s=ttft, itl_s=itl))
+    assert status == expected
+    if expected == "False":
+        assert ">" in message
+
+
+def test_tick_status_records_decisions_and_state() -> None:
+    spec, _ = spec_and_plan()
+    obs = Observation(sampled_at=NOW, ttft_s=0.5, itl_s=0.02, arrival_rate=3.0)
+    old = {"plan": {"concurrencyCap": 16, "tensorParallel": 1}}
+    patch = autoscale.tick_status(spec, old, decision(3, 2), obs, NOW, 5)
+    conds = {c["type"]: c for c in patch["conditions"]}
+    assert conds["MetricsAvailable"]["status"] == "True"
+    assert conds["SLOMet"]["status"] == "True"
+    assert patch["desiredReplicas"] == 3
+    assert patch["plan"]["concurrencyCap"] == 24
+    assert patch["lastDecisions"][-1]["replicas"] == 3
+    assert patch["autoscaler"]["lastAppliedReplicas"] == 3
+    assert patch["observed"]["ttftSeconds"] == 0.5
+
+
+def test_prometheus_down_is_reported_and_history_is_bounded() -> None:
+    spec, _ = spec_and_plan()
+    status: dict[str, Any] = {}
+    for i in range(15):
+        status = {
+            **status,
+            **autoscale.tick_status(
+                spec,
+                status,
+                decision(2 + i, 1 + i, reason=f"step {i}"),
+                Observation(),
+                NOW + i,
+                1,
+                metrics_error="Prometheus at http://p:9090 did not answer",
+            ),
+        }
+    conds = {c["type"]: c for c in status["conditions"]}
+    assert conds["MetricsAvailable"]["status"] == "False"
+    assert conds["MetricsAvailable"]["reason"] == "PrometheusUnavailable"
+    assert len(status["lastDecisions"]) == autoscale.MAX_DECISIONS
+
+
+def test_advisory_decision_keeps_last_applied() -> None:
+    spec, _ = spec_and_plan()
+    old = {"autoscaler": {"lastAppliedReplicas": 2}}
+    patch = autoscale.tick_status(spec, old, decision(5, 2, applied=False), Observation(), NOW, 1)
+    assert patch["autoscaler"]["lastAppliedReplicas"] == 2

@@ -1,0 +1,108 @@
+"""Histogram quantiles, PromQL construction and escaping, and the reduction to an Observation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tokenscale.adapters.prometheus import (
+    GAUGES,
+    HISTOGRAMS,
+    RATES,
+    build_queries,
+    escape_label_value,
+    namespace_matcher,
+)
+from tokenscale.domain.histogram import quantile
+from tokenscale.domain.signals import ServiceSignals, WorkloadFacts, to_observation
+
+INF = math.inf
+
+
+def test_quantile_matches_the_worked_number() -> None:
+    buckets = [(0.5, 90.0), (1.0, 98.0), (INF, 100.0)]
+    assert quantile(0.95, buckets) == pytest.approx(0.8125)
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [(0.0, 0.0), (0.25, 0.25), (0.5, 0.5), (0.75, 0.75), (1.0, 1.0)],
+)
+def test_quantile_interpolates_from_zero(q: float, expected: float) -> None:
+    assert quantile(q, [(0.5, 50.0), (1.0, 100.0), (INF, 100.0)]) == pytest.approx(expected)
+
+
+def test_quantile_in_the_inf_bucket_answers_the_last_finite_bound() -> None:
+    assert quantile(0.99, [(0.5, 10.0), (1.0, 20.0), (INF, 100.0)]) == 1.0
+
+
+@pytest.mark.parametrize("buckets", [[], [(0.5, 0.0), (INF, 0.0)], [(0.5, 3.0)]])
+def test_quantile_without_observations_is_none(buckets: list[tuple[float, float]]) -> None:
+    assert quantile(0.95, buckets) is None
+
+
+def test_queries_are_a_fixed_small_set() -> None:
+    plan = build_queries("1m")
+    assert set(plan.queries) == {"ttft", "itl", "e2e", "rates", "gauges"}
+    assert all("tokenscale_io_service" in q for q in plan.queries.values())
+    for key in RATES:
+        assert f'"signal", "{key}"' in plan.queries["rates"]
+    for key in GAUGES:
+        assert f'"signal", "{key}"' in plan.queries["gauges"]
+    assert "vllm:time_per_output_token_seconds_bucket" in plan.queries["itl"]
+    assert len(HISTOGRAMS) == 3
+
+
+@pytest.mark.parametrize("window", ["1 m", "1m] or vector(1", "", "5d"])
+def test_bad_window_is_refused(window: str) -> None:
+    with pytest.raises(ValueError, match="window"):
+        build_queries(window)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['team"} or vector(1) or {x="', "a\\", 'ns{le=~".*"}', 'q"\n'],
+)
+def test_namespace_values_cannot_change_a_query(hostile: str) -> None:
+    matcher = namespace_matcher([hostile])
+    # The matcher is exactly one label matcher: one opening quote, one closing quote, and every
+    # quote inside is escaped.
+    inner = matcher.removeprefix('{namespace=~"').removesuffix('"}')
+    unescaped = [i for i, ch in enumerate(inner) if ch == '"' and (i == 0 or inner[i - 1] != "\\")]
+    assert unescaped == []
+    assert "\n" not in matcher
+
+
+def test_escape_label_value() -> None:
+    assert escape_label_value('a"b\\c') == 'a\\"b\\\\c'
+
+
+def test_observation_takes_each_services_own_percentile() -> None:
+    signals = ServiceSignals(
+        ttft_buckets=((0.5, 90.0), (1.0, 98.0), (INF, 100.0)),
+        itl_buckets=((0.05, 100.0), (INF, 100.0)),
+        rates={
+            "requests": 3.0,
+            "arrivals": 3.5,
+            "rejected": 0.5,
+            "prompt_tokens": 1200.0,
+            "generation_tokens": 600.0,
+        },
+        gauges={"running": 40.0, "waiting": 5.0, "gateway_queue": 7.0, "kv_cache_usage": 0.4},
+    )
+    facts = WorkloadFacts(ready_replicas=2, current_replicas=3, starting_since=(10.0,))
+    p95 = to_observation(signals, 95, 100.0, facts)
+    p99 = to_observation(signals, 99, 100.0, facts)
+    assert p95.ttft_s == pytest.approx(0.8125)
+    assert p99.ttft_s is not None and p99.ttft_s > p95.ttft_s
+    assert p95.arrival_rate == pytest.approx(4.0)  # admitted + rejected
+    assert p95.prompt_tokens == pytest.approx(400.0)
+    assert p95.output_tokens == pytest.approx(200.0)
+    assert p95.waiting == pytest.approx(12.0)  # engine queue + gateway queue
+    assert p95.sampled_at == 100.0 and p95.current_replicas == 3
+
+
+def test_no_series_means_no_sample() -> None:
+    obs = to_observation(ServiceSignals(), 95, 100.0, WorkloadFacts(1, 1))
+    assert obs.sampled_at is None and obs.ttft_s is None
