@@ -154,7 +154,10 @@ class Operator:
     cluster: Cluster
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    # kopf namespace globs: suites that run side by side on one cluster each watch their own.
+    namespaces: tuple[str, ...] = ("lc-*",)
     health_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:

@@ -46,7 +46,7 @@ def test_bad_value_fails_install_with_a_clear_message(cluster: Cluster) -> None:
 def test_second_release_without_crds_installs_and_uninstalls(
     cluster: Cluster, operator: Operator
 ) -> None:
-    ns = cluster.new_namespace("chart-two")
+    ns = cluster.new_namespace("lc-chart-two")
     try:
         cluster.helm(
             "install",
