@@ -52,7 +52,9 @@ def install_chart(cluster: Cluster, *extra: str) -> None:
 def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     install_chart(cluster)
     log = Path(tmp_path_factory.mktemp("operator")) / "operator.log"
-    proc = Operator(cluster, log)
+    # Lifecycle suites measure lifecycle writes alone: the autoscale loop is off here and has its
+    # own suite (test_autoscale*.py) with Prometheus and the fleet emulator.
+    proc = Operator(cluster, log, extra_env={"TOKENSCALE_AUTOSCALE": "off"})
     proc.start()
     yield proc
     proc.stop()
@@ -60,6 +62,7 @@ def operator(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = cluster.new_namespace(request.node.name.split("[")[0].replace("_", "-")[:30].rstrip("-"))
+    short = request.node.name.split("[")[0].removeprefix("test_").replace("_", "-")[:30]
+    name = cluster.new_namespace("lc-" + short.rstrip("-"))
     yield name
     cluster.delete_namespace(name)

@@ -163,13 +163,19 @@ class Operator:
     def start(self) -> None:
         account = f"{RELEASE}"
         kubeconfig = service_account_kubeconfig(self.cluster, account, SYSTEM_NAMESPACE)
-        env = {**os.environ, "KUBECONFIG": kubeconfig, **self.extra_env}
+        env = {
+            **os.environ,
+            "KUBECONFIG": kubeconfig,
+            "TOKENSCALE_METRICS_PORT": str(self.metrics_port),
+            **self.extra_env,
+        }
         log = self.log_path.open("ab")
+        scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
         self.proc = subprocess.Popen(
             [
                 str(ROOT / ".venv" / "bin" / "tokenscale"),
                 "run",
-                "--all-namespaces",
+                *scope,
                 "--health-port",
                 str(self.health_port),
             ],
