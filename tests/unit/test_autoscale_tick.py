@@ -176,3 +176,16 @@ def test_advisory_decision_keeps_last_applied() -> None:
     old = {"autoscaler": {"lastAppliedReplicas": 2}}
     patch = autoscale.tick_status(spec, old, decision(5, 2, applied=False), Observation(), NOW, 1)
     assert patch["autoscaler"]["lastAppliedReplicas"] == 2
+
+
+def test_status_write_is_skipped_when_only_the_sample_time_moved() -> None:
+    spec, _ = spec_and_plan()
+    obs = Observation(sampled_at=NOW, ttft_s=0.5, itl_s=0.02)
+    first = autoscale.tick_status(spec, {}, decision(2, 2), obs, NOW, 1)
+    later = autoscale.tick_status(spec, first, decision(2, 2), obs, NOW + 15, 1)
+    assert later["observed"]["sampledAt"] != first["observed"]["sampledAt"]
+    assert not autoscale.status_changed(first, later)
+    slower = Observation(sampled_at=NOW, ttft_s=0.9, itl_s=0.02)
+    assert autoscale.status_changed(
+        first, autoscale.tick_status(spec, first, decision(2, 2), slower, NOW + 30, 1)
+    )

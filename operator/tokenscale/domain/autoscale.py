@@ -154,7 +154,8 @@ def observed_status(obs: Observation, now: float) -> dict[str, Any]:
         "waiting": obs.waiting,
         "kvCacheUsage": obs.kv_cache_usage,
     }
-    rounded = {k: round(v, 4) for k, v in figures.items() if v is not None}
+    # Three significant figures: enough to read, and steady load does not rewrite status.
+    rounded = {k: float(f"{v:.3g}") for k, v in figures.items() if v is not None}
     return {**rounded, "sampledAt": rfc3339(now)}
 
 
@@ -246,6 +247,32 @@ def tick_status(
     if plan:
         patch["plan"] = plan
     return patch
+
+
+def status_changed(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    """Whether a patch says anything new (the sample time alone is not news): at 300 services a
+    write per service per tick would be 20 writes/s for nothing."""
+    for key, value in patch.items():
+        old = old_status.get(key)
+        if key == "observed" and isinstance(value, Mapping) and isinstance(old, Mapping):
+            if {k: v for k, v in value.items() if k != "sampledAt"} != {
+                k: v for k, v in old.items() if k != "sampledAt"
+            }:
+                return True
+            continue
+        if key == "conditions":
+            if _conditions_key(value) != _conditions_key(old or []):
+                return True
+            continue
+        if value != old:
+            return True
+    return False
+
+
+def _conditions_key(conds: Any) -> list[tuple[Any, ...]]:
+    return sorted(
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message")) for c in conds
+    )
 
 
 def conflict_status(

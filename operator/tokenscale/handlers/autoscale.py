@@ -114,6 +114,9 @@ def _act(kube: Kube, ref: names.ServiceRef, decision: Any, replicas: int, cap_no
 def _write_status(
     kube: Kube, key: ServiceKey, ref: names.ServiceRef, patch: dict[str, Any]
 ) -> None:
+    current = (cache.services().get(key) or {}).get("status") or {}
+    if not autoscale.status_changed(current, patch):
+        return
     with runtime.lock_for(ref.namespace, ref.name):
         kube.patch_status(ref, patch)
     cache.merge_service_status(key, patch)
