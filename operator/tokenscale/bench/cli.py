@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     results = run_suite(scenario, trace, names, args.batch_tuning == "off", not args.no_progress)
     print(
         f"{trace.name}: {len(trace)} requests over {trace.duration / 60:.0f} min, "
-        f"{scenario.model} {scenario.quantization} on {scenario.plan.gpus_per_replica}x{scenario.gpu}"
+        f"{scenario.model} {scenario.quantization} on "
+        f"{scenario.plan.gpus_per_replica}x{scenario.gpu}"
     )
     print(report.table(results))
     meta = {**scenario.describe(), "trace": trace.name, "requests": len(trace)}

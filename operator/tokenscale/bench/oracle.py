@@ -52,7 +52,28 @@ def _probe(scenario: Scenario, trace: Trace, rate: float, cap: int, seed: int) -
     return res.slo_attainment
 
 
+_CACHE: dict[tuple[object, ...], Calibration] = {}
+
+
 def calibrate(scenario: Scenario, trace: Trace) -> Calibration:
+    """Cached per scenario and trace (the suite and the target check ask more than once)."""
+    key = (
+        scenario.model,
+        scenario.gpu,
+        scenario.quantization,
+        scenario.ttft_s,
+        scenario.itl_s,
+        scenario.seed,
+        trace.name,
+        len(trace),
+        float(trace.prompt.mean()),
+    )
+    if key not in _CACHE:
+        _CACHE[key] = _calibrate(scenario, trace)
+    return _CACHE[key]
+
+
+def _calibrate(scenario: Scenario, trace: Trace) -> Calibration:
     spec, plan = scenario.spec(), scenario.plan
     model = service_model(spec, plan, float(trace.prompt.mean()), float(trace.output.mean()))
     floor = spec.scaling.batch.min_concurrency

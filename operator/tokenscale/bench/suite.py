@@ -83,7 +83,11 @@ def run_suite(
         else:
             sc = scenario
         label = f"{p.name} {p.config}"
-        results.append(simulate(trace, sc, p, initial, lambda f, s=label: bar.update(s, f)))
+
+        def tick(frac: float, label: str = label) -> None:
+            bar.update(label, frac)
+
+        results.append(simulate(trace, sc, p, initial, tick))
         bar.done += 1
     bar.finish()
     return results

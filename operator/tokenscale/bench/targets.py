@@ -40,7 +40,8 @@ def _figures(name: str, results: list[RunResult], seconds: float, wall: float) -
         fails.append(f"{name}: attainment {ts.slo_attainment:.2%} < 99%")
     ratio = ts.gpu_hours / oracle.gpu_hours
     print(
-        f"[{name}] GPU-hours {ts.gpu_hours:.2f} vs oracle {oracle.gpu_hours:.2f} ({oracle.config}): "
+        f"[{name}] GPU-hours {ts.gpu_hours:.2f} vs oracle {oracle.gpu_hours:.2f} "
+        f"({oracle.config}): "
         f"{ratio:.2f}x (target <= {GPU_RATIO}x)"
     )
     if ratio > GPU_RATIO:

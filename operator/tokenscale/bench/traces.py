@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 F64 = npt.NDArray[np.float64]
+JITTER_S = 30.0
 I64 = npt.NDArray[np.int64]
 
 
@@ -46,20 +47,37 @@ class Trace:
         return float(self.arrival[-1]) if len(self.arrival) else 0.0
 
     def scaled(
-        self, rate_scale: float = 1.0, duration: float | None = None, max_tokens: int | None = None
+        self,
+        rate_scale: float = 1.0,
+        duration: float | None = None,
+        max_tokens: int | None = None,
+        seed: int = 0,
     ) -> Trace:
-        """Compress time by `rate_scale` (2.0 = twice the request rate), keep the first
-        `duration` seconds, and clip prompt + output to `max_tokens` (the model's length)."""
+        """Multiply the request rate by `rate_scale` keeping the trace's duration and daily
+        shape: x6 overlays 6 copies of every request, each shifted by a seeded uniform jitter of
+        up to +/-30 s (x2.5: two copies plus a copy of half the requests; x0.5 keeps half).
+        Then keep the first `duration` seconds and clip prompt + output to `max_tokens`."""
         if rate_scale <= 0:
             raise TraceError(f"--rate-scale must be positive, got {rate_scale}")
-        arrival = self.arrival / rate_scale
-        keep = arrival <= duration if duration is not None else np.ones(len(arrival), bool)
-        prompt, output = self.prompt[keep], self.output[keep]
+        rng = np.random.default_rng(seed)
+        whole, frac = int(rate_scale), rate_scale - int(rate_scale)
+        parts = [np.arange(len(self.arrival))] * whole
+        if frac > 0:
+            parts.append(np.flatnonzero(rng.random(len(self.arrival)) < frac))
+        idx = np.concatenate(parts) if parts else np.arange(0)
+        arrival = self.arrival[idx]
+        if rate_scale > 1:
+            arrival = np.clip(arrival + rng.uniform(-JITTER_S, JITTER_S, len(idx)), 0, None)
+        order = np.argsort(arrival, kind="stable")
+        arrival, prompt, output = arrival[order], self.prompt[idx][order], self.output[idx][order]
+        if duration is not None:
+            keep = arrival <= duration
+            arrival, prompt, output = arrival[keep], prompt[keep], output[keep]
         if max_tokens is not None:
             prompt = np.minimum(prompt, max_tokens - 64)
             output = np.minimum(output, max_tokens - prompt - 1)
         name = self.name if rate_scale == 1.0 else f"{self.name} x{rate_scale:g}"
-        return Trace(name, arrival[keep], prompt, output)
+        return Trace(name, arrival, prompt, output)
 
 
 def _sorted(name: str, arrival: list[float], prompt: list[int], output: list[int]) -> Trace:

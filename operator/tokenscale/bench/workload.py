@@ -39,7 +39,7 @@ def rate_curve(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         length = rng.uniform(60, 150)
         height = rng.uniform(1.3, 1.7)
         rate = np.where((t >= start) & (t < start + length), rate * height, rate)
-    return rate
+    return np.asarray(rate, dtype=np.float64)
 
 
 def default_workload(seed: int = 1, duration: float = DURATION_S) -> Trace:

@@ -1,0 +1,72 @@
+"""A short scenario end to end: determinism, tokenscale meeting the SLO, JSON shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tokenscale.bench.cli import main
+from tokenscale.bench.policies import Static, Tokenscale
+from tokenscale.bench.runner import simulate
+from tokenscale.bench.scenario import Scenario
+from tokenscale.bench.workload import default_workload
+
+SC = Scenario()
+TRACE = default_workload(7).scaled(1.0, duration=420, max_tokens=SC.max_model_len)
+
+
+def test_same_seed_same_numbers() -> None:
+    a = simulate(TRACE, SC, Tokenscale(SC), 3).row()
+    b = simulate(TRACE, SC, Tokenscale(SC), 3).row()
+    assert a == b
+
+
+def test_tokenscale_meets_the_slo_on_a_short_scenario() -> None:
+    r = simulate(TRACE, SC, Tokenscale(SC), 3)
+    assert r.slo_attainment >= 0.97, r.row()
+    assert r.rejected == 0
+
+
+def test_underprovisioned_static_fails_and_costs_less() -> None:
+    small = simulate(TRACE, SC, Static(1), 1)
+    ts = simulate(TRACE, SC, Tokenscale(SC), 3)
+    assert small.slo_attainment < ts.slo_attainment
+    assert small.gpu_hours < ts.gpu_hours
+
+
+def test_cli_json_shape(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    rc = main(
+        [
+            "--duration",
+            "240",
+            "--policies",
+            "tokenscale,static",
+            "--no-progress",
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert {"model", "gpu", "slo_ttft_s"} <= set(doc["scenario"])
+    keys = {
+        "policy",
+        "config",
+        "slo_attainment",
+        "gpu_hours",
+        "ttft_p50_s",
+        "ttft_p95_s",
+        "ttft_p99_s",
+        "itl_p95_s",
+        "scale_events",
+        "rejected",
+    }
+    assert doc["results"] and all(set(r) == keys for r in doc["results"])
+    assert {r["policy"] for r in doc["results"]} == {"tokenscale", "static"}
+
+
+def test_cli_bad_trace_is_a_clear_error(tmp_path: Path, capsys: object) -> None:
+    f = tmp_path / "t.csv"
+    f.write_text("nope\n")
+    assert main(["--trace", str(f), "--no-progress"]) == 2
