@@ -81,7 +81,7 @@ async def worker(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
         "llama-3.1-8b", "h100-80gb", max_model_len=4096, time_scale=opts.get("time_scale", 1.0)
     )
     sim = SimServer(profile, MODEL, {"pod": "sim-0"})
-    sim_runner = web.AppRunner(sim.app(), access_log=None)
+    sim_runner = web.AppRunner(sim.app(), access_log=None, handler_cancellation=True)
     await sim_runner.setup()
     await web.TCPSite(sim_runner, "127.0.0.1", 0).start()
     engine_base = f"http://127.0.0.1:{sim_runner.addresses[0][1]}"
@@ -90,7 +90,7 @@ async def worker(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
     gateway = Gateway(engine_base, start, drain_grace_s=10)
     watcher = TuningWatcher(str(tuning_path), start, gateway.apply_tuning)
     watch = asyncio.create_task(watcher.run())
-    gw_runner = web.AppRunner(gateway.app(), access_log=None)
+    gw_runner = web.AppRunner(gateway.app(), access_log=None, handler_cancellation=True)
     await gw_runner.setup()
     await web.TCPSite(gw_runner, "127.0.0.1", 0).start()
     base = f"http://127.0.0.1:{gw_runner.addresses[0][1]}"

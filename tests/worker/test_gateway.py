@@ -142,3 +142,30 @@ async def test_ready_follows_drain_and_health_stays_live(worker: InProcessWorker
         async with session.post(f"{worker.base}/v1/completions", json={"prompt": "x"}) as resp:
             assert resp.status == 503
             assert (await resp.json())["error"]["type"] == "ServiceUnavailableError"
+
+
+@pytest.mark.parametrize("worker", [{**SLOW, "cap": 1, "queue": 5}], indirect=True)
+async def test_client_leaving_the_queue_frees_its_place(worker: InProcessWorker) -> None:
+    async with aiohttp.ClientSession() as session:
+        running = asyncio.create_task(stream_request(session, worker.base, 400))
+        waiting = asyncio.create_task(stream_request(session, worker.base, 400))
+
+        async def one_queued() -> bool:
+            return await gauge(worker, "tokenscale_gateway_queue_length") == 1
+
+        await until(one_queued, 5, "1 queued")
+        waiting.cancel()  # the client hangs up while queued
+
+        async def none_queued() -> bool:
+            return await gauge(worker, "tokenscale_gateway_queue_length") == 0
+
+        await until(none_queued, 2, "the queue emptied")
+        assert await gauge(worker, "tokenscale_gateway_in_flight") == 1
+        running.cancel()
+        await asyncio.gather(running, waiting, return_exceptions=True)
+
+        async def engine_idle() -> bool:
+            return worker.sim.engine.num_running == 0 and worker.gateway.admission.in_flight == 0
+
+        # The in-flight client hung up too: its slot and the engine's batch slot are freed.
+        await until(engine_idle, 2, "slot and engine freed")

@@ -53,7 +53,7 @@ async def _health(_request: web.Request) -> web.Response:
 
 
 async def _serve(app: web.Application, port: int) -> None:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     await asyncio.Event().wait()

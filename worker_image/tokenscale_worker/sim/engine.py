@@ -26,13 +26,8 @@ length, so their durations are computed with O(1) arithmetic each and the per-re
 updated once, O(running) for the whole run instead of per step. The tests check that `advance`
 and step-by-step driving give the same finish times.
 
-Scheduling follows vLLM's V1 scheduler: each iteration has a token budget
-(`max_num_batched_tokens`); running requests go first (one decode token each, or the next chunk
-of an unfinished prefill), then waiting requests are admitted in FIFO order while budget, the
-`max_num_seqs` cap and free KV blocks allow, their prompts chunked to the remaining budget. When a
-running request needs a KV block and none is free, the most recently admitted running request is
-preempted: its blocks are freed and it goes back to the head of the queue to recompute its prompt
-and the tokens it has generated so far.
+Scheduling follows vLLM's V1 scheduler; docs/simulator.md states the rules (token budget, FIFO
+admission, chunked prefill, recompute preemption of the most recently admitted request).
 """
 
 from __future__ import annotations
