@@ -161,13 +161,14 @@ class QuantizationSpec(_Model):
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            "self.method == 'auto' || !has(self.allowed)",
+            "(has(self.method) && self.method == 'auto') || !has(self.allowed)",
             "spec.quantization.allowed applies only when spec.quantization.method is "
             "auto; remove it or set method: auto",
             check=lambda m: m.method == "auto" or m.allowed is None,
         ),
         Rule(
-            "self.method != 'auto' || !has(self.allowed) || size(self.allowed) > 0",
+            "!has(self.method) || self.method != 'auto' || !has(self.allowed) || "
+            "size(self.allowed) > 0",
             "spec.quantization.allowed must list at least one method",
             check=lambda m: m.method != "auto" or m.allowed is None or len(m.allowed) > 0,
         ),
@@ -262,8 +263,8 @@ class ResourcesSpec(_Model):
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            "type(self.gpusPerReplica) == string ? self.gpusPerReplica == 'auto' : "
-            "self.gpusPerReplica in [1, 2, 4, 8]",
+            "!has(self.gpusPerReplica) || (type(self.gpusPerReplica) == string ? "
+            "self.gpusPerReplica == 'auto' : self.gpusPerReplica in [1, 2, 4, 8])",
             "spec.resources.gpusPerReplica must be 1, 2, 4, 8 or auto",
             check=lambda m: (
                 m.gpus_per_replica == "auto"
@@ -306,7 +307,7 @@ class SloSpec(_Model):
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            "!has(self.e2eSeconds) || self.e2eSeconds > self.ttftSeconds",
+            "!has(self.e2eSeconds) || !has(self.ttftSeconds) || self.e2eSeconds > self.ttftSeconds",
             "spec.slo.e2eSeconds must be greater than spec.slo.ttftSeconds",
             check=lambda m: m.e2e_seconds is None or m.e2e_seconds > m.ttft_seconds,
         ),
@@ -341,6 +342,7 @@ class BatchTuningSpec(_Model):
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
+            "!has(self.minConcurrency) || !has(self.maxConcurrency) || "
             "self.minConcurrency <= self.maxConcurrency",
             "spec.scaling.batch.minConcurrency must not exceed maxConcurrency",
             check=lambda m: m.min_concurrency <= m.max_concurrency,
@@ -368,6 +370,7 @@ class ScalingSpec(_Model):
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
+            "!has(self.minReplicas) || !has(self.maxReplicas) || "
             "self.minReplicas <= self.maxReplicas",
             "spec.scaling.minReplicas must not exceed spec.scaling.maxReplicas",
             check=lambda m: m.min_replicas <= m.max_replicas,
