@@ -13,6 +13,12 @@ if [[ "${TOKENSCALE_E2E_EXISTING_CLUSTER:-0}" == "1" ]]; then
   exit 0
 fi
 
+# kwokctl logs JSON lines when not on a terminal: keep "msg (elapsed)" of each.
+kwok_log() {
+  sed -u -E -e '/^\{.*"msg":/!b' \
+    -e 's/^.*"msg":"([^"]*)"(.*"human":"([^"]*)")?.*$/kwokctl: \1 \3/' >&2
+}
+
 # shellcheck source=env.sh
 source "$HERE/env.sh"
 if [[ ! -x "$KWOKCTL" ]]; then
@@ -24,6 +30,6 @@ if ! "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$TOKENSCALE_CLUSTER_NAME"; 
   rm -f "$KUBECONFIG"
   exit 0
 fi
-"$KWOKCTL" delete cluster --name "$TOKENSCALE_CLUSTER_NAME" --kubeconfig "$KUBECONFIG"
+"$KWOKCTL" delete cluster --name "$TOKENSCALE_CLUSTER_NAME" --kubeconfig "$KUBECONFIG" 2>&1 | kwok_log
 rm -f "$KUBECONFIG"
 echo "down.sh: cluster '$TOKENSCALE_CLUSTER_NAME' deleted" >&2

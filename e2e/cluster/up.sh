@@ -13,6 +13,11 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 T0=$SECONDS
+# kwokctl logs JSON lines when not on a terminal: keep "msg (elapsed)" of each.
+kwok_log() {
+  sed -u -E -e '/^\{.*"msg":/!b' \
+    -e 's/^.*"msg":"([^"]*)"(.*"human":"([^"]*)")?.*$/kwokctl: \1 \3/' >&2
+}
 say() { printf '[cluster-up %3ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
 
 # ---- an existing cluster chosen by the user -------------------------------------------------------
@@ -42,6 +47,15 @@ healthy() {
     "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME"
 }
 
+# wait_healthy SECONDS: poll healthy() until it passes or SECONDS have gone by.
+wait_healthy() {
+  local until=$((SECONDS + $1))
+  until healthy; do
+    (( SECONDS < until )) || return 1
+    sleep 0.5
+  done
+}
+
 if healthy; then
   say "cluster '$NAME' is already up"
   echo "$KUBECONFIG"
@@ -57,12 +71,14 @@ path_of() { sed -n "s/^$1=//p" <<<"$paths"; }
 
 # ---- a cluster left stopped (processes gone, e.g. after a reboot): start it, else recreate --------
 if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME"; then
-  say "cluster '$NAME' exists but is not healthy: starting it"
-  if "$KWOKCTL" start cluster --name "$NAME" --timeout 60s >&2 && healthy; then
+  say "cluster '$NAME' exists but is not healthy: restarting it"
+  # Stop first: a component left half-alive (an apiserver in graceful shutdown) would be taken as running.
+  "$KWOKCTL" stop cluster --name "$NAME" 2>&1 | kwok_log || true
+  if "$KWOKCTL" start cluster --name "$NAME" --wait 30s --timeout 30s 2>&1 | kwok_log && wait_healthy 15; then
     say "cluster '$NAME' started"
   else
     say "start failed: deleting and recreating cluster '$NAME'"
-    "$KWOKCTL" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG" >&2 || true
+    "$KWOKCTL" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG" 2>&1 | kwok_log || true
   fi
 fi
 
@@ -80,7 +96,7 @@ if ! healthy; then
     --etcd-binary "$(path_of etcd)" \
     --disable-qps-limits \
     --wait 60s \
-    --timeout 120s >&2
+    --timeout 120s 2>&1 | kwok_log
 fi
 
 # ---- ready for workloads --------------------------------------------------------------------------
