@@ -12,7 +12,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [[ $# -ge 3 ]] || usage
 POOL_ARG=$1 COUNT=$2 GPUS=$3 DRY_RUN=${4:-}
 [[ "$COUNT" =~ ^[0-9]+$ && "$GPUS" =~ ^[0-9]+$ ]] || { echo "add-nodes.sh: COUNT and GPUS must be whole numbers" >&2; usage; }
