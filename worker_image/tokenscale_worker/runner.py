@@ -126,7 +126,12 @@ async def serve(args: argparse.Namespace) -> int:
         cfg = _vllm_config(args)
         argv = vllm_command(cfg)
         log.info("starting engine: %s", argv)
-        proc = await asyncio.create_subprocess_exec(*argv)
+        try:
+            proc = await asyncio.create_subprocess_exec(*argv)
+        except FileNotFoundError:
+            raise ValueError(
+                f"{argv[0]!r} is not on PATH: run the worker image, or use --engine sim"
+            ) from None
         engine_port = cfg.port
     gateway = Gateway(
         f"http://127.0.0.1:{engine_port}",
