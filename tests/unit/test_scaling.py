@@ -156,7 +156,9 @@ def test_cold_start_in_progress_counts_as_coming_capacity() -> None:
 
 def test_flapping_load_at_the_tolerance_edge_does_not_flap() -> None:
     ds = run([27.0, 29.0] * 40, 9)
-    counts = [d.replicas for d in ds]
+    # The first ten minutes learn the service and ITL factors; after that, +/-4% load
+    # alternating every tick must not move the count.
+    counts = [d.replicas for d in ds[42:]]
     changes = sum(1 for a, b in itertools.pairwise(counts) if a != b)
     assert changes <= 1
 
