@@ -16,8 +16,10 @@ def can(cluster: Cluster, *args: str) -> bool:
 
 def test_rbac_allows_exactly_what_the_operator_uses(cluster: Cluster, operator: Operator) -> None:
     assert can(cluster, "patch", "deployments.apps", "-n", "default")
-    assert can(cluster, "patch", "deployments.apps/scale", "-n", "default")
-    assert can(cluster, "patch", "inferenceservices.tokenscale.io/status", "-n", "default")
+    assert can(cluster, "patch", "deployments.apps", "--subresource=scale", "-n", "default")
+    assert can(
+        cluster, "patch", "inferenceservices.tokenscale.io", "--subresource=status", "-n", "default"
+    )
     assert can(cluster, "create", "events", "-n", "default")
     assert not can(cluster, "delete", "nodes")
     assert not can(cluster, "get", "secrets", "-n", "kube-system")

@@ -114,22 +114,22 @@ def test_hand_edit_is_reverted_and_unchanged_apply_writes_nothing(
     doc = small_service()
     cluster.apply(doc, namespace)
     wait_for("ready", lambda: ready(cluster, "chat", namespace), timeout=90)
+    selector = '{"spec":{"selector":{"tokenscale.io/service":"someone-else"}}}'
+    cluster.kubectl("patch", "service", "chat", "-n", namespace, "--type=merge", "-p", selector)
     cluster.kubectl(
-        "patch",
-        "service",
-        "chat",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"ports":[{"name":"http","port":9999,"targetPort":"http"}]}}',
+        "set", "image", "deployment/chat", "worker=example.com/other:1", "-n", namespace
     )
 
     def restored() -> bool:
         svc = cluster.get("service", "chat", namespace) or {}
-        return [p["port"] for p in svc["spec"]["ports"]] == [8000]
+        dep = cluster.get("deployment", "chat", namespace) or {}
+        image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        return bool(
+            svc["spec"]["selector"] == {"tokenscale.io/service": "chat"}
+            and image == "tokenscale/worker:0.1.0"
+        )
 
-    wait_for("service port restored", restored, timeout=30)
+    wait_for("service selector and worker image put back", restored, timeout=30)
     cluster.kubectl("delete", "configmap", "chat-tuning", "-n", namespace)
     wait_for(
         "tuning configmap recreated",

@@ -138,3 +138,12 @@ def test_placement_fields_pass_through() -> None:
     assert pod["tolerations"] == [tol]
     assert pod["nodeSelector"]["zone"] == "a"
     assert pod["priorityClassName"] == "inference"
+
+
+def test_container_args_parse_with_the_worker_cli() -> None:
+    from tokenscale_worker.cli import build_parser
+
+    c = container(deployment())
+    args = build_parser().parse_args([*c["command"][1:], *c["args"]])
+    assert args.engine == "vllm" and args.port == contract.GATEWAY_PORT
+    assert args.drain_grace < render.DRAIN_GRACE_SECONDS

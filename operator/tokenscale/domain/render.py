@@ -193,7 +193,15 @@ def _container(
         "name": names.WORKER_CONTAINER,
         "image": spec.engine.image,
         "command": list(contract.WORKER_ENTRYPOINT),
-        "args": ["--engine", "vllm", "--port", str(contract.GATEWAY_PORT)],
+        "args": [
+            "--engine",
+            "vllm",
+            "--port",
+            str(contract.GATEWAY_PORT),
+            # Finish queued and in-flight requests before the kubelet's SIGKILL.
+            "--drain-grace",
+            str(DRAIN_GRACE_SECONDS - PRESTOP_SLEEP_SECONDS - 10),
+        ],
         "ports": [{"name": names.PORT_NAME, "containerPort": contract.GATEWAY_PORT}],
         "env": _env(spec, plan, ref),
         "resources": {

@@ -1,0 +1,78 @@
+"""What the fleet emulator reads from the API server: worker pods, tuning ConfigMaps, the
+InferenceServices and node GPU labels. Plain JSON (no client models): it is polled often."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client, config
+
+MANAGED = "app.kubernetes.io/managed-by=tokenscale"
+SERVICE_LABEL = "tokenscale.io/service"
+GPU_LABEL = "tokenscale.io/gpu"
+TUNING_KEY = "tuning.json"
+
+
+@dataclass
+class Snapshot:
+    """One namespace at one poll."""
+
+    pods: list[dict[str, Any]]
+    tuning: dict[str, str]  # service -> tuning.json text
+    services: dict[str, dict[str, Any]]  # service -> InferenceService spec
+
+
+def running(pod: dict[str, Any]) -> bool:
+    """What a kubelet runs: bound, Ready, not terminating."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    if meta.get("deletionTimestamp") or not (pod.get("spec") or {}).get("nodeName"):
+        return False
+    conds = status.get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+@dataclass
+class ClusterView:
+    kubeconfig: str | None = None
+    _api: client.ApiClient | None = None
+    _gpu_of_node: dict[str, str] = field(default_factory=dict)
+
+    def _client(self) -> client.ApiClient:
+        if self._api is None:
+            self._api = config.new_client_from_config(config_file=self.kubeconfig)
+        return self._api
+
+    def _get(self, path: str, **query: str) -> dict[str, Any]:
+        data, _status, _headers = self._client().call_api(
+            path,
+            "GET",
+            query_params=list(query.items()),
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=10,
+        )
+        result: dict[str, Any] = json.loads(data.data)
+        return result
+
+    def snapshot(self, namespace: str) -> Snapshot:
+        pods = self._get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=MANAGED)["items"]
+        cms = self._get(f"/api/v1/namespaces/{namespace}/configmaps", labelSelector=MANAGED)
+        tuning = {}
+        for cm in cms["items"]:
+            service = (cm["metadata"].get("labels") or {}).get(SERVICE_LABEL)
+            text = (cm.get("data") or {}).get(TUNING_KEY)
+            if service and text is not None and cm["metadata"]["name"] == f"{service}-tuning":
+                tuning[service] = text
+        path = f"/apis/tokenscale.io/v1alpha1/namespaces/{namespace}/inferenceservices"
+        services = {s["metadata"]["name"]: s.get("spec") or {} for s in self._get(path)["items"]}
+        return Snapshot(pods, tuning, services)
+
+    def gpu_of_node(self, node: str) -> str | None:
+        if node not in self._gpu_of_node:
+            labels = self._get(f"/api/v1/nodes/{node}")["metadata"].get("labels") or {}
+            if GPU_LABEL not in labels:
+                return None
+            self._gpu_of_node[node] = labels[GPU_LABEL]
+        return self._gpu_of_node[node]
