@@ -36,11 +36,11 @@ def reconcile(kube: Kube, body: kopf.Body | dict[str, Any]) -> None:
     now = runtime.now_rfc3339()
     spec = lifecycle.parse_spec(dict(body["spec"]))
     if isinstance(spec, lifecycle.SpecError):
-        return _report_unusable(kube, ref, conds, now, "InvalidSpec", spec.message)
+        return _report_unusable(kube, ref, old_status, conds, now, "InvalidSpec", spec.message)
     result = capacity.plan(spec)
     conds = status.planned_conditions(conds, result, now, ref.generation)
     if isinstance(result, capacity.Infeasible):
-        return _report_unusable(kube, ref, conds, now, "Infeasible", result.reason)
+        return _report_unusable(kube, ref, old_status, conds, now, "Infeasible", result.reason)
     cap = lifecycle.concurrency_cap(spec, result, old_status)
     podmonitor = kube.has_resource("monitoring.coreos.com/v1", "PodMonitor")
     for child in render.render_all(ref, spec, result, cap, podmonitor):
@@ -69,11 +69,20 @@ def reconcile(kube: Kube, body: kopf.Body | dict[str, Any]) -> None:
 
 
 def _report_unusable(
-    kube: Kube, ref: ServiceRef, conds: status.Conditions, now: str, reason: str, message: str
+    kube: Kube,
+    ref: ServiceRef,
+    old_status: dict[str, Any],
+    conds: status.Conditions,
+    now: str,
+    reason: str,
+    message: str,
 ) -> None:
     """Ready=False with the reason, one Warning Event per new reason, nothing created, and no
     exception: kopf must not retry a spec only a person can fix."""
-    already = any(c.get("type") == "Ready" and c.get("message") == message for c in conds)
+    already = any(
+        c.get("type") == "Ready" and c.get("message") == message
+        for c in old_status.get("conditions") or []
+    )
     conds = status.set_condition(conds, "Ready", "False", reason, message, now, ref.generation)
     if reason == "InvalidSpec":
         conds = status.set_condition(
