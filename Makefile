@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 
 ## demo: the main job on the embedded default workload
 demo: venv
-	$(BIN)/tokenscale plan $(foreach f,$(wildcard examples/*.yaml),-f $(f))
+	@mkdir -p $(DEMO_OUT)
+	$(BIN)/tokenscale bench --json $(DEMO_OUT)/demo.json --plot $(DEMO_OUT)/demo.png
 
 ## lint: ruff, mypy --strict (pydantic plugin) and the layer contracts
 lint: venv
@@ -50,9 +51,9 @@ contract: venv
 e2e: venv
 	$(BIN)/pytest -q -m e2e e2e
 
-## bench: the benchmark targets
+## bench: the autoscaling targets on the embedded workload and the Azure trace (exit 1 on a miss)
 bench: venv
-	$(BIN)/tokenscale bench --out $(DEMO_OUT)/bench
+	$(BIN)/tokenscale bench --check-targets
 
 ## cluster-up / cluster-down: the local control plane with fake GPU nodes
 cluster-up:

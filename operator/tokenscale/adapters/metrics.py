@@ -28,9 +28,7 @@ DESIRED = Gauge(
 CURRENT = Gauge(
     "tokenscale_current_replicas", "Replicas the Deployment asks for.", ["namespace", "service"]
 )
-CAP = Gauge(
-    "tokenscale_concurrency_cap", "Per-replica concurrency cap.", ["namespace", "service"]
-)
+CAP = Gauge("tokenscale_concurrency_cap", "Per-replica concurrency cap.", ["namespace", "service"])
 
 
 def serve(port: int) -> None:
