@@ -1,29 +1,19 @@
-"""`InferenceService` (tokenscale.io/v1alpha1): the spec a user writes and the status tokenscale
-reports.
-
-These pydantic models are the only source of the CRD schema (`tokenscale crds` turns them into
-`crds/` and the chart's CRD templates), of `kubectl explain` text (every field's description) and
-of the operator's own parsing. Cross-field rules are CEL (`x-kubernetes-validations`) so the API
-server rejects a bad spec before tokenscale ever sees it.
-"""
+"""The spec a user writes: model, quantization, engine, resources, SLO, scaling, secrets."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-GROUP = "tokenscale.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "InferenceService"
-PLURAL = "inferenceservices"
-SINGULAR = "inferenceservice"
-SHORT_NAMES = ["tsvc"]
+from tokenscale.api.v1alpha1.base import (
+    _SHELL_CHARS,
+    DEFAULT_WORKER_IMAGE,
+    QUANTITY_PATTERN,
+    SHELL_CHARS_CEL,
+    Rule,
+    _Model,
+)
 
 GpuKindId = Literal["h100-80gb", "h200-141gb", "a100-80gb", "a100-40gb", "l40s-48gb", "l4-24gb"]
 ModelArchId = Literal[
@@ -37,55 +27,6 @@ ModelArchId = Literal[
 ]
 QuantMethod = Literal["none", "fp8", "awq", "gptq", "int8"]
 ScalingMode = Literal["auto", "advisory", "off"]
-
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$"
-# One argument per list item: whitespace or shell syntax means a shell string was pasted in.
-SHELL_CHARS_CEL = "[\\\\s;&|$`<>]"
-DEFAULT_WORKER_IMAGE = "tokenscale/worker:0.1.0"
-
-
-_SHELL_CHARS = re.compile(r"[\s;&|$`<>]")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A cross-field rule, enforced twice from one definition: as CEL by the API server and as
-    `check` when the operator or the CLI parses a spec."""
-
-    rule: str
-    message: str
-    check: Callable[[Any], bool]
-    field_path: str | None = None
-
-    def as_cel(self) -> dict[str, str]:
-        entry = {"rule": self.rule, "message": self.message}
-        if self.field_path:
-            entry["fieldPath"] = self.field_path
-        return entry
-
-
-def _add_rules(schema: dict[str, Any], model: type[Any]) -> None:
-    rules: tuple[Rule, ...] = getattr(model, "RULES", ())
-    if rules:
-        schema["x-kubernetes-validations"] = [r.as_cel() for r in rules]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        json_schema_extra=_add_rules,
-    )
-    RULES: ClassVar[tuple[Rule, ...]] = ()
-
-    @model_validator(mode="after")
-    def _check_rules(self) -> Self:
-        for rule in type(self).RULES:
-            if not rule.check(self):
-                raise ValueError(rule.message)
-        return self
 
 
 class CustomArchitecture(_Model):
@@ -442,145 +383,3 @@ class InferenceServiceSpec(_Model):
     slo: SloSpec = Field(default_factory=SloSpec, description="Latency objective.")
     scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="Autoscaling.")
     secrets: SecretsSpec = Field(default_factory=SecretsSpec, description="Secret references.")
-
-
-# ---- status -------------------------------------------------------------------------------
-
-ConditionType = Literal[
-    "Ready",
-    "Progressing",
-    "Planned",
-    "CapacityLimited",
-    "MetricsAvailable",
-    "SLOMet",
-    "ScalingConflict",
-]
-
-
-class Condition(_Model):
-    """A standard Kubernetes condition."""
-
-    type: ConditionType = Field(description="Condition type.")
-    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(description="CamelCase reason.")
-    message: str = Field(default="", description="Human-readable detail.")
-    last_transition_time: str | None = Field(
-        default=None, description="When the status last changed (RFC 3339)."
-    )
-    observed_generation: int | None = Field(
-        default=None, description="Spec generation the condition was computed from."
-    )
-
-
-class PlanStatus(_Model):
-    """The capacity plan in force."""
-
-    quantization: str = Field(description="Quantization the plan uses.")
-    tensor_parallel: int = Field(description="Tensor-parallel size.")
-    gpus_per_replica: int = Field(description="GPUs each replica requests.")
-    weights_gib: float = Field(alias="weightsGiB", description="Weight memory per replica in GiB.")
-    kv_cache_tokens: int = Field(description="KV-cache capacity per replica in tokens.")
-    max_concurrency: int = Field(description="Largest batch the KV cache supports.")
-    concurrency_cap: int = Field(description="Concurrency cap per replica in force.")
-
-
-class ObservedStatus(_Model):
-    """Latency and load as last read from Prometheus."""
-
-    ttft_seconds: float | None = Field(default=None, description="TTFT at the SLO percentile.")
-    itl_seconds: float | None = Field(default=None, description="ITL at the SLO percentile.")
-    e2e_seconds: float | None = Field(
-        default=None, alias="e2eSeconds", description="E2E at the SLO percentile."
-    )
-    arrival_rate: float | None = Field(default=None, description="Requests per second.")
-    running: float | None = Field(default=None, description="Requests running, all replicas.")
-    waiting: float | None = Field(default=None, description="Requests queued, all replicas.")
-    kv_cache_usage: float | None = Field(default=None, description="Mean KV-cache use, 0-1.")
-    sampled_at: str | None = Field(default=None, description="When the figures were read.")
-
-
-class DecisionRecord(_Model):
-    """One autoscaling decision."""
-
-    time: str = Field(description="When it was made (RFC 3339).")
-    replicas: int = Field(description="Replica count decided.")
-    previous_replicas: int = Field(description="Replica count before.")
-    concurrency_cap: int = Field(description="Per-replica concurrency cap decided.")
-    applied: bool = Field(description="False in advisory mode or when nothing changed.")
-    reason: str = Field(description="Why, in words.")
-
-
-class InferenceServiceStatus(_Model):
-    """Observed state of an InferenceService."""
-
-    observed_generation: int | None = Field(
-        default=None, description="Spec generation last reconciled."
-    )
-    conditions: list[Condition] = Field(default_factory=list, description="Conditions.")
-    replicas: int | None = Field(default=None, description="Replicas that exist.")
-    ready_replicas: int | None = Field(default=None, description="Replicas ready to serve.")
-    desired_replicas: int | None = Field(default=None, description="Replicas tokenscale wants.")
-    plan: PlanStatus | None = Field(default=None, description="Capacity plan in force.")
-    observed: ObservedStatus | None = Field(default=None, description="Last observed latency.")
-    last_decisions: list[DecisionRecord] = Field(
-        default_factory=list, max_length=10, description="Most recent decisions, newest last."
-    )
-    autoscaler: dict[str, Any] | None = Field(
-        default=None,
-        description="Autoscaler memory (recommendation window, learned capacity) so a restarted "
-        "operator resumes without a jump.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-    kopf: dict[str, Any] | None = Field(
-        default=None,
-        description="Operator bookkeeping (handler progress); kept in status so the spec and "
-        "metadata stay exactly as the user applied them.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-
-
-class InferenceService(_Model):
-    """InferenceService runs one model on vLLM workers held to a latency objective at the lowest
-    GPU cost."""
-
-    api_version: Literal["tokenscale.io/v1alpha1"] = Field(default="tokenscale.io/v1alpha1")
-    kind: Literal["InferenceService"] = Field(default="InferenceService")
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    spec: InferenceServiceSpec
-    status: InferenceServiceStatus | None = None
-
-
-PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {
-        "name": "Ready",
-        "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-        "description": "Whether the service is serving.",
-    },
-    {
-        "name": "Replicas",
-        "type": "integer",
-        "jsonPath": ".status.replicas",
-        "description": "Replicas that exist.",
-    },
-    {
-        "name": "Desired",
-        "type": "integer",
-        "jsonPath": ".status.desiredReplicas",
-        "description": "Replicas tokenscale wants.",
-        "priority": 1,
-    },
-    {
-        "name": "TTFT-P95",
-        "type": "number",
-        "jsonPath": ".status.observed.ttftSeconds",
-        "description": "Observed time to first token at the SLO percentile, seconds.",
-    },
-    {
-        "name": "SLO-Met",
-        "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="SLOMet")].status',
-        "description": "Whether the latency objective holds.",
-    },
-    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-]
