@@ -1,0 +1,172 @@
+"""The Prometheus adapter against a real Prometheus server scraping a real worker (gateway +
+simulator engine): the metric names and labels tokenscale queries are the ones workers export,
+a hostile service name cannot change a query, and a tick costs the same five queries."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+from tokenscale.adapters.prometheus import PrometheusSignals, PrometheusUnavailableError
+from tokenscale.domain.signals import ServiceSignals, WorkloadFacts, to_observation
+
+pytestmark = pytest.mark.integration
+HOSTILE = 'chat"} or vector(1) or {x="\\'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port = free_port()
+    tuning = tmp_path_factory.mktemp("tuning") / "tuning.json"
+    tuning.write_text(json.dumps({"concurrencyCap": 8, "queueLimit": 64}))
+    cmd = [
+        sys.executable,
+        "-m",
+        "tokenscale_worker.cli",
+        "serve",
+        "--engine",
+        "sim",
+        "--model",
+        "llama-3.1-8b",
+        "--gpu",
+        "h100-80gb",
+        "--port",
+        str(port),
+        "--engine-port",
+        "0",
+        "--tuning",
+        str(tuning),
+        "--time-scale",
+        "0.2",
+        "--served-model-name",
+        "chat",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/ready")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def prometheus(worker: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    assert Path(binary).exists(), (
+        "prometheus is not installed: `bash e2e/cluster/build.sh` installs it"
+    )
+    work = tmp_path_factory.mktemp("prometheus")
+    target = {
+        "targets": [f"127.0.0.1:{worker}"],
+        "labels": {"namespace": "team-a", "tokenscale_io_service": HOSTILE},
+    }
+    (work / "targets.json").write_text(json.dumps([target]))
+    (work / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n  - job_name: workers\n    file_sd_configs:\n"
+        f"      - files: ['{work}/targets.json']\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={work}/prometheus.yml",
+            f"--storage.tsdb.path={work}/data",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def steady_traffic(port: int, stop: threading.Event) -> None:
+    """Requests until told to stop: rates need traffic spanning at least two scrapes."""
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
+    for _ in range(2000):  # bounded even if the test never sets `stop`
+        if stop.is_set():
+            return
+        client.completions.create(model="chat", prompt="hello " * 200, max_tokens=20)
+
+
+def test_signals_from_a_real_worker(worker: int, prometheus: str) -> None:
+    stop = threading.Event()
+    sender = threading.Thread(target=steady_traffic, args=(worker, stop), daemon=True)
+    sender.start()
+    try:
+        signals = poll_signals(prometheus)
+    finally:
+        stop.set()
+        sender.join(timeout=30)
+    check_signals(signals)
+
+
+def poll_signals(prometheus: str) -> dict[tuple[str, str], ServiceSignals]:
+    source = PrometheusSignals(prometheus, window="30s", timeout_s=5)
+    key = ("team-a", HOSTILE)
+    deadline = time.monotonic() + 60
+    signals: dict[tuple[str, str], ServiceSignals] = {}
+    while time.monotonic() < deadline:
+        signals = source.fetch()
+        found = signals.get(key)
+        if found and found.ttft_buckets and found.rates.get("requests"):
+            break
+        time.sleep(1)
+    before = source.queries_sent
+    source.fetch()
+    assert source.queries_sent - before == 5
+    return signals
+
+
+def check_signals(signals: dict[tuple[str, str], ServiceSignals]) -> None:
+    key = ("team-a", HOSTILE)
+    assert key in signals, f"service not found; got {list(signals)}"
+    assert len(signals) == 1  # the hostile name did not widen or change any query
+    obs = to_observation(signals[key], 95, time.time(), WorkloadFacts(1, 1))
+    assert obs.ttft_s is not None and 0 < obs.ttft_s < 5
+    assert obs.itl_s is not None and 0 < obs.itl_s < 1
+    assert obs.arrival_rate is not None and obs.arrival_rate > 0
+    assert obs.prompt_tokens == pytest.approx(200, rel=0.2)
+    assert obs.output_tokens == pytest.approx(20, rel=0.2)
+    assert signals[key].gauges.get("cap") == 8
+    assert signals[key].gauges.get("targets_up") == 1
+
+
+def test_prometheus_down_is_a_clear_error() -> None:
+    source = PrometheusSignals(f"http://127.0.0.1:{free_port()}", timeout_s=1)
+    with pytest.raises(PrometheusUnavailableError, match="did not answer"):
+        source.fetch()
