@@ -136,7 +136,7 @@ def test_signals_from_a_real_worker(worker: int, prometheus: str) -> None:
 
 
 def poll_signals(prometheus: str) -> dict[tuple[str, str], ServiceSignals]:
-    source = PrometheusSignals(prometheus, window="30s", timeout_s=5)
+    source = PrometheusSignals(prometheus, window="30s", timeout_s=5.0)  # as settings hold it
     key = ("team-a", HOSTILE)
     deadline = time.monotonic() + 60
     signals: dict[tuple[str, str], ServiceSignals] = {}

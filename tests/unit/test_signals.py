@@ -13,6 +13,7 @@ from tokenscale.adapters.prometheus import (
     build_queries,
     escape_label_value,
     namespace_matcher,
+    prometheus_duration,
 )
 from tokenscale.domain.histogram import quantile
 from tokenscale.domain.signals import ServiceSignals, WorkloadFacts, to_observation
@@ -72,6 +73,14 @@ def test_namespace_values_cannot_change_a_query(hostile: str) -> None:
     unescaped = [i for i, ch in enumerate(inner) if ch == '"' and (i == 0 or inner[i - 1] != "\\")]
     assert unescaped == []
     assert "\n" not in matcher
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"), [(5.0, "5000ms"), (5, "5000ms"), (2.5, "2500ms"), (0.0001, "1ms")]
+)
+def test_query_timeout_is_a_duration_prometheus_parses(seconds: float, expected: str) -> None:
+    # The settings hold a float: "5.0s" made Prometheus refuse every query with HTTP 400.
+    assert prometheus_duration(seconds) == expected
 
 
 def test_escape_label_value() -> None:

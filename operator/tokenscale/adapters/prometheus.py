@@ -58,6 +58,12 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def prometheus_duration(seconds: float) -> str:
+    """A duration Prometheus parses: whole milliseconds. `f"{5.0}s"` is "5.0s", which the query
+    API refuses ("cannot parse 5.0s to a valid duration"), failing every query."""
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
 def namespace_matcher(namespaces: Sequence[str]) -> str:
     """`{namespace=~"a|b"}` with every name regex- and string-escaped; empty for all."""
     if not namespaces:
@@ -150,7 +156,9 @@ class PrometheusSignals:
         self.queries_sent += 1
         try:
             result: list[dict[str, Any]] = self.client.custom_query(
-                promql, params={"timeout": f"{self.timeout_s}s"}, timeout=self.timeout_s
+                promql,
+                params={"timeout": prometheus_duration(self.timeout_s)},
+                timeout=self.timeout_s,
             )
         except Exception as exc:  # requests, urllib3 and the client's own errors alike
             self.errors += 1
