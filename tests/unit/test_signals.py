@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from tokenscale.adapters.prometheus import (
     GAUGES,
     HISTOGRAMS,
     RATES,
+    _group_buckets,
     build_queries,
     escape_label_value,
     namespace_matcher,
@@ -46,6 +48,8 @@ def test_quantile_without_observations_is_none(buckets: list[tuple[float, float]
 def test_queries_are_a_fixed_small_set() -> None:
     plan = build_queries("1m")
     assert set(plan.queries) == {"ttft", "itl", "e2e", "rates", "gauges"}
+    assert "tokenscale_gateway_queue_wait_seconds_bucket" in plan.queries["ttft"]
+    assert '"part", "engine"' in plan.queries["ttft"] and '"part", "queue"' in plan.queries["ttft"]
     assert all("tokenscale_io_service" in q for q in plan.queries.values())
     for key in RATES:
         assert f'"signal", "{key}"' in plan.queries["rates"]
@@ -110,6 +114,32 @@ def test_observation_takes_each_services_own_percentile() -> None:
     assert p95.output_tokens == pytest.approx(200.0)
     assert p95.waiting == pytest.approx(12.0)  # engine queue + gateway queue
     assert p95.sampled_at == 100.0 and p95.current_replicas == 3
+
+
+def test_ttft_includes_the_gateway_queue_wait() -> None:
+    # Engine TTFT p95 0.25 s, but clients waited behind the cap: p95 queue wait 1.75 s.
+    engine = ((0.1, 50.0), (0.25, 96.0), (0.5, 100.0), (INF, 100.0))
+    queue = ((0.01, 40.0), (1.0, 80.0), (2.0, 100.0), (INF, 100.0))
+    signals = ServiceSignals(ttft_buckets=engine, queue_wait_buckets=queue)
+    obs = to_observation(signals, 95, 100.0, WorkloadFacts(1, 1))
+    assert quantile(0.95, engine) == pytest.approx(0.2467, abs=1e-3)
+    assert quantile(0.95, queue) == pytest.approx(1.75)
+    assert obs.ttft_s == pytest.approx(0.2467 + 1.75, abs=1e-3)
+    no_queue = to_observation(ServiceSignals(ttft_buckets=engine), 95, 100.0, WorkloadFacts(1, 1))
+    assert no_queue.ttft_s == pytest.approx(0.2467, abs=1e-3)
+
+
+def test_grouping_splits_the_ttft_answer_into_engine_and_queue() -> None:
+    def sample(part: str, le: str, value: float) -> dict[str, Any]:
+        labels = {"namespace": "ns", "tokenscale_io_service": "chat", "le": le, "part": part}
+        return {"metric": labels, "value": [0, str(value)]}
+
+    answer = [sample("engine", "0.5", 9.0), sample("engine", "+Inf", 10.0)]
+    answer += [sample("queue", "1", 4.0), sample("queue", "+Inf", 10.0)]
+    engine = _group_buckets(answer, "engine")[("ns", "chat")]
+    queue = _group_buckets(answer, "queue")[("ns", "chat")]
+    assert engine == ((0.5, 9.0), (INF, 10.0))
+    assert queue == ((1.0, 4.0), (INF, 10.0))
 
 
 def test_no_series_means_no_sample() -> None:

@@ -3,6 +3,9 @@
 A tick costs a fixed number of queries however many services exist: three histogram queries
 (TTFT, ITL, E2E buckets, grouped by namespace, service and `le`), one query for every rate and one
 for every gauge (each series tagged with `label_replace` so one answer carries many signals).
+The TTFT query also carries the gateway's queue-wait buckets (tagged `part="queue"`): the engine
+starts its TTFT clock when the gateway admits a request, so time spent queued behind the
+concurrency cap is only in the gateway's histogram.
 Quantiles are taken locally at each service's own SLO percentile (domain/histogram.py).
 
 No value from a user object is ever spliced into a query except through `escape_label_value`
@@ -35,6 +38,7 @@ HISTOGRAMS = {
     "itl": ["vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_bucket"],
     "e2e": ["vllm:e2e_request_latency_seconds_bucket"],
 }
+QUEUE_WAIT = "tokenscale_gateway_queue_wait_seconds_bucket"
 RATES = {
     "requests": "vllm:request_success_total",
     "prompt_tokens": "vllm:prompt_tokens_total",
@@ -88,6 +92,11 @@ def build_queries(window: str, namespaces: Sequence[str] = ()) -> QueryPlan:
     for name, metrics in HISTOGRAMS.items():
         parts = [f"sum by ({by}, le) (rate({m}{sel}[{window}]))" for m in metrics]
         queries[name] = " or ".join(parts)
+    queue = f"sum by ({by}, le) (rate({QUEUE_WAIT}{sel}[{window}]))"
+    queries["ttft"] = (
+        f'label_replace({queries["ttft"]}, "part", "engine", "", "") or '
+        f'label_replace({queue}, "part", "queue", "", "")'
+    )
     queries["rates"] = " or ".join(
         f'label_replace(sum by ({by}) (rate({metric}{sel}[{window}])), "signal", "{key}", "", "")'
         for key, metric in RATES.items()
@@ -113,11 +122,14 @@ def _value(sample: dict[str, Any]) -> float:
 
 
 def _group_buckets(
-    samples: Iterable[dict[str, Any]],
+    samples: Iterable[dict[str, Any]], part: str | None = None
 ) -> dict[ServiceKey, tuple[tuple[float, float], ...]]:
+    """Buckets per service; `part` keeps only the series tagged with it (the TTFT query)."""
     grouped: defaultdict[ServiceKey, list[tuple[float, float]]] = defaultdict(list)
     for sample in samples:
         key = _key(sample["metric"])
+        if part is not None and sample["metric"].get("part") != part:
+            continue
         if key is not None and "le" in sample["metric"]:
             grouped[key].append((float(sample["metric"]["le"]), _value(sample)))
     return {k: tuple(sorted(v)) for k, v in grouped.items()}
@@ -171,7 +183,8 @@ class PrometheusSignals:
         picture would read as 'no load' and must not drive a scale-down)."""
         started = time.monotonic()
         answers = {name: self._query(q) for name, q in self.plan.queries.items()}
-        ttft = _group_buckets(answers["ttft"])
+        ttft = _group_buckets(answers["ttft"], "engine")
+        queue = _group_buckets(answers["ttft"], "queue")
         itl = _group_buckets(answers["itl"])
         e2e = _group_buckets(answers["e2e"])
         rates = _group_signals(answers["rates"])
@@ -186,6 +199,7 @@ class PrometheusSignals:
         return {
             key: ServiceSignals(
                 ttft_buckets=ttft.get(key, ()),
+                queue_wait_buckets=queue.get(key, ()),
                 itl_buckets=itl.get(key, ()),
                 e2e_buckets=e2e.get(key, ()),
                 rates=rates.get(key, {}),
