@@ -41,19 +41,23 @@ class ClusterView:
 
     def _client(self) -> client.ApiClient:
         if self._api is None:
-            self._api = config.new_client_from_config(config_file=self.kubeconfig)
+            self._api = config.new_client_from_config(config_file=self.kubeconfig)  # type: ignore[no-untyped-call]
         return self._api
 
     def _get(self, path: str, **query: str) -> dict[str, Any]:
-        data, _status, _headers = self._client().call_api(
-            path,
+        api = self._client()
+        method, url, headers, body, _ = api.param_serialize(
             "GET",
+            path,
             query_params=list(query.items()),
+            header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=10,
         )
-        result: dict[str, Any] = json.loads(data.data)
+        resp = api.call_api(method, url, header_params=headers, body=body, _request_timeout=10)
+        raw: bytes = resp.read() or b""  # type: ignore[no-untyped-call]
+        if resp.status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {resp.status}: {raw[:300]!r}")
+        result: dict[str, Any] = json.loads(raw)
         return result
 
     def snapshot(self, namespace: str) -> Snapshot:

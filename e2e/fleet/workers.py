@@ -39,9 +39,7 @@ class WorkerSpec:
     max_num_batched_tokens: int | None = None
 
     @classmethod
-    def from_pod(
-        cls, pod: dict[str, Any], gpu: str, architecture: str | None
-    ) -> WorkerSpec | None:
+    def from_pod(cls, pod: dict[str, Any], gpu: str, architecture: str | None) -> WorkerSpec | None:
         """None when the pod carries no worker config (not a tokenscale worker)."""
         meta = pod["metadata"]
         config = _worker_config(pod)

@@ -1,0 +1,108 @@
+"""Fixtures of the autoscaling scenarios: one Prometheus server and one operator (autoscale loop
+on, watching `as-s-*` namespaces only) for the session; per scenario an `as-s-*` namespace, its
+fleet emulator and cleanup. Other suites may share the cluster: nothing here touches theirs."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from e2e.autoscale.helpers import FleetProcess, Service
+from e2e.autoscale.operator import AutoscaleOperator, ensure_chart
+from e2e.fleet.loadgen import BackgroundLoad
+from e2e.fleet.prometheus import PrometheusServer
+from e2e.harness import Cluster, Operator, wait_for
+
+SCENARIO_NAMESPACES = "as-s-*"
+TICK_SECONDS = 5
+WINDOW = "30s"
+
+
+@pytest.fixture(scope="session")
+def as_workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="tokenscale-as-") as d:
+        yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def prometheus(as_workdir: Path) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(as_workdir / "prometheus")
+    server.start()
+    yield server
+    server.stop()
+
+
+def autoscale_env(prometheus: PrometheusServer) -> dict[str, str]:
+    return {
+        "TOKENSCALE_PROMETHEUS_URL": prometheus.url,
+        "TOKENSCALE_PROMETHEUS_WINDOW": WINDOW,
+        "TOKENSCALE_PROMETHEUS_TIMEOUT_SECONDS": "3",
+        "TOKENSCALE_AUTOSCALE_INTERVAL_SECONDS": str(TICK_SECONDS),
+    }
+
+
+@pytest.fixture(scope="session")
+def as_operator(
+    cluster: Cluster, prometheus: PrometheusServer, as_workdir: Path
+) -> Iterator[Operator]:
+    ensure_chart(cluster)
+    op = AutoscaleOperator(
+        cluster,
+        as_workdir / "operator.log",
+        namespaces=(SCENARIO_NAMESPACES,),
+        extra_env=autoscale_env(prometheus),
+    )
+    op.start()
+    yield op
+    op.stop()
+
+
+@dataclass
+class Scenario:
+    """One scenario's namespace, fleet and load generators; cleaned up by the fixture."""
+
+    cluster: Cluster
+    namespace: str
+    fleet: FleetProcess
+    operator: Operator
+    prometheus: PrometheusServer
+    loads: list[BackgroundLoad] = field(default_factory=list)
+
+    def service(self, name: str = "chat") -> Service:
+        return Service(self.cluster, self.namespace, name)
+
+    def load(self, url: str, **options: object) -> BackgroundLoad:
+        load = BackgroundLoad(url, **options)
+        self.loads.append(load)
+        return load
+
+
+@pytest.fixture
+def scenario(
+    cluster: Cluster,
+    as_operator: Operator,
+    prometheus: PrometheusServer,
+    as_workdir: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Scenario]:
+    short = request.node.name.split("[")[0].removeprefix("test_").replace("_", "-")[:24]
+    namespace = cluster.new_namespace("as-s-" + short.rstrip("-"))
+    fleet = FleetProcess(cluster, namespace, as_workdir / namespace, prometheus.sd_dir)
+    fleet.start()
+    sc = Scenario(cluster, namespace, fleet, as_operator, prometheus)
+    try:
+        yield sc
+    finally:
+        for load in sc.loads:
+            load.stop()
+        if as_operator.proc is None or as_operator.proc.poll() is not None:
+            as_operator.start()  # a scenario that stopped it must not leave the next without
+        if not prometheus.ready():
+            prometheus.start()
+        cluster.delete_namespace(namespace)
+        wait_for("fleet workers stopped", lambda: not fleet.state().get("workers"), timeout=150)
+        fleet.stop()

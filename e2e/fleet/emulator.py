@@ -1,0 +1,259 @@
+"""The fleet emulator: kubelet, Service and PodMonitor for tokenscale worker pods on a cluster
+whose nodes are fake (kwok), so that the operator meets real engines and a real Prometheus.
+
+For each Ready worker pod in the watched namespaces it runs a local simulator worker
+(`workers.py`); it relays the pod's tuning ConfigMap into the file the worker polls, as the
+kubelet refreshes a mounted ConfigMap; it writes Prometheus file-based service discovery targets
+labelled `namespace`, `pod` and `tokenscale_io_service` (what a PodMonitor with
+`podTargetLabels` gives); and it keeps a round-robin front per service (`front.py`). A pod that
+goes away is taken out of the front and discovery at once, then gets SIGTERM after a preStop
+pause, and its worker drains before it exits.
+
+State for tests and people goes to `state.json` in the work directory on every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from e2e.fleet.cluster import SERVICE_LABEL, ClusterView, Snapshot, running
+from e2e.fleet.front import Front
+from e2e.fleet.workers import WorkerProcess, WorkerSpec
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    namespaces: tuple[str, ...]
+    work_dir: Path
+    sd_file: Path
+    kubeconfig: str | None = None
+    time_scale: float = 1.0
+    poll_interval_s: float = 0.5
+    # The rendered pod's preStop sleep is 5 s; a local front drops the endpoint at once, so a
+    # shorter pause is enough for requests already on their way to arrive.
+    prestop_s: float = 1.0
+    drain_grace_s: float = 120.0
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write then rename: readers (the worker's poller, Prometheus) never see half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Worker:
+    process: WorkerProcess
+    task: asyncio.Task[int] | None = None
+    ready: bool = False
+
+
+@dataclass
+class Fleet:
+    options: FleetOptions
+    view: ClusterView = field(init=False)
+    workers: dict[Key, Worker] = field(default_factory=dict)
+    fronts: dict[Key, Front] = field(default_factory=dict)
+    tuning: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    stopped: list[dict[str, Any]] = field(default_factory=list)
+    failed: dict[Key, str] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.view = ClusterView(self.options.kubeconfig)
+        self.options.work_dir.mkdir(parents=True, exist_ok=True)
+        self.options.sd_file.parent.mkdir(parents=True, exist_ok=True)
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._publish()
+        while not stop.is_set():
+            for ns in self.options.namespaces:
+                try:
+                    snap = await asyncio.to_thread(self.view.snapshot, ns)
+                    await self.sync(ns, snap)
+                except Exception:
+                    log.exception("fleet: syncing namespace %s failed; retrying", ns)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.options.poll_interval_s)
+        await self.shutdown()
+
+    async def sync(self, ns: str, snap: Snapshot) -> None:
+        self._relay_tuning(ns, snap.tuning)
+        wanted = {p["metadata"]["name"]: p for p in snap.pods if running(p)}
+        for name, pod in wanted.items():
+            key = (ns, name)
+            if key not in self.workers and key not in self.failed:
+                await self._start(key, pod, snap)
+        for key in [k for k in self.workers if k[0] == ns and k[1] not in wanted]:
+            self._begin_stop(key)
+
+    # ---- tuning relay (kubelet ConfigMap refresh) -------------------------------------------
+
+    def _tuning_path(self, ns: str, service: str) -> Path:
+        path = self.options.work_dir / ns / service / "tuning.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _relay_tuning(self, ns: str, documents: dict[str, str]) -> None:
+        for service, text in documents.items():
+            key = (ns, service)
+            if (self.tuning.get(key) or {}).get("text") == text:
+                continue
+            write_atomic(self._tuning_path(ns, service), text)
+            self.tuning[key] = {"text": text, "writtenAt": time.time()}
+            log.info("fleet: %s/%s tuning -> %s", ns, service, text)
+            self._publish()
+
+    # ---- workers ----------------------------------------------------------------------------
+
+    async def _start(self, key: Key, pod: dict[str, Any], snap: Snapshot) -> None:
+        service = pod["metadata"]["labels"][SERVICE_LABEL]
+        spec = snap.services.get(service) or {}
+        gpu = await asyncio.to_thread(self.view.gpu_of_node, pod["spec"]["nodeName"])
+        gpu = gpu or (spec.get("resources") or {}).get("gpu")
+        arch = (spec.get("model") or {}).get("architecture")
+        wspec = WorkerSpec.from_pod(pod, gpu or "h100-80gb", arch)
+        if wspec is None:
+            self.failed[key] = "no worker config in the pod"
+            return
+        logs = self.options.work_dir / key[0] / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        process = WorkerProcess(wspec, logs / f"{key[1]}.log")
+        worker = Worker(process)
+        self.workers[key] = worker
+        tuning = self._tuning_path(key[0], service)
+        worker.task = asyncio.create_task(
+            process.start(tuning, self.options.time_scale, self.options.drain_grace_s)
+        )
+        worker.task.add_done_callback(lambda t: self._started(key, t))
+
+    def _started(self, key: Key, task: asyncio.Task[int]) -> None:
+        worker = self.workers.get(key)
+        if worker is None or task.cancelled():
+            return
+        if task.exception() is not None:
+            log.error("fleet: worker %s/%s failed to start: %s", *key, task.exception())
+            self.failed[key] = str(task.exception())
+            self.workers.pop(key, None)
+            return
+        worker.ready = True
+        log.info("fleet: worker %s/%s ready on port %s", *key, worker.process.port)
+        self._publish()
+
+    def _begin_stop(self, key: Key) -> None:
+        worker = self.workers.pop(key)
+        worker.ready = False
+        self._publish()  # out of the front and of discovery before SIGTERM
+        self._spawn(self._stop(key, worker))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stop(self, key: Key, worker: Worker) -> None:
+        if worker.task is not None and not worker.task.done():
+            worker.task.cancel()
+        await asyncio.sleep(self.options.prestop_s)
+        process = worker.process
+        code = await process.stop(self.options.drain_grace_s + 10)
+        self.stopped.append(
+            {
+                "namespace": key[0],
+                "service": process.spec.service,
+                "pod": key[1],
+                "exitCode": code,
+                "stopSeconds": process.stop_seconds,
+                "stoppedAt": time.time(),
+            }
+        )
+        log.info("fleet: worker %s/%s stopped (exit %s)", *key, code)
+        self._publish()
+
+    async def shutdown(self) -> None:
+        for key in list(self.workers):
+            self._begin_stop(key)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for front in self.fronts.values():
+            await front.stop()
+        self._publish()
+
+    # ---- fronts, discovery, state -----------------------------------------------------------
+
+    def _publish(self) -> None:
+        ready = [(k, w) for k, w in sorted(self.workers.items()) if w.ready]
+        targets = [
+            {
+                "targets": [f"127.0.0.1:{w.process.port}"],
+                "labels": {
+                    "namespace": k[0],
+                    "pod": k[1],
+                    "tokenscale_io_service": w.process.spec.service,
+                },
+            }
+            for k, w in ready
+        ]
+        write_atomic(self.options.sd_file, json.dumps(targets, indent=1))
+        by_service: dict[Key, list[int]] = {}
+        for k, w in ready:
+            by_service.setdefault((k[0], w.process.spec.service), []).append(w.process.port or 0)
+        for skey, front in self.fronts.items():
+            front.set_backends(by_service.get(skey, []))
+        missing = [s for s in by_service if s not in self.fronts]
+        if missing:
+            self._spawn(self._open_fronts(missing, by_service))
+        self._write_state(ready)
+
+    async def _open_fronts(self, keys: list[Key], by_service: dict[Key, list[int]]) -> None:
+        for skey in keys:
+            if skey in self.fronts:
+                continue
+            front = Front(skey[1])
+            self.fronts[skey] = front
+            await front.start()
+            front.set_backends(by_service.get(skey, []))
+            log.info("fleet: front for %s/%s on %s", *skey, front.url)
+        self._publish()
+
+    def _write_state(self, ready: list[tuple[Key, Worker]]) -> None:
+        state = {
+            "updatedAt": time.time(),
+            "fronts": {
+                f"{k[0]}/{k[1]}": {"url": f.url, "backends": f.backends}
+                for k, f in self.fronts.items()
+                if f.port is not None
+            },
+            "workers": {
+                f"{k[0]}/{k[1]}": {
+                    "service": w.process.spec.service,
+                    "port": w.process.port,
+                    "pid": w.process.proc.pid if w.process.proc else None,
+                    "gpu": w.process.spec.gpu,
+                    "model": w.process.spec.model,
+                }
+                for k, w in ready
+            },
+            "tuning": {
+                f"{k[0]}/{k[1]}": {**v, "path": str(self._tuning_path(*k))}
+                for k, v in self.tuning.items()
+            },
+            "stopped": self.stopped,
+            "failed": {f"{k[0]}/{k[1]}": v for k, v in self.failed.items()},
+        }
+        write_atomic(self.options.work_dir / "state.json", json.dumps(state, indent=1))
