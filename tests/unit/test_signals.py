@@ -142,6 +142,26 @@ def test_grouping_splits_the_ttft_answer_into_engine_and_queue() -> None:
     assert queue == ((1.0, 4.0), (INF, 10.0))
 
 
+def test_token_means_come_from_finished_requests() -> None:
+    # 30 s window: 8 long requests admitted, 2 finished. The counters saw every prompt's
+    # prefill (16000 tokens) but only 2 completions; the histograms saw 2 requests of 2000.
+    rates = {
+        "requests": 2 / 30,
+        "prompt_tokens": 16000 / 30,
+        "prompt_tokens_sum": 4000 / 30,
+        "prompt_tokens_count": 2 / 30,
+        "generation_tokens": 1200 / 30,
+        "generation_tokens_sum": 512 / 30,
+        "generation_tokens_count": 2 / 30,
+    }
+    obs = to_observation(ServiceSignals(rates=rates), 95, 100.0, WorkloadFacts(1, 1))
+    assert obs.prompt_tokens == pytest.approx(2000.0)
+    assert obs.output_tokens == pytest.approx(256.0)
+    counters_only = {k: v for k, v in rates.items() if not k.endswith(("_sum", "_count"))}
+    old = to_observation(ServiceSignals(rates=counters_only), 95, 100.0, WorkloadFacts(1, 1))
+    assert old.prompt_tokens == pytest.approx(8000.0)  # the fallback, biased high
+
+
 def test_no_series_means_no_sample() -> None:
     obs = to_observation(ServiceSignals(), 95, 100.0, WorkloadFacts(1, 1))
     assert obs.sampled_at is None and obs.ttft_s is None

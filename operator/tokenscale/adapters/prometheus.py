@@ -43,6 +43,11 @@ RATES = {
     "requests": "vllm:request_success_total",
     "prompt_tokens": "vllm:prompt_tokens_total",
     "generation_tokens": "vllm:generation_tokens_total",
+    # Per-request token histograms: sum and count both advance when a request finishes.
+    "prompt_tokens_sum": "vllm:request_prompt_tokens_sum",
+    "prompt_tokens_count": "vllm:request_prompt_tokens_count",
+    "generation_tokens_sum": "vllm:request_generation_tokens_sum",
+    "generation_tokens_count": "vllm:request_generation_tokens_count",
     "arrivals": "tokenscale_gateway_admitted_total",
     "rejected": "tokenscale_gateway_rejected_total",
 }

@@ -46,6 +46,19 @@ def _mean_per_request(token_rate: float | None, request_rate: float | None) -> f
     return token_rate / request_rate
 
 
+def mean_tokens(rates: dict[str, float], name: str) -> float | None:
+    """Mean tokens per finished request, from the per-request histogram's sum and count: both
+    advance when a request finishes. The token counter over completions is the fallback; it
+    counts tokens of requests still running, so while requests last about as long as the
+    window it reads high: 8 requests of 2000-token prompts admitted in a 30 s window, 2 of
+    them finished -> 16000 / 2 = 8000 tokens "per request" instead of 2000 (and a KV-cache
+    ceiling for the cap four times too low)."""
+    total, count = rates.get(f"{name}_sum"), rates.get(f"{name}_count")
+    if total is not None and count:
+        return total / count
+    return _mean_per_request(rates.get(name), rates.get("requests"))
+
+
 def client_ttft(q: float, signals: ServiceSignals) -> float | None:
     """TTFT as a client sees it: the gateway's queue wait plus the engine's TTFT (whose clock
     starts at admission). The sum of the two quantiles is a slightly high, so safe, estimate of
@@ -76,8 +89,8 @@ def to_observation(
         itl_s=quantile(q, signals.itl_buckets),
         e2e_s=quantile(q, signals.e2e_buckets),
         arrival_rate=arrival if arrival is not None else completions,
-        prompt_tokens=_mean_per_request(rates.get("prompt_tokens"), completions),
-        output_tokens=_mean_per_request(rates.get("generation_tokens"), completions),
+        prompt_tokens=mean_tokens(rates, "prompt_tokens"),
+        output_tokens=mean_tokens(rates, "generation_tokens"),
         running=gauges.get("running"),
         waiting=waiting,
         kv_cache_usage=gauges.get("kv_cache_usage"),
