@@ -11,6 +11,7 @@ import pytest
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan, plan
 from tokenscale.domain.scaling import Decision, Observation, ScalerState, decide
+from tokenscale.domain.scaling_model import service_model
 
 TICK = 15.0
 
@@ -109,16 +110,40 @@ def test_slow_ramp_tracks_load_monotonically() -> None:
     assert rates[-1] / 5.5 <= counts[-1] <= rates[-1] / 2.5
 
 
-def test_drop_to_idle_waits_for_stabilization_then_halves_per_step() -> None:
+def test_drop_to_idle_holds_one_cold_start_then_halves_per_step() -> None:
     ds = run([45.0] * 4 + [0.0] * 40, 4)
     high = ds[3].replicas
-    window_ticks = int(SPEC.scaling.scale_down_stabilization_seconds / TICK)
-    # Held through the window after the drop.
-    assert all(d.replicas == high for d in ds[4 : 4 + window_ticks - 1])
-    after = [d.replicas for d in ds[4 + window_ticks - 1 :]]
+    # The recommendation of 10 is far above a need of 0: a passed burst, held for the cold
+    # start (120 s, 8 ticks after the last one made at t = 45 s), not the whole 300 s window.
+    hold_ticks = int(SPEC.scaling.cold_start_seconds / TICK)
+    assert all(d.replicas == high for d in ds[4 : 4 + hold_ticks - 1])
+    assert ds[4 + hold_ticks - 1].replicas < high
+    after = [d.replicas for d in ds[4 + hold_ticks - 1 :]]
     assert after[-1] == SPEC.scaling.min_replicas
     for a, b in zip([high, *after], after, strict=False):
         assert b >= a // 2
+
+
+def test_need_within_20_percent_keeps_the_whole_window() -> None:
+    # 30 -> 25.5 req/s: need 5.3 -> 4.6-4.9, past the 10% band below 6 but within 20% of
+    # it, so the 6 recommended until t = 75 s holds for the full 300 s window (to t = 375 s).
+    ds = run([30.0] * 6 + [25.5] * 30, 6)
+    assert all(5.0 < d.desired_unbounded <= 6.0 for d in ds[:6])
+    assert all(4.5 < d.desired_unbounded < 6 * 0.9 for d in ds[6:25])
+    assert [d.replicas for d in ds[:25]] == [6] * 25
+    assert ds[25].replicas == 5
+
+
+def test_a_passed_burst_in_the_window_holds_only_a_cold_start() -> None:
+    # Need 6 and a 12 from a burst 150 s ago (beyond the 120 s cold start): 12 no longer
+    # holds; what is left holds at most ceil(6 x 1.2) = 8.
+    state = ScalerState(recommendations=((0.0, 12), (60.0, 6)), concurrency_cap=120)
+    d = decide(SPEC, PLAN, obs(150.0, 26.0, 12, cap=120), state, 150.0)
+    assert d.desired_unbounded <= 6.5
+    assert d.replicas <= 8
+    # The same 12 made 100 s ago is within the cold start and holds.
+    recent = ScalerState(recommendations=((50.0, 12),), concurrency_cap=120)
+    assert decide(SPEC, PLAN, obs(150.0, 26.0, 12, cap=120), recent, 150.0).replicas == 12
 
 
 @pytest.mark.parametrize("age", [61.0, 600.0])
@@ -186,10 +211,10 @@ def test_state_round_trips_through_a_plain_dict() -> None:
     assert junk.recommendations == ((1.0, 2),) and junk.concurrency_cap is None
 
 
-def test_cap_is_seeded_from_the_model_within_bounds() -> None:
+def test_cap_is_seeded_at_the_kv_room_for_observed_lengths() -> None:
     d = decide(SPEC, PLAN, replace(obs(0.0, 10.0, 3), current_cap=None), ScalerState(), 0.0)
-    batch = SPEC.scaling.batch
-    assert batch.min_concurrency <= d.concurrency_cap <= batch.max_concurrency
+    # 246 574 cache tokens / (1155 + 211) tokens per request = 180.
+    assert d.concurrency_cap == PLAN.kv_cache_tokens // (1155 + 211) == 180
     assert "seeded" in d.reason
 
 
@@ -214,3 +239,41 @@ def test_scale_from_zero_on_first_request() -> None:
     spec = make_spec(minReplicas=0)
     d = decide(spec, PLAN, obs(0.0, 0.5, 0, waiting=1), ScalerState(), 0.0)
     assert d.replicas >= 1
+
+
+def test_burst_margin_sizes_for_the_hard_limit_of_a_small_cap() -> None:
+    # A cap of 20 is below the ITL-feasible batch: the hard throughput X(20) binds, and the
+    # fleet keeps 1.5x the arrival rate within it.
+    spec = make_spec(batch={"enabled": False, "maxConcurrency": 20, "minConcurrency": 8})
+    d = decide(spec, PLAN, obs(0.0, 20.0, 4, cap=20), ScalerState(), 0.0)
+    assert "per full replica" in d.reason
+    model = service_model(spec, PLAN, 1155, 211)
+    full = model.throughput(20, d.state.service_factor)
+    assert d.desired_unbounded == pytest.approx(20.0 * 1.5 / full, rel=1e-3)
+
+
+def test_factors_learn_only_in_steady_state() -> None:
+    hot = {"itl": 0.09}
+    start = ScalerState(concurrency_cap=40)
+    d = decide(SPEC, PLAN, obs(600.0, 20.0, 4, **hot), start, 600.0)  # type: ignore[arg-type]
+    assert d.state.itl_factor > 1.0
+    # A replica starting: the window mixes fleets, learn nothing.
+    starting = obs(600.0, 20.0, 4, starting=(580.0,), **hot)  # type: ignore[arg-type]
+    assert decide(SPEC, PLAN, starting, start, 600.0).state.itl_factor == 1.0
+    # A scale event 30 s ago (within the 60 s metrics window): learn nothing either.
+    moved = replace(start, last_scale_at=570.0)
+    d2 = decide(SPEC, PLAN, obs(600.0, 20.0, 4, **hot), moved, 600.0)  # type: ignore[arg-type]
+    assert d2.state.itl_factor == 1.0
+
+
+def test_cap_holds_when_the_queue_already_misses_ttft() -> None:
+    state = ScalerState(concurrency_cap=40)
+    o = obs(0.0, 20.0, 4, itl=0.062, waiting=40, ttft=1.3)
+    assert decide(SPEC, PLAN, o, state, 0.0).concurrency_cap == 40
+
+
+def test_batch_tuning_off_keeps_the_static_cap_whatever_the_lengths() -> None:
+    spec = make_spec(batch={"enabled": False})
+    long = replace(obs(0.0, 5.0, 4, itl=0.02), prompt_tokens=6000, output_tokens=2000)
+    d = decide(spec, PLAN, long, ScalerState(), 0.0)
+    assert d.concurrency_cap == PLAN.max_concurrency

@@ -11,10 +11,14 @@ Replica count, held to TTFT and queueing: the largest of
   concurrency need (running + queued) / (cap x 0.8): 37 queued + 300 running at cap 36 -> 11.7
   TTFT feedback    TTFT over the objective with a queue and nothing starting:
                    ready x min(2, observed/objective): 6 x 1.4 s / 1.0 s = 8.4 -> 9
+  burst margin     arrival rate x 1.5 / (throughput with every slot of the cap in force busy):
+                   a burst before new replicas are ready meets slower tokens, not a queue
 then a tolerance band (scale down only below 90% of the current count), scale-down
-stabilization (the highest recommendation of the window), burst mode (a need of 2x the ready
+stabilization (the highest recommendation of the window; one more than 20% above the present
+need is a passed burst and holds only for coldStartSeconds), burst mode (a need of 2x the ready
 replicas scales up at once and blocks scale-down for 60 s), rate limits, min/max and the
-cluster's schedulable capacity.
+cluster's schedulable capacity. The learned model corrections are updated only in steady
+state: no replica starting and no scale event within the last metrics window.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import replace
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.observation import Decision, Observation, ScalerState
-from tokenscale.domain.scaling_cap import CapChoice, cap_bounds, choose_cap
+from tokenscale.domain.scaling_cap import CapChoice, cap_bounds, choose_cap, static_cap
 from tokenscale.domain.scaling_model import ServiceModel, service_model
 
 __all__ = ["Decision", "Observation", "ScalerState", "decide"]
@@ -39,6 +43,13 @@ MIN_SCALE_UP_STEP = 4
 FACTOR_ALPHA = 0.3  # EWMA weight of a new service-time observation
 FACTOR_RANGE = (0.5, 4.0)
 MAX_TTFT_BOOST = 2.0
+# The fleet's hard throughput (every slot of the cap busy) stays 1.5x the arrival rate.
+BURST_MARGIN = 1.5
+# A past recommendation more than 20% (twice the tolerance band) above the present need is a
+# passed burst, not noise: it holds for coldStartSeconds, not the whole stabilization window.
+PASSED_BURST = 1.2
+# Learn the model corrections only when nothing changed within one metrics window.
+METRICS_WINDOW_S = 60.0
 
 
 def decide(
@@ -57,8 +68,9 @@ def decide(
     if missing:
         return _hold(spec, plan, obs, state, current, now, missing)
     model = service_model(spec, plan, obs.prompt_tokens, obs.output_tokens)
-    state = _learn(state, obs, model)
-    cap = choose_cap(spec, plan, obs, state, model, now)
+    if _steady(spec, obs, state, now):
+        state = _learn(state, obs, model)
+    cap = choose_cap(spec, plan, obs, state, now)
     need, driver = _need(spec, obs, model, state, cap.cap)
     burst_until = state.burst_until if state.burst_until and state.burst_until > now else None
     if need >= PANIC_THRESHOLD * max(1, obs.ready_replicas or 0) and need > current:
@@ -96,6 +108,15 @@ def decide(
 # ---- the need --------------------------------------------------------------------------------
 
 
+def _steady(spec: InferenceServiceSpec, obs: Observation, state: ScalerState, now: float) -> bool:
+    """True when the last metrics window saw one fleet: no replica starting, no scale event.
+    A window that spans an overload waiting for new replicas reads a p99 ITL 1.9x the model's
+    mean instead of 1.6x; learning from it would size the next minutes for the overload."""
+    if _coming(spec, obs) > 0:
+        return False
+    return state.last_scale_at is None or now - state.last_scale_at >= METRICS_WINDOW_S
+
+
 def _learn(state: ScalerState, obs: Observation, model: ServiceModel) -> ScalerState:
     """EWMA of observed over modeled service time and ITL. Little's law on the engines: 120
     running at 20 req/s -> 6.0 s per request; the model says 5.0 s at that batch -> ratio 1.2.
@@ -122,17 +143,9 @@ def _need(
     spec: InferenceServiceSpec, obs: Observation, model: ServiceModel, state: ScalerState, cap: int
 ) -> tuple[float, str]:
     """Replicas the load needs (a float) and the phrase naming what drove it."""
-    rate = obs.arrival_rate or 0.0
+    need, driver = _rate_need(spec, obs, model, state, cap)
     in_system = (obs.running or 0.0) + (obs.waiting or 0.0)
-    # Size for the cap the ITL objective allows even when the cap in force is larger (batch
-    # tuning off, or not settled yet): cap 120 but ITL-feasible 64 -> 6.7 instead of 7.9 req/s.
-    floor = min(cap, spec.scaling.batch.min_concurrency)
-    itl_target = spec.slo.itl_seconds / state.itl_factor
-    itl_cap = model.largest_cap_within(itl_target, floor, cap, state.service_factor)
-    per_replica = model.throughput(min(cap, itl_cap), state.service_factor)
-    by_rate = rate / max(1e-9, per_replica * TARGET_UTILIZATION)
     by_conc = in_system / (cap * TARGET_UTILIZATION)
-    need, driver = by_rate, f"{rate:.1f} req/s at {per_replica:.2f} req/s per replica"
     if by_conc > need:
         need, driver = by_conc, f"{in_system:.0f} in flight at cap {cap}"
     boost = _ttft_boost(spec, obs)
@@ -142,6 +155,29 @@ def _need(
         queued = obs.waiting or 0.0
         need, driver = boost, f"TTFT {pct} {ttft:.2f} s > {slo:.2f} s with {queued:.0f} queued"
     return need, driver
+
+
+def _rate_need(
+    spec: InferenceServiceSpec, obs: Observation, model: ServiceModel, state: ScalerState, cap: int
+) -> tuple[float, str]:
+    """The arrival rate over the ITL-feasible throughput at 80% utilization, or over the hard
+    throughput with the burst margin, whichever needs more replicas."""
+    rate = obs.arrival_rate or 0.0
+    # Size for the cap the ITL objective allows even when the cap in force is larger (batch
+    # tuning off, or not settled yet): cap 120 but ITL-feasible 64 -> 6.7 instead of 7.9 req/s.
+    floor = min(cap, spec.scaling.batch.min_concurrency)
+    itl_target = spec.slo.itl_seconds / state.itl_factor
+    itl_cap = model.largest_cap_within(itl_target, floor, cap, state.service_factor)
+    per_replica = model.throughput(min(cap, itl_cap), state.service_factor)
+    need = rate / max(1e-9, per_replica * TARGET_UTILIZATION)
+    # Past the ITL-feasible rate tokens slow down a little; past the rate with every slot of
+    # the cap busy the queue grows and each request behind it misses TTFT. 60 req/s at 13.6
+    # req/s per full replica (cap 256) -> 60 x 1.5 / 13.6 = 6.6 replicas.
+    full = model.throughput(cap, state.service_factor)
+    by_wall = rate * BURST_MARGIN / max(1e-9, full)
+    if by_wall > need:
+        return by_wall, f"{rate:.1f} req/s x {BURST_MARGIN:g} at {full:.2f} req/s per full replica"
+    return need, f"{rate:.1f} req/s at {per_replica:.2f} req/s per replica"
 
 
 def _ttft_boost(spec: InferenceServiceSpec, obs: Observation) -> float:
@@ -194,12 +230,27 @@ def _stabilize(
     recs = (*recs, (now, desired))
     target = desired
     if desired < current:
-        target = min(current, max(r for _, r in recs))
+        target = min(current, _window_max(spec, recs, need, now))
         if target > desired:
             note = f"stabilizing at {target} (scale-down window {window} s)"
     if burst_until is not None and target < current:
         target, note = current, "no scale-down during a burst"
     return target, recs, note
+
+
+def _window_max(
+    spec: InferenceServiceSpec, recs: tuple[tuple[float, int], ...], need: float, now: float
+) -> int:
+    """The highest recommendation the window still holds. Within coldStartSeconds every one
+    counts; older ones only up to 20% above the present need. Need 8.3 two minutes after a
+    burst asked for 12: 12 holds until 120 s after it was made, then ceil(8.3 x 1.2) = 10.
+    Keeping a replica nobody needs longer than it takes to start a new one costs more than
+    starting it again (ski rental); flapping within 20% keeps the whole window."""
+    hold = min(spec.scaling.cold_start_seconds, spec.scaling.scale_down_stabilization_seconds)
+    recent = max((r for t, r in recs if now - t < hold), default=0)
+    ceiling = math.ceil(need * PASSED_BURST - 1e-9)
+    older = max(min(r, ceiling) for _, r in recs)
+    return max(recent, older)
 
 
 def _rate_limit(spec: InferenceServiceSpec, current: int, target: int) -> tuple[int, str]:
@@ -242,18 +293,19 @@ def _reason(driver: str, current: int, final: int, cap: CapChoice, notes: list[s
 
 def _held_cap(spec: InferenceServiceSpec, plan: Plan, obs: Observation, state: ScalerState) -> int:
     """The cap in force, or the model's seed when none was decided yet."""
+    if not spec.scaling.batch.enabled:
+        return static_cap(spec, plan)
     if state.concurrency_cap is not None:
         floor, ceiling = cap_bounds(spec, plan, obs)
         return max(floor, min(ceiling, state.concurrency_cap))
-    model = service_model(spec, plan, obs.prompt_tokens, obs.output_tokens)
-    return choose_cap(spec, plan, obs, state, model, 0.0).cap
+    return choose_cap(spec, plan, obs, state, 0.0).cap
 
 
 def _off(
     spec: InferenceServiceSpec, plan: Plan, obs: Observation, state: ScalerState, current: int
 ) -> Decision:
     s = spec.scaling
-    cap = max(s.batch.min_concurrency, min(plan.max_concurrency, s.batch.max_concurrency))
+    cap = static_cap(spec, plan)
     return Decision(
         replicas=s.min_replicas,
         concurrency_cap=cap,

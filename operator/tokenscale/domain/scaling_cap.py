@@ -1,15 +1,23 @@
-"""The per-replica concurrency cap (the live batch size), held to the inter-token objective.
+"""The per-replica concurrency cap (the live batch size): the KV-cache room for the observed
+token lengths, stepped down only while ITL is over the objective and TTFT has slack.
 
-The cap is seeded from the service model (the largest cap whose modeled ITL is within 85% of the
-objective) and then moved by observed ITL in small steps, at most once per settle period so each
-step's effect reaches the 1-minute metrics window before the next:
+The replica count holds the ITL objective in steady state (the rate need sizes replicas for the
+ITL-feasible throughput); a cap below the batch the load brings only turns ITL misses into TTFT
+misses, since a request queued behind a full batch on its replica waits for a slot there. So
+the cap starts at its ceiling and moves by observed ITL in small steps, at most once per settle
+period so each step's effect reaches the 1-minute metrics window before the next:
 
     ITL 62 ms > 50 ms objective, cap 40 -> 40 x max(0.75, 0.95 x 50/62 = 0.77) = 30
     ITL 30 ms < 0.8 x 50 ms, cap 40 -> 40 x 1.1 = 44 (a cap that does not bind costs nothing,
     and a roomier one absorbs a burst in the batch instead of the queue)
+    ITL 62 ms but TTFT 1.3 s > 1 s with 40 queued: hold 40. The replicas are short, not the
+    batch too big; a smaller cap would only move the misses from ITL to TTFT.
 
 It stays within scaling.batch.minConcurrency..maxConcurrency, the engine's max_num_seqs and the
 KV-cache room: 246 574 cache tokens / (1155 + 211) tokens per request = 180 requests.
+
+With batch.enabled false the cap is static: the plan's (the KV-cache room for
+engine.expectedSequenceTokens, 246 574 / 2048 = 120), as the lifecycle handler renders it.
 """
 
 from __future__ import annotations
@@ -20,9 +28,7 @@ from dataclasses import dataclass
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.observation import Observation, ScalerState
-from tokenscale.domain.scaling_model import ServiceModel
 
-ITL_HEADROOM = 0.85  # seed the cap for 85% of the ITL objective
 CAP_SETTLE_S = 60.0  # one metrics window between cap moves
 STEP_UP = 1.1
 MAX_STEP_DOWN = 0.75
@@ -49,23 +55,25 @@ def cap_bounds(spec: InferenceServiceSpec, plan: Plan, obs: Observation) -> tupl
     return floor, max(floor, ceiling)
 
 
+def static_cap(spec: InferenceServiceSpec, plan: Plan) -> int:
+    """The cap without batch tuning: the plan's, within batch.maxConcurrency."""
+    return max(1, min(plan.max_concurrency, spec.scaling.batch.max_concurrency))
+
+
 def choose_cap(
     spec: InferenceServiceSpec,
     plan: Plan,
     obs: Observation,
     state: ScalerState,
-    model: ServiceModel,
     now: float,
 ) -> CapChoice:
-    floor, ceiling = cap_bounds(spec, plan, obs)
     if not spec.scaling.batch.enabled:
-        cap = max(floor, min(plan.max_concurrency, ceiling))
+        cap = static_cap(spec, plan)
         return CapChoice(cap, f"batch tuning off, cap {cap}", cap != obs.current_cap)
+    floor, ceiling = cap_bounds(spec, plan, obs)
     prev = state.concurrency_cap
     if prev is None:
-        target = spec.slo.itl_seconds * ITL_HEADROOM / state.itl_factor
-        cap = model.largest_cap_within(target, floor, ceiling, state.service_factor)
-        return CapChoice(cap, f"cap {cap} seeded from the latency model", True)
+        return CapChoice(ceiling, f"cap {ceiling} seeded at the KV-cache room", True)
     settled = state.cap_changed_at is None or now - state.cap_changed_at >= CAP_SETTLE_S
     new = _feedback(spec, obs, prev) if settled else prev
     new = max(floor, min(ceiling, new))
@@ -82,8 +90,15 @@ def _feedback(spec: InferenceServiceSpec, obs: Observation, prev: int) -> int:
     if itl is None:
         return prev
     if itl > slo:
+        if _queue_over_ttft(spec, obs):
+            return prev
         factor = max(MAX_STEP_DOWN, 0.95 * slo / itl)
         return min(prev - 1, math.floor(prev * factor))
     if itl < RAISE_BELOW * slo:
         return max(prev + 1, round(prev * STEP_UP))
     return prev
+
+
+def _queue_over_ttft(spec: InferenceServiceSpec, obs: Observation) -> bool:
+    ttft = obs.ttft_s
+    return ttft is not None and ttft > spec.slo.ttft_seconds and (obs.waiting or 0.0) >= 1.0
