@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from tokenscale.bench.cli import main
 from tokenscale.bench.policies import Static, Tokenscale
 from tokenscale.bench.runner import simulate
 from tokenscale.bench.scenario import Scenario
-from tokenscale.bench.workload import default_workload
+from tokenscale.bench.workload import default_workload, long_output_workload
 
 SC = Scenario()
 TRACE = default_workload(7).scaled(1.0, duration=420, max_tokens=SC.max_model_len)
@@ -32,6 +33,17 @@ def test_underprovisioned_static_fails_and_costs_less() -> None:
     ts = simulate(TRACE, SC, Tokenscale(SC), 3)
     assert small.slo_attainment < ts.slo_attainment
     assert small.gpu_hours < ts.gpu_hours
+
+
+def test_batch_tuning_off_keeps_the_static_cap_and_on_lets_it_rise() -> None:
+    # Long answers to short prompts (about 850 tokens a request): the KV room and the ITL
+    # objective allow the engine's 256, twice the plan's static 120.
+    trace = long_output_workload(1).scaled(1.0, duration=600, max_tokens=SC.max_model_len)
+    off_sc = replace(SC, batch_tuning=False)
+    off = simulate(trace, off_sc, Tokenscale(off_sc), 2)
+    on = simulate(trace, SC, Tokenscale(SC), 2)
+    static = SC.plan.max_concurrency
+    assert set(off.caps) == {static} and max(on.caps) > static
 
 
 def test_cli_json_shape(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tokenscale.bench.traces import TraceError, load, load_azure, load_mooncake
-from tokenscale.bench.workload import default_workload
+from tokenscale.bench.workload import default_workload, long_output_workload
 
 AZURE = Path(__file__).resolve().parents[3] / "shared/data/AzureLLMInferenceTrace_conv.csv"
 
@@ -82,6 +82,16 @@ def test_embedded_workload_matches_its_sources() -> None:
     assert np.median(t.prompt) == pytest.approx(1020, rel=0.05)
     assert np.median(t.output) == pytest.approx(129, rel=0.08)
     assert default_workload(1).arrival.tolist() == t.arrival.tolist()
+
+
+def test_long_output_workload_keeps_the_day_with_longer_answers() -> None:
+    t = long_output_workload(1)
+    assert 3500 < t.duration <= 3600
+    assert long_output_workload(1).output.tolist() == t.output.tolist()
+    assert np.median(t.prompt) == pytest.approx(250, rel=0.05)
+    assert np.median(t.output) == pytest.approx(400, rel=0.05)
+    # 40 req/s at the peak instead of 28: ~40/28 as many requests as the conversation day.
+    assert len(t) == pytest.approx(len(default_workload(1)) * 40 / 28, rel=0.05)
 
 
 @pytest.mark.skipif(not AZURE.exists(), reason="Azure trace not present")

@@ -3,6 +3,7 @@
 tokenscale bench                                  # embedded default workload, all policies
 tokenscale bench --trace AzureLLMInferenceTrace_conv.csv --rate-scale 6
 tokenscale bench --policies tokenscale,oracle --batch-tuning off --json out.json --plot out.png
+tokenscale bench --workload long-output --batch-tuning off   # where the live batch cap matters
 tokenscale bench --check-targets                  # the issue's targets; non-zero on a miss
 """
 
@@ -17,7 +18,7 @@ from tokenscale.bench import report
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.suite import ALL_POLICIES, run_suite
 from tokenscale.bench.traces import Trace, TraceError, load
-from tokenscale.bench.workload import default_workload
+from tokenscale.bench.workload import WORKLOADS
 from tokenscale.domain import catalog
 
 
@@ -27,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--trace",
         help="Azure LLM inference .csv or Mooncake .jsonl trace; "
         "default: the embedded compressed-day workload",
+    )
+    parser.add_argument(
+        "--workload",
+        choices=sorted(WORKLOADS),
+        default="day",
+        help="embedded workload when no --trace is given: day (conversation lengths) or "
+        "long-output (short prompts, long answers)",
     )
     parser.add_argument(
         "--rate-scale",
@@ -88,7 +96,7 @@ def load_trace(args: argparse.Namespace, scenario: Scenario) -> Trace:
         base = load(args.trace)
         scale = 6.0 if args.rate_scale is None else args.rate_scale
     else:
-        base = default_workload(args.seed)
+        base = WORKLOADS[args.workload](args.seed)
         scale = 1.0 if args.rate_scale is None else args.rate_scale
     return base.scaled(scale, args.duration, scenario.max_model_len)
 
