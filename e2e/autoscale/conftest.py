@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.autoscale.helpers import FleetProcess, Service
+from e2e.autoscale.helpers import FleetProcess, Service, Timeline
 from e2e.autoscale.operator import AutoscaleOperator, ensure_chart
 from e2e.fleet.loadgen import BackgroundLoad
 from e2e.fleet.prometheus import PrometheusServer
@@ -71,14 +71,43 @@ class Scenario:
     operator: Operator
     prometheus: PrometheusServer
     loads: list[BackgroundLoad] = field(default_factory=list)
+    timelines: list[Timeline] = field(default_factory=list)
 
     def service(self, name: str = "chat") -> Service:
         return Service(self.cluster, self.namespace, name)
+
+    def timeline(self, name: str = "chat") -> Timeline:
+        timeline = Timeline(self.service(name)).start()
+        self.timelines.append(timeline)
+        return timeline
 
     def load(self, url: str, **options: object) -> BackgroundLoad:
         load = BackgroundLoad(url, **options)
         self.loads.append(load)
         return load
+
+
+def report(sc: Scenario) -> None:
+    """Every service's decisions and conditions, printed (pytest shows them on failure)."""
+    for timeline in sc.timelines:
+        timeline.stop()
+        print(f"\n--- {sc.namespace}/{timeline.svc.name} every decision seen:")
+        for d in timeline.history():
+            print(
+                f"  {d['time']} {d['previousReplicas']}->{d['replicas']} cap {d['concurrencyCap']}"
+                f" applied={d['applied']}: {d['reason']}"
+            )
+    for item in sc.cluster.items("inferenceservices", sc.namespace):
+        status = item.get("status") or {}
+        print(f"\n--- {sc.namespace}/{item['metadata']['name']} decisions:")
+        for d in status.get("lastDecisions") or []:
+            print(
+                f"  {d['time']} {d['previousReplicas']}->{d['replicas']} cap {d['concurrencyCap']}"
+                f" applied={d['applied']}: {d['reason']}"
+            )
+        for c in status.get("conditions") or []:
+            print(f"  {c['type']}={c['status']} {c.get('reason')}: {c.get('message')}")
+        print(f"  autoscaler: {status.get('autoscaler')}")
 
 
 @pytest.fixture
@@ -97,6 +126,7 @@ def scenario(
     try:
         yield sc
     finally:
+        report(sc)
         for load in sc.loads:
             load.stop()
         if as_operator.proc is None or as_operator.proc.poll() is not None:

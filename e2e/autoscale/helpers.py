@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import itertools
 import json
 import os
 import signal
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from e2e.fleet.cluster import ClusterView
+from e2e.fleet.loadgen import RequestRecord, percentile
 from e2e.harness import ROOT, Cluster, wait_for
 
 RESULTS = Path(os.environ.get("TOKENSCALE_AS_RESULTS", ROOT / "out" / "autoscale-e2e.json"))
@@ -155,12 +158,24 @@ class FleetProcess:
 
 @dataclass
 class Service:
+    """One InferenceService read through the API (a pooled client, not kubectl: the timeline
+    reads twice a second while the scenario runs)."""
+
     cluster: Cluster
     namespace: str
     name: str = "chat"
+    view: ClusterView = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.view = ClusterView(self.cluster.kubeconfig)
+
+    @property
+    def path(self) -> str:
+        base = f"/apis/tokenscale.io/v1alpha1/namespaces/{self.namespace}"
+        return f"{base}/inferenceservices/{self.name}"
 
     def get(self) -> dict[str, Any]:
-        obj = self.cluster.get("inferenceservice", self.name, self.namespace)
+        obj = self.view.get(self.path)
         assert obj is not None, f"{self.namespace}/{self.name} is gone"
         return obj
 
@@ -175,21 +190,30 @@ class Service:
                 return dict(cond)
         return {}
 
+    def deployment(self) -> dict[str, Any]:
+        path = f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{self.name}"
+        return self.view.get(path) or {}
+
     def replicas(self) -> int:
-        dep = self.cluster.get("deployment", self.name, self.namespace)
-        return int(((dep or {}).get("spec") or {}).get("replicas") or 0)
+        return int((self.deployment().get("spec") or {}).get("replicas") or 0)
+
+    def pods(self) -> list[dict[str, Any]]:
+        path = f"/api/v1/namespaces/{self.namespace}/pods"
+        found = self.view.get(path, labelSelector=f"tokenscale.io/service={self.name}") or {}
+        pods: list[dict[str, Any]] = found.get("items") or []
+        return pods
 
     def decisions(self) -> list[dict[str, Any]]:
         decisions: list[dict[str, Any]] = self.status().get("lastDecisions") or []
         return decisions
 
     def events(self, reason: str | None = None) -> list[dict[str, Any]]:
-        items = self.cluster.items("events", self.namespace)
+        path = f"/api/v1/namespaces/{self.namespace}/events"
+        found = self.view.get(path, fieldSelector=f"involvedObject.name={self.name}") or {}
         return [
             e
-            for e in items
-            if e["involvedObject"].get("name") == self.name
-            and e["involvedObject"].get("kind") == "InferenceService"
+            for e in found.get("items") or []
+            if e["involvedObject"].get("kind") == "InferenceService"
             and (reason is None or e.get("reason") == reason)
         ]
 
@@ -213,6 +237,8 @@ class Timeline:
     svc: Service
     every: float = 0.5
     samples: list[Sample] = field(default_factory=list)
+    # Every decision status.lastDecisions showed while sampling (it keeps only the last 10).
+    decisions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -225,20 +251,19 @@ class Timeline:
         while not self._stop.is_set():
             try:
                 self.samples.append(self._sample())
-            except AssertionError:
+            except (AssertionError, RuntimeError, OSError):
                 pass  # a transient API error; the next sample will do
             self._stop.wait(self.every)
 
     def _sample(self) -> Sample:
-        obj, dep = (
-            self.svc.get(),
-            self.svc.cluster.get("deployment", self.svc.name, self.svc.namespace),
-        )
+        obj, dep = self.svc.get(), self.svc.deployment()
         status = obj.get("status") or {}
+        for d in status.get("lastDecisions") or []:
+            self.decisions.setdefault((d["time"], d["reason"]), d)
         return Sample(
             at=time.time(),
-            replicas=int(((dep or {}).get("spec") or {}).get("replicas") or 0),
-            ready=int(((dep or {}).get("status") or {}).get("readyReplicas") or 0),
+            replicas=int((dep.get("spec") or {}).get("replicas") or 0),
+            ready=int((dep.get("status") or {}).get("readyReplicas") or 0),
             cap=(status.get("plan") or {}).get("concurrencyCap"),
             slo_met=self.svc.condition("SLOMet", status).get("status", ""),
             metrics=self.svc.condition("MetricsAvailable", status).get("status", ""),
@@ -250,6 +275,9 @@ class Timeline:
         if self._thread is not None:
             self._thread.join(10)
         return self.samples
+
+    def history(self) -> list[dict[str, Any]]:
+        return [self.decisions[k] for k in sorted(self.decisions)]
 
     def since(self, t: float) -> list[Sample]:
         return [s for s in list(self.samples) if s.at >= t]
@@ -270,3 +298,43 @@ def record_result(scenario: str, figures: dict[str, Any]) -> None:
     data[scenario] = {**figures, "recordedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     RESULTS.write_text(json.dumps(data, indent=1, sort_keys=True))
     print(f"\n[{scenario}] " + json.dumps(figures, sort_keys=True))
+
+
+# ---- measurements -----------------------------------------------------------------------------
+
+
+def slo_recovery(samples: list[Sample], since: float) -> tuple[bool, float | None]:
+    """(missed, recovered_at) for SLOMet after `since`: whether it went False, and the first time
+    it was True again after the last False. Not missed: (False, None)."""
+    after = [s for s in samples if s.at >= since]
+    falses = [s for s in after if s.slo_met == "False"]
+    if not falses:
+        return False, None
+    later = [s for s in after if s.at > falses[-1].at and s.slo_met == "True"]
+    return True, (later[0].at if later else None)
+
+
+def client_ttft_recovery(
+    records: list[RequestRecord], since: float, slo_s: float, bucket_s: float = 5.0
+) -> float | None:
+    """Seconds from `since` to the end of the last `bucket_s` window (by send time) whose
+    client-side p95 TTFT was over `slo_s`; None when no window was over."""
+    windows: dict[int, list[float]] = {}
+    for r in records:
+        if r.sent_at >= since and r.ttft_s is not None:
+            windows.setdefault(int((r.sent_at - since) // bucket_s), []).append(r.ttft_s)
+    over = [i for i, ttfts in windows.items() if (percentile(ttfts, 95) or 0.0) > slo_s]
+    return None if not over else (max(over) + 1) * bucket_s
+
+
+def decreases(samples: list[Sample]) -> list[tuple[float, int, int]]:
+    """Every (time, from, to) where the replica count went down."""
+    return [
+        (b.at, a.replicas, b.replicas)
+        for a, b in itertools.pairwise(samples)
+        if b.replicas < a.replicas
+    ]
+
+
+def incomplete(records: list[RequestRecord]) -> list[RequestRecord]:
+    return [r for r in records if not r.complete]

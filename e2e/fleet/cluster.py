@@ -15,6 +15,10 @@ GPU_LABEL = "tokenscale.io/gpu"
 TUNING_KEY = "tuning.json"
 
 
+class NotFoundError(LookupError):
+    """The API server answered 404."""
+
+
 @dataclass
 class Snapshot:
     """One namespace at one poll."""
@@ -44,6 +48,13 @@ class ClusterView:
             self._api = config.new_client_from_config(config_file=self.kubeconfig)  # type: ignore[no-untyped-call]
         return self._api
 
+    def get(self, path: str, **query: str) -> dict[str, Any] | None:
+        """GET an API path as JSON; None when it does not exist."""
+        try:
+            return self._get(path, **query)
+        except NotFoundError:
+            return None
+
     def _get(self, path: str, **query: str) -> dict[str, Any]:
         api = self._client()
         method, url, headers, body, _ = api.param_serialize(
@@ -55,6 +66,8 @@ class ClusterView:
         )
         resp = api.call_api(method, url, header_params=headers, body=body, _request_timeout=10)
         raw: bytes = resp.read() or b""  # type: ignore[no-untyped-call]
+        if resp.status == 404:
+            raise NotFoundError(path)
         if resp.status != 200:
             raise RuntimeError(f"GET {path}: HTTP {resp.status}: {raw[:300]!r}")
         result: dict[str, Any] = json.loads(raw)

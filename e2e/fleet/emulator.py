@@ -179,6 +179,7 @@ class Fleet:
                 "pod": key[1],
                 "exitCode": code,
                 "stopSeconds": process.stop_seconds,
+                "heldAtSigterm": process.held_at_sigterm,
                 "stoppedAt": time.time(),
             }
         )

@@ -235,8 +235,9 @@ class BackgroundLoad:
         return at
 
     def stop(self, timeout_s: float = 200.0) -> list[RequestRecord]:
-        """Stop sending, wait for in-flight requests, return every record."""
-        if self._loop is not None and self._stop is not None:
+        """Stop sending, wait for in-flight requests, return every record (again: no-op)."""
+        running = self._thread is not None and self._thread.is_alive()
+        if running and self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout_s)

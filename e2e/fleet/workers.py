@@ -19,6 +19,7 @@ import aiohttp
 from tokenscale_worker import contract
 
 LISTENING = re.compile(r"gateway listening on [^:\s]+:(\d+)")
+DRAINING = re.compile(r"draining: (\d+) in flight, (\d+) queued")
 START_TIMEOUT_S = 60.0
 
 
@@ -121,6 +122,8 @@ class WorkerProcess:
     started_at: float = field(default_factory=time.time)
     exit_code: int | None = None
     stop_seconds: float | None = None
+    # Requests the gateway held when SIGTERM came (in flight + queued), from its drain log line.
+    held_at_sigterm: int | None = None
 
     async def start(self, tuning: Path, time_scale: float, drain_grace_s: float) -> int:
         """Spawn, wait for the listening line and for /ready; return the gateway port."""
@@ -182,4 +185,6 @@ class WorkerProcess:
                 await self.proc.wait()
         self.exit_code = self.proc.returncode
         self.stop_seconds = round(time.monotonic() - began, 3)
+        found = DRAINING.search(self.log_path.read_text(errors="replace"))
+        self.held_at_sigterm = int(found.group(1)) + int(found.group(2)) if found else None
         return self.exit_code

@@ -1,0 +1,140 @@
+"""Step load up and down on one service: the scale-up decision and SLO recovery times, no
+scale-down while the load holds, and a scale-down only after the stabilization window, within
+the configured rate, to minReplicas, with every in-flight request drained (none lost)."""
+
+from __future__ import annotations
+
+import math
+
+from e2e.autoscale.conftest import TICK_SECONDS, Scenario
+from e2e.autoscale.helpers import (
+    client_ttft_recovery,
+    decreases,
+    incomplete,
+    record_result,
+    service,
+    slo_recovery,
+)
+from e2e.fleet.loadgen import Phase, summarize
+from e2e.harness import wait_for
+
+# One L4 replica at cap 4 serves ~1.8 requests/s of 64 + 32 tokens: 0.5 req/s is light; x4
+# (2 req/s) needs a second replica, and a queue builds until it comes.
+BASE = Phase("base", rate=0.5, prompt_tokens=64, max_tokens=32)
+STEP = Phase("step", rate=2.0, prompt_tokens=64, max_tokens=32)
+COLD_START_S = 5
+STABILIZATION_S = 30
+
+
+def warm_up(sc: Scenario, phase: Phase) -> None:
+    """Start `phase` and wait until the operator reads it from Prometheus."""
+    svc = sc.service()
+    url = sc.fleet.front(svc.name)
+    sc.load(url).start(phase)
+
+    def sees_traffic() -> bool:
+        obs = svc.status().get("observed") or {}
+        return bool((obs.get("arrivalRate") or 0) >= phase.rate * 0.6 and obs.get("ttftSeconds"))
+
+    wait_for("the operator to see the base load", sees_traffic, timeout=90, every=1)
+
+
+def test_step_load_scales_up_and_recovers_the_slo(scenario: Scenario) -> None:
+    sc, svc = scenario, scenario.service()
+    sc.cluster.apply(service(scaling={"coldStartSeconds": COLD_START_S}), sc.namespace)
+    timeline = sc.timeline()
+    warm_up(sc, BASE)
+    assert svc.replicas() == 1
+    load = sc.loads[0]
+    step_at = load.set(STEP)
+
+    up = wait_for(
+        "a scale-up decision",
+        lambda: timeline.first(step_at, lambda s: s.replicas > 1),
+        timeout=30 + TICK_SECONDS,
+    )
+    decision_s = up.at - step_at
+    assert decision_s <= 30, f"scale-up {decision_s:.1f} s after the step"
+
+    def recovered() -> tuple[bool, float | None] | None:
+        missed, at = slo_recovery(timeline.samples, step_at)
+        settled = timeline.samples[-1].slo_met == "True" and timeline.samples[-1].at > up.at + 10
+        return (missed, at) if (at is not None or (not missed and settled)) else None
+
+    missed, recovered_at = wait_for("SLOMet=True again", recovered, timeout=COLD_START_S + 60)
+    recovery_s = (recovered_at - step_at) if recovered_at else 0.0
+    assert recovery_s <= COLD_START_S + 60
+
+    # Hold the load past a full stabilization window: no scale-down while it lasts.
+    hold_until = max(timeline.samples[-1].at, up.at) + STABILIZATION_S + 2 * TICK_SECONDS
+    wait_for("the hold to pass", lambda: timeline.samples[-1].at >= hold_until, timeout=90)
+    held = timeline.since(up.at)
+    assert not decreases(held), f"scaled down while the step load held: {decreases(held)}"
+    records = load.stop()
+    timeline.stop()
+    assert not incomplete(records), summarize(incomplete(records))
+    step_records = [r for r in records if r.phase == "step"]
+    record_result(
+        "step_x4",
+        {
+            "base_rps": BASE.rate,
+            "step_rps": STEP.rate,
+            "step_to_decision_s": round(decision_s, 1),
+            "replicas_after": max(s.replicas for s in held),
+            "slo_missed": missed,
+            "step_to_slo_recovered_s": round(recovery_s, 1),
+            "client_ttft_over_slo_for_s": client_ttft_recovery(step_records, step_at, 1.0),
+            "client_step": summarize(step_records),
+        },
+    )
+
+
+def test_load_drop_scales_down_after_the_window_and_drains(scenario: Scenario) -> None:
+    sc, svc = scenario, scenario.service()
+    doc = service(
+        scaling={
+            "coldStartSeconds": COLD_START_S,
+            "scaleDownStabilizationSeconds": STABILIZATION_S,
+            "maxScaleDownRate": 2.0,
+        }
+    )
+    sc.cluster.apply(doc, sc.namespace)
+    timeline = sc.timeline()
+    high = Phase("high", rate=3.5, prompt_tokens=64, max_tokens=32)
+    warm_up(sc, high)
+    wait_for("3 or more replicas", lambda: svc.replicas() >= 3, timeout=60)
+    load = sc.loads[0]
+    # Two closed-loop streams of ~4.5 s requests: light, and always in flight somewhere, so the
+    # replicas that go away have requests to drain.
+    drop_at = load.set(Phase("low", concurrency=2, prompt_tokens=64, max_tokens=64))
+    peak = svc.replicas()
+
+    def at_min() -> bool:
+        return svc.replicas() == 1 and sc.fleet.workers(svc.name) == 1
+
+    wait_for("scale-down to minReplicas", at_min, timeout=STABILIZATION_S + 120, every=1)
+    records = load.stop()
+    timeline.stop()
+    downs = decreases(timeline.since(drop_at))
+    assert downs, "no scale-down observed"
+    first_down_s = downs[0][0] - drop_at
+    # The last high recommendation predates the drop by up to one tick.
+    assert first_down_s >= STABILIZATION_S - TICK_SECONDS, f"scaled down {first_down_s:.1f} s in"
+    for _at, before, after in downs:
+        assert after >= math.floor(before / 2.0), f"{before} -> {after} exceeds maxScaleDownRate 2"
+    lost = incomplete(records)
+    assert not lost, f"{len(lost)} requests lost or truncated: {lost[:3]}"
+    stopped = [w for w in sc.fleet.stopped() if w["service"] == svc.name]
+    assert stopped and all(w["exitCode"] == 0 for w in stopped), stopped
+    record_result(
+        "scale_down",
+        {
+            "peak_replicas": peak,
+            "steps": [f"{b}->{a}" for _t, b, a in downs],
+            "drop_to_first_scale_down_s": round(first_down_s, 1),
+            "drop_to_min_replicas_s": round(downs[-1][0] - drop_at, 1),
+            "requests_in_flight_at_sigterm": sum(w.get("heldAtSigterm") or 0 for w in stopped),
+            "requests": len(records),
+            "lost": len(lost),
+        },
+    )
