@@ -5,7 +5,7 @@ fleet emulator and cleanup. Other suites may share the cluster: nothing here tou
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,13 +126,26 @@ def scenario(
     try:
         yield sc
     finally:
-        report(sc)
-        for load in sc.loads:
-            load.stop()
-        if as_operator.proc is None or as_operator.proc.poll() is not None:
-            as_operator.start()  # a scenario that stopped it must not leave the next without
-        if not prometheus.ready():
-            prometheus.start()
-        cluster.delete_namespace(namespace)
-        wait_for("fleet workers stopped", lambda: not fleet.state().get("workers"), timeout=150)
-        fleet.stop()
+        cleanup(sc, as_operator, prometheus)
+
+
+def cleanup(sc: Scenario, operator: Operator, prometheus: PrometheusServer) -> None:
+    """Every step runs even when one before it fails; the first failure is raised at the end."""
+    steps: list[Callable[[], object]] = [lambda: report(sc)]
+    steps += [load.stop for load in sc.loads]
+    # A scenario that stopped the operator or Prometheus must not leave the next without.
+    steps.append(lambda: operator.proc is None or operator.proc.poll() is None or operator.start())
+    steps.append(lambda: prometheus.ready() or prometheus.start())
+    steps.append(lambda: sc.cluster.delete_namespace(sc.namespace))
+    steps.append(
+        lambda: wait_for("workers stopped", lambda: not sc.fleet.state().get("workers"), 150)
+    )
+    steps.append(sc.fleet.stop)
+    errors: list[BaseException] = []
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e.fleet.cluster import ClusterView
+from e2e.fleet.lifetime import die_with_parent
 from e2e.fleet.loadgen import RequestRecord, percentile
 from e2e.harness import ROOT, Cluster, wait_for
 
@@ -103,6 +104,7 @@ class FleetProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         log.close()
         wait_for("fleet state file", lambda: self._alive() and self.state(), timeout=30)

@@ -184,16 +184,22 @@ class Fleet:
             }
         )
         log.info("fleet: worker %s/%s stopped (exit %s)", *key, code)
-        self._publish()
+        with contextlib.suppress(OSError):
+            self._publish()
 
     async def shutdown(self) -> None:
+        """Drain and stop every worker, even when state can no longer be written."""
         for key in list(self.workers):
-            self._begin_stop(key)
+            worker = self.workers.pop(key)
+            self._spawn(self._stop(key, worker))
+        with contextlib.suppress(OSError):
+            self._publish()  # out of fronts and discovery while they drain
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for front in self.fronts.values():
             await front.stop()
-        self._publish()
+        with contextlib.suppress(OSError):
+            self._publish()
 
     # ---- fronts, discovery, state -----------------------------------------------------------
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from e2e.fleet.lifetime import die_with_parent
+
 CONFIG = """\
 global:
   scrape_interval: {interval}
@@ -78,6 +80,7 @@ class PrometheusServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + timeout_s

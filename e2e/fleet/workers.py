@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from e2e.fleet.lifetime import die_with_parent
 from tokenscale_worker import contract
 
 LISTENING = re.compile(r"gateway listening on [^:\s]+:(\d+)")
@@ -134,6 +135,7 @@ class WorkerProcess:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
