@@ -13,7 +13,7 @@ import pytest
 
 from e2e.autoscale.helpers import FleetProcess, Service, Timeline
 from e2e.autoscale.operator import AutoscaleOperator, ensure_chart
-from e2e.fleet.loadgen import BackgroundLoad
+from e2e.fleet.loadgen import BackgroundLoad, Phase
 from e2e.fleet.prometheus import PrometheusServer
 from e2e.harness import Cluster, Operator, wait_for
 
@@ -84,6 +84,20 @@ class Scenario:
     def load(self, url: str, **options: object) -> BackgroundLoad:
         load = BackgroundLoad(url, **options)
         self.loads.append(load)
+        return load
+
+    def start_load(self, phase: Phase, name: str = "chat") -> BackgroundLoad:
+        """Send `phase` to the service's front; wait until the operator reads it."""
+        svc = self.service(name)
+        load = self.load(self.fleet.front(name))
+        load.start(phase)
+
+        def sees_traffic() -> bool:
+            obs = svc.status().get("observed") or {}
+            rate = obs.get("arrivalRate") or 0
+            return bool(obs.get("ttftSeconds") and rate >= 0.6 * max(phase.rate, 0.1))
+
+        wait_for(f"the operator to read the {phase.name} load", sees_traffic, timeout=90, every=1)
         return load
 
 

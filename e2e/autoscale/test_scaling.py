@@ -26,26 +26,12 @@ COLD_START_S = 5
 STABILIZATION_S = 30
 
 
-def warm_up(sc: Scenario, phase: Phase) -> None:
-    """Start `phase` and wait until the operator reads it from Prometheus."""
-    svc = sc.service()
-    url = sc.fleet.front(svc.name)
-    sc.load(url).start(phase)
-
-    def sees_traffic() -> bool:
-        obs = svc.status().get("observed") or {}
-        return bool((obs.get("arrivalRate") or 0) >= phase.rate * 0.6 and obs.get("ttftSeconds"))
-
-    wait_for("the operator to see the base load", sees_traffic, timeout=90, every=1)
-
-
 def test_step_load_scales_up_and_recovers_the_slo(scenario: Scenario) -> None:
     sc, svc = scenario, scenario.service()
     sc.cluster.apply(service(scaling={"coldStartSeconds": COLD_START_S}), sc.namespace)
     timeline = sc.timeline()
-    warm_up(sc, BASE)
+    load = sc.start_load(BASE)
     assert svc.replicas() == 1
-    load = sc.loads[0]
     step_at = load.set(STEP)
 
     up = wait_for(
@@ -106,9 +92,8 @@ def test_load_drop_scales_down_after_the_window_and_drains(scenario: Scenario) -
     sc.cluster.apply(doc, sc.namespace)
     timeline = sc.timeline()
     high = Phase("high", rate=2.5, prompt_tokens=64, max_tokens=32)
-    warm_up(sc, high)
+    load = sc.start_load(high)
     wait_for("3 or more replicas", lambda: svc.replicas() >= 3, timeout=60)
-    load = sc.loads[0]
     # Two closed-loop streams of ~4.5 s requests: light, and always in flight somewhere, so the
     # replicas that go away have requests to drain.
     drop_at = load.set(Phase("low", concurrency=2, prompt_tokens=64, max_tokens=64))
