@@ -189,3 +189,19 @@ def test_status_write_is_skipped_when_only_the_sample_time_moved() -> None:
     assert autoscale.status_changed(
         first, autoscale.tick_status(spec, first, decision(2, 2), slower, NOW + 30, 1)
     )
+
+
+@pytest.mark.parametrize(
+    ("recommended", "current", "previous", "announce"),
+    [
+        (5, 1, 1, True),  # new advice
+        (5, 1, 5, False),  # the same advice again next tick: no second Event
+        (6, 1, 5, True),  # the advice changed
+        (1, 1, 5, False),  # back to what runs: nothing to recommend
+        (3, 1, None, True),  # first decision ever
+    ],
+)
+def test_advisory_announces_each_recommendation_once(
+    recommended: int, current: int, previous: int | None, announce: bool
+) -> None:
+    assert autoscale.announce_recommendation(recommended, current, previous) is announce

@@ -127,6 +127,13 @@ def foreign_replica_writer(deployment: Mapping[str, Any], last_applied: int | No
     return "another client"
 
 
+def announce_recommendation(recommended: int, current: int, previous: int | None) -> bool:
+    """Advisory mode posts a Recommendation Event when the recommended count differs from the
+    replicas AND from the last recommendation: one Event per new advice, not one per tick (at a
+    5 s tick an unchanged "scale 1 -> 5" would otherwise post 12 Events a minute)."""
+    return recommended != current and recommended != previous
+
+
 def slo_condition(spec: InferenceServiceSpec, obs: Observation) -> tuple[str, str, str]:
     """SLOMet from the observed percentiles: (status, reason, message)."""
     if obs.ttft_s is None and obs.itl_s is None:

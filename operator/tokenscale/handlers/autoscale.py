@@ -92,13 +92,20 @@ def tick_service(
     decision = decide(spec, plan, observation, state, now)
     patch = autoscale.tick_status(spec, status, decision, observation, now, ref.generation, error)
     _write_status(kube, key, ref, patch)
-    _act(kube, ref, decision, replicas, cap_now)
+    _act(kube, ref, decision, replicas, cap_now, status.get("desiredReplicas"))
     _count(key, decision, replicas)
 
 
-def _act(kube: Kube, ref: names.ServiceRef, decision: Any, replicas: int, cap_now: Any) -> None:
+def _act(
+    kube: Kube,
+    ref: names.ServiceRef,
+    decision: Any,
+    replicas: int,
+    cap_now: Any,
+    previous_desired: int | None,
+) -> None:
     if decision.mode == "advisory":
-        if decision.replicas != replicas:
+        if autoscale.announce_recommendation(decision.replicas, replicas, previous_desired):
             kube.event(ref, "Normal", "Recommendation", f"advisory: {decision.reason}")
         return
     if not decision.applied:
