@@ -3,6 +3,7 @@ replica count."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -32,6 +33,11 @@ def test_advisory_mode_reports_decisions_and_leaves_replicas(scenario: Scenario)
     assert svc.replicas() == 1
     assert (svc.status().get("desiredReplicas") or 0) > 1
     assert not svc.events("ScaledUp") and not svc.events("ScaledDown")
+    # One Event per new recommendation, not one per tick.
+    advised = [d["replicas"] for d in timeline.history() if not d["applied"] and d["replicas"] > 1]
+    changes = sum(1 for a, b in itertools.pairwise([1, *advised]) if a != b)
+    posted = sum(int(e.get("count") or 1) for e in svc.events("Recommendation"))
+    assert posted <= changes + 1, f"{posted} Recommendation Events for {changes} changes"
     record_result(
         "advisory",
         {
