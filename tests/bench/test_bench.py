@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tokenscale.bench.cli import main
 from tokenscale.bench.policies import Static, Tokenscale
-from tokenscale.bench.runner import simulate
+from tokenscale.bench.report import plotted
+from tokenscale.bench.runner import RunResult, simulate
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.workload import default_workload, long_output_workload
 
@@ -82,3 +83,25 @@ def test_cli_bad_trace_is_a_clear_error(tmp_path: Path, capsys: object) -> None:
     f = tmp_path / "t.csv"
     f.write_text("nope\n")
     assert main(["--trace", str(f), "--no-progress"]) == 2
+
+
+def test_plot_keeps_tokenscale_and_the_cheapest_passing_config_per_policy() -> None:
+    def run(policy: str, config: str, att: float, gpu_h: float) -> RunResult:
+        return RunResult(policy, config, att, gpu_h, 0.1, 0.2, 0.3, 0.03, 1, 0)
+
+    results = [
+        run("tokenscale", "defaults", 0.995, 15.0),
+        run("tokenscale", "batch tuning off", 0.995, 15.0),
+        run("kpa", "8", 0.999, 36.0),
+        run("kpa", "16", 0.998, 21.0),
+        run("kpa", "32", 0.98, 14.0),
+        run("hpa-queue", "1", 0.72, 72.0),
+        run("hpa-queue", "5", 0.79, 73.0),
+    ]
+    picked = [(r.policy, r.config) for r in plotted(results)]
+    assert picked == [
+        ("tokenscale", "defaults"),
+        ("tokenscale", "batch tuning off"),
+        ("kpa", "16"),
+        ("hpa-queue", "5"),
+    ]

@@ -57,10 +57,25 @@ def write_json(path: str | Path, scenario: dict[str, Any], results: Sequence[Run
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def plotted(results: Sequence[RunResult]) -> list[RunResult]:
+    """The runs worth a line: every tokenscale run, and per other policy the cheapest
+    configuration at >= 99% attainment (else its best attainment), oracle included."""
+    keep = [r for r in results if r.policy == "tokenscale"]
+    for policy in dict.fromkeys(r.policy for r in results if r.policy != "tokenscale"):
+        runs = [r for r in results if r.policy == policy]
+        good = [r for r in runs if r.slo_attainment >= 0.99]
+        if good:
+            keep.append(min(good, key=lambda r: r.gpu_hours))
+        else:
+            keep.append(max(runs, key=lambda r: r.slo_attainment))
+    return keep
+
+
 def plot(
     path: str | Path, title: str, arrival_per_min: Sequence[int], results: Sequence[RunResult]
 ) -> None:
-    """Arrival rate, replicas per policy, TTFT p95 per minute and concurrency cap over time."""
+    """Arrival rate, replicas per policy, TTFT p95 per minute and concurrency cap over time,
+    for the runs `plotted` picks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,7 +86,7 @@ def plot(
     ax[0].plot(minutes, [c / 60 for c in arrival_per_min], color="black")
     ax[0].set_ylabel("arrivals (req/s)")
     ax[0].set_title(title)
-    for r in results:
+    for r in plotted(results):
         label = f"{r.policy} ({r.config})"
         t = [x / 60 for x in r.times]
         ax[1].step(t, r.replicas, where="post", label=label, linewidth=1)
