@@ -5,9 +5,9 @@ result is a frozen `Decision` carrying the new state and a reason in words. The 
 loop and the benchmark call this same function (Knative `pkg/autoscaler/scaling/autoscaler.go`
 `Scale(now)` style). docs/autoscaling.md walks through it with numbers.
 
-Replica count, held to TTFT and queueing: the largest of
-  rate need        arrival rate / (per-replica throughput at the cap x 0.8 utilization)
-                   e.g. 40 req/s / (5.3 req/s x 0.8) = 9.4 -> 10 replicas
+Replica count, held to ITL, TTFT and queueing: the largest of
+  rate need        arrival rate / (ITL-feasible per-replica throughput x 0.8 utilization)
+                   e.g. 40 req/s / (4.4 req/s x 0.8) = 11.4 -> 12 replicas
   concurrency need (running + queued) / (cap x 0.8): 37 queued + 300 running at cap 36 -> 11.7
   TTFT feedback    TTFT over the objective with a queue and nothing starting:
                    ready x min(2, observed/objective): 6 x 1.4 s / 1.0 s = 8.4 -> 9
