@@ -292,7 +292,7 @@ def _reason(driver: str, current: int, final: int, cap: CapChoice, notes: list[s
 
 
 def _held_cap(spec: InferenceServiceSpec, plan: Plan, obs: Observation, state: ScalerState) -> int:
-    """The cap in force, or the model's seed when none was decided yet."""
+    """The cap in force, or the seed (the KV-cache room) when none was decided yet."""
     if not spec.scaling.batch.enabled:
         return static_cap(spec, plan)
     if state.concurrency_cap is not None:
