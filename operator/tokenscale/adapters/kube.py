@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,8 @@ from tokenscale.domain.names import FIELD_MANAGER, ServiceRef
 
 log = logging.getLogger(__name__)
 Manifest = dict[str, Any]
+# How long has_resource() trusts its last answer: a CRD installed later is seen within a minute.
+HAS_RESOURCE_TTL_S = 60.0
 
 
 def load_client() -> client.ApiClient:
@@ -48,15 +52,21 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        # The dynamic client's discovery cache is not thread-safe, and a lookup that misses
+        # (PodMonitor on a cluster without the Prometheus operator) rebuilds it from scratch:
+        # kopf's handler threads and the autoscale thread crashed each other with KeyError
+        # 'resources' / 'apis' at 100 services. One lock around lookups, and has_resource
+        # answers from memory, so a missing kind costs one rediscovery a minute, not one per
+        # reconcile.
+        self._discovery = threading.Lock()
+        self._has_resource: dict[tuple[str, str], tuple[float, bool]] = {}
 
     # ---- writes ---------------------------------------------------------------------------
 
     def apply(self, manifest: Manifest) -> ApplyResult:
         """Server-side apply as field manager `tokenscale`; an unchanged object is not written
         (the API server keeps its resourceVersion)."""
-        resource = self.dynamic.resources.get(
-            api_version=manifest["apiVersion"], kind=manifest["kind"]
-        )
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
         meta = manifest["metadata"]
         before = self._resource_version(resource, meta["name"], meta.get("namespace"))
         kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": True}
@@ -163,10 +173,21 @@ class Kube:
             self.api.sanitize_for_serialization(pods.items),
         )
 
+    def _resource(self, api_version: str, kind: str) -> Any:
+        with self._discovery:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
     def has_resource(self, api_version: str, kind: str) -> bool:
-        """Whether the cluster serves a kind (e.g. monitoring.coreos.com/v1 PodMonitor)."""
+        """Whether the cluster serves a kind (e.g. monitoring.coreos.com/v1 PodMonitor); the
+        answer is kept for HAS_RESOURCE_TTL_S."""
+        key, now = (api_version, kind), time.monotonic()
+        known = self._has_resource.get(key)
+        if known is not None and now - known[0] < HAS_RESOURCE_TTL_S:
+            return known[1]
         try:
-            self.dynamic.resources.get(api_version=api_version, kind=kind)
+            self._resource(api_version, kind)
+            found = True
         except Exception:  # the dynamic client raises ResourceNotFoundError or a 404
-            return False
-        return True
+            found = False
+        self._has_resource[key] = (now, found)
+        return found
