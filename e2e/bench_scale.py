@@ -37,6 +37,9 @@ from e2e.fleet.prometheus import PrometheusServer
 from e2e.harness import CLUSTER_DIR, Cluster, cluster_env, wait_for
 
 POOL, KIND, GPUS_PER_NODE = "a100-40gb", "a100-40gb", 8
+# kube-apiserver's default Service range (10.0.0.0/24) holds 254 ClusterIPs: one per service is
+# not enough for 300. The run adds a ServiceCIDR of its own, deleted afterwards.
+SERVICE_CIDR = ("tokenscale-bench-scale", "10.0.16.0/22")
 TICK_S = 5
 TARGETS = {"tick_s": 2.0, "rss_mb": 250.0, "cold_reconcile_s": 60.0}
 METRIC = re.compile(r"^([a-z_:]+)(\{[^}]*\})? (\S+)$", re.M)
@@ -204,12 +207,24 @@ def add_nodes(cluster: Cluster, gpus: int) -> list[str]:
     return sorted(names() - before)
 
 
+def add_service_cidr(cluster: Cluster) -> None:
+    name, cidr = SERVICE_CIDR
+    doc = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "ServiceCIDR",
+        "metadata": {"name": name},
+        "spec": {"cidrs": [cidr]},
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
+
+
 def run(stages: Sequence[int], work: Path) -> Result:
     cluster = Cluster(cluster_env())
     ensure_chart(cluster)
     result = Result()
     namespace = cluster.new_namespace("as-b-scale")
     nodes = add_nodes(cluster, max(stages))
+    add_service_cidr(cluster)
     prom = PrometheusServer(work / "prometheus")
     prom.start()
     env = {
@@ -260,6 +275,8 @@ def run(stages: Sequence[int], work: Path) -> Result:
         cluster.delete_namespace(namespace)
         if nodes:
             cluster.kubectl("delete", "node", *nodes, "--wait=false", check=False)
+        # Removed once no Service holds an address from it (the API server's finalizer).
+        cluster.kubectl("delete", "servicecidr", SERVICE_CIDR[0], "--wait=false", check=False)
     return result
 
 
