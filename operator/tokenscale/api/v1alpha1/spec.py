@@ -329,7 +329,9 @@ class ScalingSpec(_Model):
         default=300,
         ge=0,
         le=3600,
-        description="Scale down only to the highest recommendation of this trailing window.",
+        description="Scale down only to the highest recommendation of this trailing window; "
+        "a recommendation more than 20% above the present need counts only for "
+        "coldStartSeconds (a passed burst is not paid for longer than a restart takes).",
     )
     max_scale_up_rate: float = Field(
         default=10.0,
