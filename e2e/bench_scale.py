@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -284,10 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m e2e.bench_scale", description=__doc__)
     p.add_argument("--stages", default="10,100,300", help="service counts, ascending")
     p.add_argument("--json", default=None, help="write the figures here")
+    p.add_argument("--work-dir", default="out/bench-scale", help="operator and Prometheus logs")
     a = p.parse_args(argv)
     stages = [int(s) for s in a.stages.split(",")]
-    with tempfile.TemporaryDirectory(prefix="tokenscale-bench-scale-") as d:
-        result = run(stages, Path(d))
+    work = Path(a.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    result = run(stages, work)
     report = {**asdict(result), "targets": TARGETS, "failures": result.failures()}
     print(json.dumps(report, indent=1))
     if a.json:

@@ -100,6 +100,14 @@ def test_foreign_writer_is_named() -> None:
     assert autoscale.foreign_replica_writer(dep, last_applied=None) is None
 
 
+def test_tokenscale_alone_owning_replicas_is_no_conflict() -> None:
+    # The lifecycle handler (field manager tokenscale) pulled replicas to a new minReplicas.
+    own = {"spec": {"replicas": 3}, "metadata": {"managedFields": [managed("tokenscale")]}}
+    assert autoscale.foreign_replica_writer(own, last_applied=2) is None
+    unknown = {"spec": {"replicas": 3}, "metadata": {"managedFields": []}}
+    assert autoscale.foreign_replica_writer(unknown, last_applied=2) == "another client"
+
+
 def test_conflict_is_adopted_only_after_a_quiet_period() -> None:
     status = autoscale.conflict_status({}, "kubectl", 7, NOW, 1)
     cond = next(c for c in status["conditions"] if c["type"] == "ScalingConflict")
@@ -205,3 +213,38 @@ def test_advisory_announces_each_recommendation_once(
     recommended: int, current: int, previous: int | None, announce: bool
 ) -> None:
     assert autoscale.announce_recommendation(recommended, current, previous) is announce
+
+
+class _FakeKube:
+    """Records status patches; answers 409 when the precondition version is stale."""
+
+    def __init__(self, server_version: str) -> None:
+        self.server_version = server_version
+        self.patches: list[tuple[dict[str, Any], str | None]] = []
+
+    def patch_status(self, ref: Any, status: dict[str, Any], resource_version: str | None) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        if resource_version is not None and resource_version != self.server_version:
+            raise ApiException(status=409, reason="Conflict")
+        self.patches.append((status, resource_version))
+
+
+def test_status_from_a_stale_copy_is_not_written_and_not_acted_on() -> None:
+    # The lifecycle handler wrote Planned after the autoscaler's cached copy (version 7): a
+    # merge patch of `conditions` computed from version 7 would drop Planned.
+    from tokenscale.domain.names import ServiceRef
+    from tokenscale.handlers import autoscale as handler
+    from tokenscale.handlers import cache
+
+    key = ("ns", "stale")
+    cache.put_service(key, {"metadata": {"resourceVersion": "7"}, "status": {}})
+    kube = _FakeKube(server_version="9")
+    patch = {"conditions": [{"type": "MetricsAvailable", "status": "True"}]}
+    ref = ServiceRef("stale", "ns")
+    assert handler._write_status(kube, key, ref, patch, "7") is False  # type: ignore[arg-type]
+    assert kube.patches == []
+    kube.server_version = "7"
+    assert handler._write_status(kube, key, ref, patch, "7") is True  # type: ignore[arg-type]
+    assert kube.patches == [(patch, "7")]
+    cache.put_service(key, None)

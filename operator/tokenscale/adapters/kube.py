@@ -98,15 +98,23 @@ class Kube:
             dry_run="All" if self.dry_run else None,
         )
 
-    def patch_status(self, ref: ServiceRef, status: dict[str, Any]) -> None:
-        """Merge-patch the InferenceService's status subresource (never its spec or metadata)."""
+    def patch_status(
+        self, ref: ServiceRef, status: dict[str, Any], resource_version: str | None = None
+    ) -> None:
+        """Merge-patch the InferenceService's status subresource (never its spec or metadata).
+        With `resource_version` the patch applies only to that version (409 Conflict
+        otherwise): a merge patch replaces whole lists, so a writer that computed
+        `conditions` from an older copy must not overwrite a newer one."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         self.custom.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
             ref.namespace,
             PLURAL,
             ref.name,
-            {"status": status},
+            body,
             field_manager=FIELD_MANAGER,
             dry_run="All" if self.dry_run else None,
         )

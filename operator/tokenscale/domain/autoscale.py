@@ -116,15 +116,21 @@ def schedulable_replicas(nodes: Iterable[GpuNode], plan: Plan, scheduled_own: in
 
 
 def foreign_replica_writer(deployment: Mapping[str, Any], last_applied: int | None) -> str | None:
-    """Who else set spec.replicas, when it differs from what tokenscale last set."""
+    """Who else set spec.replicas, when it differs from what tokenscale last set. When
+    tokenscale alone owns the field (the lifecycle handler pulling replicas into the new
+    [minReplicas, maxReplicas], or a scale whose status save was lost) nobody else wrote it."""
     replicas = (deployment.get("spec") or {}).get("replicas")
     if last_applied is None or replicas == last_applied:
         return None
-    for entry in (deployment.get("metadata") or {}).get("managedFields") or []:
-        spec_fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
-        if "f:replicas" in spec_fields and entry.get("manager") != FIELD_MANAGER:
-            return str(entry.get("manager") or "another client")
-    return "another client"
+    owners = [
+        str(entry.get("manager") or "another client")
+        for entry in (deployment.get("metadata") or {}).get("managedFields") or []
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    ]
+    foreign = [o for o in owners if o != FIELD_MANAGER]
+    if foreign:
+        return foreign[0]
+    return None if owners else "another client"
 
 
 def announce_recommendation(recommended: int, current: int, previous: int | None) -> bool:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from tokenscale.adapters import metrics
 from tokenscale.adapters.kube import Kube
@@ -67,13 +68,15 @@ def tick_service(
     ):
         return  # the lifecycle handler reports why; nothing to scale yet
     ref, status = service_ref(body), dict(body.get("status") or {})
+    version = (body.get("metadata") or {}).get("resourceVersion")
     state = ScalerState.from_dict(status.get("autoscaler"))
     replicas = int(deployment["spec"].get("replicas") or 0)
     last_applied = (status.get("autoscaler") or {}).get("lastAppliedReplicas")
     writer = autoscale.foreign_replica_writer(deployment, last_applied)
     if writer and not autoscale.conflict_resolved(status, replicas, now):
         patch = autoscale.conflict_status(status, writer, replicas, now, ref.generation)
-        return _write_status(kube, key, ref, patch)
+        _write_status(kube, key, ref, patch, version)
+        return
     pods = cache.pods(key)
     placed = sum(1 for p in pods if (p.get("spec") or {}).get("nodeName"))
     schedulable = None if nodes is None else autoscale.schedulable_replicas(nodes, plan, placed)
@@ -91,8 +94,8 @@ def tick_service(
     )
     decision = decide(spec, plan, observation, state, now)
     patch = autoscale.tick_status(spec, status, decision, observation, now, ref.generation, error)
-    _write_status(kube, key, ref, patch)
-    _act(kube, ref, decision, replicas, cap_now, status.get("desiredReplicas"))
+    if _write_status(kube, key, ref, patch, version):
+        _act(kube, ref, decision, replicas, cap_now, status.get("desiredReplicas"))
     _count(key, decision, replicas)
 
 
@@ -119,14 +122,26 @@ def _act(
 
 
 def _write_status(
-    kube: Kube, key: ServiceKey, ref: names.ServiceRef, patch: dict[str, Any]
-) -> None:
+    kube: Kube, key: ServiceKey, ref: names.ServiceRef, patch: dict[str, Any], version: str | None
+) -> bool:
+    """Write the patch computed from the cached object at `version`, only onto that version: the
+    lifecycle handler writes `conditions` too, and a merge patch replaces the whole list, so a
+    patch from a stale copy would drop its Planned/Ready. On a conflict (False) nothing is
+    acted on: the decision's state (lastAppliedReplicas) was not saved, and the next tick
+    decides again from the fresh copy the watch brings."""
     current = (cache.services().get(key) or {}).get("status") or {}
     if not autoscale.status_changed(current, patch):
-        return
-    with runtime.lock_for(ref.namespace, ref.name):
-        kube.patch_status(ref, patch)
+        return True
+    try:
+        with runtime.lock_for(ref.namespace, ref.name):
+            kube.patch_status(ref, patch, resource_version=version)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        log.debug("status of %s/%s changed since it was read; next tick", *key)
+        return False
     cache.merge_service_status(key, patch)
+    return True
 
 
 def _count(key: ServiceKey, decision: Any, replicas: int) -> None:
