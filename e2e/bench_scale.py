@@ -217,7 +217,16 @@ def add_service_cidr(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(doc))
 
 
-def run(stages: Sequence[int], work: Path) -> Result:
+def clean_up(cluster: Cluster, prom: PrometheusServer, namespace: str, nodes: list[str]) -> None:
+    prom.stop()
+    cluster.delete_namespace(namespace)
+    if nodes:
+        cluster.kubectl("delete", "node", *nodes, "--wait=false", check=False)
+    # Removed once no Service holds an address from it (the API server's finalizer).
+    cluster.kubectl("delete", "servicecidr", SERVICE_CIDR[0], "--wait=false", check=False)
+
+
+def run(stages: Sequence[int], work: Path, keep: bool = False) -> Result:
     cluster = Cluster(cluster_env())
     ensure_chart(cluster)
     result = Result()
@@ -270,12 +279,10 @@ def run(stages: Sequence[int], work: Path) -> Result:
         )
     finally:
         op.stop()
-        prom.stop()
-        cluster.delete_namespace(namespace)
-        if nodes:
-            cluster.kubectl("delete", "node", *nodes, "--wait=false", check=False)
-        # Removed once no Service holds an address from it (the API server's finalizer).
-        cluster.kubectl("delete", "servicecidr", SERVICE_CIDR[0], "--wait=false", check=False)
+        if keep:
+            print(f"[bench-scale] kept {namespace}, Prometheus at {prom.url}", flush=True)
+        else:
+            clean_up(cluster, prom, namespace, nodes)
     return result
 
 
@@ -284,11 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stages", default="10,100,300", help="service counts, ascending")
     p.add_argument("--json", default=None, help="write the figures here")
     p.add_argument("--work-dir", default="out/bench-scale", help="operator and Prometheus logs")
+    p.add_argument("--keep", action="store_true", help="leave services, nodes, Prometheus up")
     a = p.parse_args(argv)
     stages = [int(s) for s in a.stages.split(",")]
     work = Path(a.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    result = run(stages, work)
+    result = run(stages, work, keep=a.keep)
     report = {**asdict(result), "targets": TARGETS, "failures": result.failures()}
     print(json.dumps(report, indent=1))
     if a.json:

@@ -248,3 +248,20 @@ def test_status_from_a_stale_copy_is_not_written_and_not_acted_on() -> None:
     assert handler._write_status(kube, key, ref, patch, "7") is True  # type: ignore[arg-type]
     assert kube.patches == [(patch, "7")]
     cache.put_service(key, None)
+
+
+def test_a_null_in_the_patch_equals_a_key_the_server_dropped() -> None:
+    # A merge patch's null deletes the key: the stored status has no lastScaleAt at all.
+    stored = {"autoscaler": {"concurrencyCap": 79, "recommendations": [], "serviceFactor": 1}}
+    patch = {
+        "autoscaler": {
+            "concurrencyCap": 79,
+            "recommendations": [],
+            "serviceFactor": 1.0,
+            "lastScaleAt": None,
+            "burstUntil": None,
+        }
+    }
+    assert not autoscale.status_changed(stored, patch)
+    burst = {"autoscaler": {**patch["autoscaler"], "burstUntil": 5.0}}
+    assert autoscale.status_changed(stored, burst)

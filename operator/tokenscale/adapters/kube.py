@@ -6,6 +6,7 @@ No decisions here: callers pass fully rendered objects; this module only talks t
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import threading
 import time
@@ -40,6 +41,13 @@ class ApplyResult:
     kind: str
     name: str
     changed: bool
+
+
+def _items(response: Any) -> list[Manifest]:
+    """A list call's items as plain JSON. Every tick lists every pod in the cluster: building
+    the client's models and serializing them back cost 0.86 s of a 0.98 s tick at 300 pods."""
+    items: list[Manifest] = json.loads(response.data)["items"]
+    return items
 
 
 class Kube:
@@ -168,18 +176,18 @@ class Kube:
         """Free GPUs per node (one list of nodes, one of pods); None when RBAC forbids the
         cluster-wide reads (namespaced installs), which leaves capacity unknown."""
         try:
-            nodes = self.core.list_node()
-            pods = self.core.list_pod_for_all_namespaces(
-                field_selector="status.phase!=Succeeded,status.phase!=Failed"
+            nodes = _items(self.core.list_node(_preload_content=False))
+            pods = _items(
+                self.core.list_pod_for_all_namespaces(
+                    field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                    _preload_content=False,
+                )
             )
         except ApiException as exc:
             if exc.status == 403:
                 return None
             raise
-        return gpu_nodes(
-            self.api.sanitize_for_serialization(nodes.items),
-            self.api.sanitize_for_serialization(pods.items),
-        )
+        return gpu_nodes(nodes, pods)
 
     def _resource(self, api_version: str, kind: str) -> Any:
         with self._discovery:

@@ -262,9 +262,19 @@ def tick_status(
     return patch
 
 
+def _without_nulls(value: Any) -> Any:
+    """What the API server keeps of a merge patch: a null deletes its key."""
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def status_changed(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
     """Whether a patch says anything new (the sample time alone is not news): at 300 services a
-    write per service per tick would be 20 writes/s for nothing."""
+    write per service per tick would be 20 writes/s for nothing. A null in the patch equals an
+    absent key in the stored status (`autoscaler.lastScaleAt: null` is stored as no key, and
+    compared as-is it read as news on every tick)."""
+    patch, old_status = _without_nulls(patch), _without_nulls(old_status)
     for key, value in patch.items():
         old = old_status.get(key)
         if key == "observed" and isinstance(value, Mapping) and isinstance(old, Mapping):

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -25,6 +26,15 @@ from tokenscale.handlers import cache, runtime
 from tokenscale.handlers.lifecycle import service_ref
 
 log = logging.getLogger(__name__)
+WRITERS = 8
+_pool: ThreadPoolExecutor | None = None
+
+
+def _writers() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="autoscale")
+    return _pool
 
 
 def tick(kube: Kube, source: PrometheusSignals, settings: AutoscaleSettings) -> None:
@@ -39,11 +49,17 @@ def tick(kube: Kube, source: PrometheusSignals, settings: AutoscaleSettings) -> 
         signals, error = {}, str(exc)
         metrics.QUERY_ERRORS.inc()
     nodes = kube.gpu_nodes() if settings.capacity_aware else None
-    for key, body in services.items():
+
+    def one(item: tuple[ServiceKey, dict[str, Any]]) -> None:
+        key, body = item
         try:
             tick_service(kube, key, body, signals.get(key), error, nodes, now)
         except Exception:  # one bad service must not stop the others
             log.exception("autoscale tick failed for %s/%s", *key)
+
+    # The decisions are milliseconds; the writes are round trips. When every service has news
+    # (Prometheus just went away: MetricsAvailable flips on all 300) they overlap.
+    list(_writers().map(one, services.items()))
     metrics.SERVICES.set(len(services))
     metrics.QUERIES_PER_TICK.set(source.queries_sent - sent_before)
     metrics.TICK_SECONDS.observe(time.monotonic() - started)
