@@ -153,11 +153,26 @@ def reconciled(view: ClusterView, namespace: str, want: int) -> int:
     return done if len(items) >= want else 0
 
 
-def measure(op: AutoscaleOperator, prom: PrometheusServer, services: int, ticks: int = 4) -> Stage:
-    """Operator metrics over `ticks` ticks: the queries gauge, the tick histogram's mean and the
-    smallest bucket bound holding every tick, Prometheus's own query count, and VmRSS."""
+TICK_COUNT = "tokenscale_autoscale_tick_duration_seconds_count"
+
+
+def wait_ticks(op: AutoscaleOperator, ticks: int) -> None:
+    start = scrape(op.metrics_port).get(TICK_COUNT, 0)
+    wait_for(
+        f"{ticks} ticks",
+        lambda: scrape(op.metrics_port).get(TICK_COUNT, 0) >= start + ticks,
+        timeout=ticks * TICK_S * 4,
+        every=1,
+    )
+
+
+def measure(op: AutoscaleOperator, prom: PrometheusServer, services: int, ticks: int = 6) -> Stage:
+    """Operator metrics over `ticks` steady ticks (after two that settle the new services'
+    first status writes): the queries gauge, the tick histogram's mean and the smallest bucket
+    bound holding every tick, Prometheus's own query count, and VmRSS."""
     assert op.proc is not None
-    tick_count = "tokenscale_autoscale_tick_duration_seconds_count"
+    tick_count = TICK_COUNT
+    wait_ticks(op, 2)
     before, prom_before = scrape(op.metrics_port), prometheus_queries(prom)
     wait_for(
         f"{ticks} ticks",

@@ -44,8 +44,9 @@ class ApplyResult:
 
 
 def _items(response: Any) -> list[Manifest]:
-    """A list call's items as plain JSON. Every tick lists every pod in the cluster: building
-    the client's models and serializing them back cost 0.86 s of a 0.98 s tick at 300 pods."""
+    """A list call's items as plain JSON, without the client's models: building them and
+    serializing them back cost 0.86 s of a 0.98 s autoscale tick at 300 pods, and each
+    reconcile reads a Deployment and lists pods the same way."""
     items: list[Manifest] = json.loads(response.data)["items"]
     return items
 
@@ -158,19 +159,21 @@ class Kube:
 
     def get_deployment(self, namespace: str, name: str) -> Manifest | None:
         try:
-            obj = self.apps.read_namespaced_deployment(name, namespace)
+            response = self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        result: Manifest = self.api.sanitize_for_serialization(obj)
+        result: Manifest = json.loads(response.data)
         return result
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Manifest]:
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-        pods = self.core.list_namespaced_pod(namespace, label_selector=label_selector)
-        items: list[Manifest] = self.api.sanitize_for_serialization(pods.items)
-        return items
+        return _items(
+            self.core.list_namespaced_pod(
+                namespace, label_selector=label_selector, _preload_content=False
+            )
+        )
 
     def gpu_nodes(self) -> list[GpuNode] | None:
         """Free GPUs per node (one list of nodes, one of pods); None when RBAC forbids the
