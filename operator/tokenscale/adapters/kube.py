@@ -159,7 +159,9 @@ class Kube:
 
     def get_deployment(self, namespace: str, name: str) -> Manifest | None:
         try:
-            response = self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
+            response: Any = self.apps.read_namespaced_deployment(
+                name, namespace, _preload_content=False
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
