@@ -4,7 +4,6 @@ fleet emulator and cleanup. Other suites may share the cluster: nothing here tou
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,9 @@ WINDOW = "30s"
 
 
 @pytest.fixture(scope="session")
-def as_workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="tokenscale-as-") as d:
-        yield Path(d)
+def as_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Logs of the operator, Prometheus, fleet and workers; pytest keeps the last runs'."""
+    return tmp_path_factory.mktemp("autoscale")
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from another thread (`BackgroundLoad.set`) or replayed from a profile / a trace 
     python -m e2e.fleet.loadgen --url ... --trace azure.csv --duration 120 --rate-scale 0.05
 
 Everything is bounded: at most `max_requests` requests, `max_in_flight` at once, and a
-`request_timeout_s` per request. A request counts as complete only when it ended with HTTP 200,
+`request_timeout_s` per request. A closed-loop stream refused with 429 or 503 waits the
+response's Retry-After (at most 10 s) before its next request, as a well-behaved client does. A request counts as complete only when it ended with HTTP 200,
 the `[DONE]` marker and exactly `max_tokens` tokens (the simulator never stops early on
 completions), so a truncated stream is a failure, not a short answer.
 """
@@ -29,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
+
+MAX_BACKOFF_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class RequestRecord:
     finish_reason: str | None = None
     error: str | None = None
     ended_at: float | None = None
+    retry_after_s: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -163,7 +167,7 @@ class LoadGenerator:
         self.records.append(rec)
         if closed:
             self._closed_loop += 1
-        task = asyncio.get_running_loop().create_task(self._request(phase, rec))
+        task = asyncio.get_running_loop().create_task(self._request(phase, rec, closed))
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._finished(t, closed))
 
@@ -173,7 +177,14 @@ class LoadGenerator:
             self._closed_loop -= 1
         self._wake.set()
 
-    async def _request(self, phase: Phase, rec: RequestRecord) -> None:
+    async def _request(self, phase: Phase, rec: RequestRecord, closed: bool = False) -> None:
+        await self._exchange(phase, rec)
+        if closed and rec.status in (429, 503):
+            # A client honours Retry-After before its next request, as the openai client does;
+            # without it a closed loop turns one full queue into thousands of refusals a second.
+            await asyncio.sleep(min(MAX_BACKOFF_S, rec.retry_after_s or 1.0))
+
+    async def _exchange(self, phase: Phase, rec: RequestRecord) -> None:
         assert self._session is not None
         body = {
             "prompt": " ".join(["hello"] * phase.prompt_tokens),
@@ -184,6 +195,8 @@ class LoadGenerator:
         try:
             async with self._session.post(self.url, json=body) as resp:
                 rec.status = resp.status
+                with contextlib.suppress(ValueError):
+                    rec.retry_after_s = float(resp.headers.get("Retry-After", ""))
                 if resp.status != 200:
                     rec.error = (await resp.text())[:300]
                     return
