@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -245,7 +246,7 @@ def run(stages: Sequence[int], work: Path, keep: bool = False) -> Result:
     cluster = Cluster(cluster_env())
     ensure_chart(cluster)
     result = Result()
-    namespace = cluster.new_namespace("as-b-scale")
+    namespace = cluster.new_namespace(f"as-b{secrets.token_hex(2)}-scale")
     nodes = add_nodes(cluster, max(stages))
     add_service_cidr(cluster)
     prom = PrometheusServer(work / "prometheus")
@@ -255,7 +256,9 @@ def run(stages: Sequence[int], work: Path, keep: bool = False) -> Result:
         "TOKENSCALE_PROMETHEUS_WINDOW": "30s",
         "TOKENSCALE_AUTOSCALE_INTERVAL_SECONDS": str(TICK_S),
     }
-    op = AutoscaleOperator(cluster, work / "operator.log", namespaces=("as-b-*",), extra_env=env)
+    # This run's namespace only: another run of the benchmark or the scenarios may share the
+    # cluster.
+    op = AutoscaleOperator(cluster, work / "operator.log", namespaces=(namespace,), extra_env=env)
     view = ClusterView(cluster.kubeconfig)
     names = [f"svc-{i:03d}" for i in range(max(stages))]
     try:

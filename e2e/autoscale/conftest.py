@@ -1,9 +1,13 @@
 """Fixtures of the autoscaling scenarios: one Prometheus server and one operator (autoscale loop
-on, watching `as-s-*` namespaces only) for the session; per scenario an `as-s-*` namespace, its
-fleet emulator and cleanup. Other suites may share the cluster: nothing here touches theirs."""
+on) for the session; per scenario a namespace, its fleet emulator and cleanup.
+
+Namespaces are `as-<session>-<scenario>-<n>` and the operator watches `as-<session>-*` only:
+other suites, and another run of this one, may share the cluster, and two operators (each
+with its own Prometheus) deciding for one service would overwrite each other's status."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +20,8 @@ from e2e.fleet.loadgen import BackgroundLoad, Phase
 from e2e.fleet.prometheus import PrometheusServer
 from e2e.harness import Cluster, Operator, wait_for
 
-SCENARIO_NAMESPACES = "as-s-*"
+SESSION = f"as-{secrets.token_hex(2)}"
+SCENARIO_NAMESPACES = f"{SESSION}-*"
 TICK_SECONDS = 5
 WINDOW = "30s"
 
@@ -132,7 +137,7 @@ def scenario(
     request: pytest.FixtureRequest,
 ) -> Iterator[Scenario]:
     short = request.node.name.split("[")[0].removeprefix("test_").replace("_", "-")[:24]
-    namespace = cluster.new_namespace("as-s-" + short.rstrip("-"))
+    namespace = cluster.new_namespace(f"{SESSION}-" + short.rstrip("-"))
     fleet = FleetProcess(cluster, namespace, as_workdir / namespace, prometheus.sd_dir)
     fleet.start()
     sc = Scenario(cluster, namespace, fleet, as_operator, prometheus)

@@ -11,9 +11,10 @@ from another thread (`BackgroundLoad.set`) or replayed from a profile / a trace 
 
 Everything is bounded: at most `max_requests` requests, `max_in_flight` at once, and a
 `request_timeout_s` per request. A closed-loop stream refused with 429 or 503 waits the
-response's Retry-After (at most 10 s) before its next request, as a well-behaved client does. A request counts as complete only when it ended with HTTP 200,
-the `[DONE]` marker and exactly `max_tokens` tokens (the simulator never stops early on
-completions), so a truncated stream is a failure, not a short answer.
+response's Retry-After (at most 10 s) before its next request, as a well-behaved client does.
+A request counts as complete only when it ended with HTTP 200, the `[DONE]` marker and exactly
+`max_tokens` tokens (the simulator never stops early on completions), so a truncated stream is
+a failure, not a short answer.
 """
 
 from __future__ import annotations
