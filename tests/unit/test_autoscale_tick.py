@@ -265,3 +265,30 @@ def test_a_null_in_the_patch_equals_a_key_the_server_dropped() -> None:
     assert not autoscale.status_changed(stored, patch)
     burst = {"autoscaler": {**patch["autoscaler"], "burstUntil": 5.0}}
     assert autoscale.status_changed(stored, burst)
+
+
+def test_the_cache_keeps_what_the_tick_reads_and_little_else() -> None:
+    from tokenscale.handlers import cache
+
+    key = ("ns", "slim")
+    noise = {"manager": "kube-controller-manager", "fieldsV1": {"f:status": {"f:x": {}}}}
+    deployment = {
+        "metadata": {
+            "name": "slim",
+            "namespace": "ns",
+            "annotations": {"big": "x" * 10_000},
+            "managedFields": [managed("kubectl"), noise],
+        },
+        "spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "w"}]}}},
+        "status": {"readyReplicas": 5},
+    }
+    cache.put_deployment(key, deployment)
+    slim = cache.deployment(key)
+    assert slim is not None and "annotations" not in slim["metadata"]
+    assert slim["spec"] == {"replicas": 5}
+    assert autoscale.foreign_replica_writer(slim, last_applied=3) == "kubectl"
+    cache.put_pod(key, "p", pod("p", True, deleting=True))
+    (kept,) = cache.pods(key)
+    facts = autoscale.workload_facts(slim, [kept], current_cap=8, schedulable=None)
+    assert facts.ready_replicas == 0 and kept["spec"] == {"nodeName": "n1"}
+    cache.put_service(key, None)

@@ -145,7 +145,7 @@ def _write_status(
     patch from a stale copy would drop its Planned/Ready. On a conflict (False) nothing is
     acted on: the decision's state (lastAppliedReplicas) was not saved, and the next tick
     decides again from the fresh copy the watch brings."""
-    current = (cache.services().get(key) or {}).get("status") or {}
+    current = (cache.service(key) or {}).get("status") or {}
     if not autoscale.status_changed(current, patch):
         return True
     try:
