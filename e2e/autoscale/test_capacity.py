@@ -56,7 +56,8 @@ def l40s_node(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("delete", "node", node, "--wait=false", check=False)
 
 
-def test_more_demand_than_gpus_is_capacity_limited(scenario: Scenario, l40s_node: str) -> None:
+def test_more_demand_than_gpus_is_capacity_limited(l40s_node: str, scenario: Scenario) -> None:
+    # The node first (and gone last): removing it under bound pods stalls namespace deletion.
     sc, svc = scenario, scenario.service()
     schedulable = free_gpus(sc.cluster)  # this node's 3, plus any left on older pool nodes
     doc = service(
