@@ -40,6 +40,13 @@ def prometheus(as_workdir: Path) -> Iterator[PrometheusServer]:
     server.stop()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "time_scale(x): the scenario's simulated GPUs run x times slower than the catalog says",
+    )
+
+
 def autoscale_env(prometheus: PrometheusServer) -> dict[str, str]:
     return {
         "TOKENSCALE_PROMETHEUS_URL": prometheus.url,
@@ -138,7 +145,11 @@ def scenario(
 ) -> Iterator[Scenario]:
     short = request.node.name.split("[")[0].removeprefix("test_").replace("_", "-")[:24]
     namespace = cluster.new_namespace(f"{SESSION}-" + short.rstrip("-"))
-    fleet = FleetProcess(cluster, namespace, as_workdir / namespace, prometheus.sd_dir)
+    marker = request.node.get_closest_marker("time_scale")
+    time_scale = float(marker.args[0]) if marker else 1.0
+    fleet = FleetProcess(
+        cluster, namespace, as_workdir / namespace, prometheus.sd_dir, time_scale=time_scale
+    )
     fleet.start()
     sc = Scenario(cluster, namespace, fleet, as_operator, prometheus)
     try:
