@@ -26,7 +26,11 @@ def cluster() -> Cluster:
     if os.environ.get("TOKENSCALE_E2E_EXISTING_CLUSTER") != "1":
         # Builds on a cold cache (printing progress), starts, or just checks a running cluster.
         subprocess.run(["bash", str(ROOT / "e2e" / "cluster" / "up.sh")], check=True)
-    return Cluster(cluster_env())
+    cluster = Cluster(cluster_env())
+    swept = cluster.sweep_abandoned_namespaces()
+    if swept:
+        print(f"deleting {len(swept)} namespaces left by interrupted runs: {', '.join(swept)}")
+    return cluster
 
 
 def install_chart(cluster: Cluster, *extra: str) -> None:

@@ -52,6 +52,24 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
 
+OWNER_LABEL = "tokenscale.io/e2e-run"
+
+
+def run_owner() -> str:
+    """`<host>.<pid>` of this test run: a valid label value (<= 63 characters)."""
+    return f"{socket.gethostname()[:40]}.{os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -123,9 +141,26 @@ class Cluster:
         return None
 
     def new_namespace(self, prefix: str) -> str:
+        """A namespace labelled with the test run that owns it (host and pid), so a later run can
+        remove what an interrupted one left behind without touching a live run's namespaces."""
         name = f"{prefix}-{int(time.time() * 1000) % 10_000_000}"
         self.kubectl("create", "namespace", name)
+        self.kubectl("label", "namespace", name, f"{OWNER_LABEL}={run_owner()}")
         return name
+
+    def sweep_abandoned_namespaces(self) -> list[str]:
+        """Delete the namespaces of e2e runs on this host whose process is gone (a killed run
+        leaves them, and their pods hold fake GPUs the next run's capacity tests count on)."""
+        host = socket.gethostname()[:40]
+        out = self.kubectl("get", "namespace", "-l", OWNER_LABEL, "-o", "json").stdout
+        abandoned = []
+        for ns in json.loads(out)["items"]:
+            owner_host, _, pid = ns["metadata"]["labels"][OWNER_LABEL].rpartition(".")
+            if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
+                abandoned.append(ns["metadata"]["name"])
+        for name in abandoned:
+            self.kubectl("delete", "namespace", name, "--wait=false", check=False)
+        return abandoned
 
     def delete_namespace(self, name: str) -> None:
         self.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -44,16 +44,26 @@ NAME="$TOKENSCALE_CLUSTER_NAME"
 healthy() {
   [[ -s "$KUBECONFIG" ]] &&
     "$KUBECTL" get --raw /readyz --request-timeout=3s >/dev/null 2>&1 &&
-    "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME"
+    "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME" &&
+    nodes_alive
 }
 
-# wait_healthy SECONDS: poll healthy() until it passes or SECONDS have gone by.
-wait_healthy() {
-  local until=$((SECONDS + $1))
-  until healthy; do
-    (( SECONDS < until )) || return 1
-    sleep 0.5
-  done
+# nodes_alive: every kwok node's lease was renewed within its duration, i.e. a live kwok controller
+# plays its kubelet. An API server that answers is not enough: with the controller gone, pods are
+# scheduled and never become Ready.
+nodes_alive() {
+  local leases
+  leases="$("$KUBECTL" get lease -n kube-node-lease -o json --request-timeout=5s 2>/dev/null)" || return 1
+  python3 -c '
+import datetime, json, sys
+items = json.load(sys.stdin)["items"]
+now = datetime.datetime.now(datetime.timezone.utc)
+def fresh(lease):
+    spec = lease["spec"]
+    renewed = datetime.datetime.fromisoformat(spec["renewTime"].replace("Z", "+00:00"))
+    return (now - renewed).total_seconds() < spec["leaseDurationSeconds"]
+sys.exit(0 if items and all(fresh(l) for l in items) else 1)
+' <<<"$leases"
 }
 
 if healthy; then
@@ -69,17 +79,13 @@ source "$HERE/env.sh"
 paths="$(bash "$HERE/build.sh" --print)"
 path_of() { sed -n "s/^$1=//p" <<<"$paths"; }
 
-# ---- a cluster left stopped (processes gone, e.g. after a reboot): start it, else recreate --------
+# ---- a cluster left stopped or half-alive (e.g. processes killed): recreate it -----------------------
+# Not restarted in place: the node leases still name the dead kwok controller, and a new one waits
+# out their 200 s duration before it marks any pod Ready. The cluster holds only test state, and a
+# fresh one also drops namespaces an interrupted run left behind.
 if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME"; then
-  say "cluster '$NAME' exists but is not healthy: restarting it"
-  # Stop first: a component left half-alive (an apiserver in graceful shutdown) would be taken as running.
-  "$KWOKCTL" stop cluster --name "$NAME" 2>&1 | kwok_log || true
-  if "$KWOKCTL" start cluster --name "$NAME" --wait 30s --timeout 30s 2>&1 | kwok_log && wait_healthy 15; then
-    say "cluster '$NAME' started"
-  else
-    say "start failed: deleting and recreating cluster '$NAME'"
-    "$KWOKCTL" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG" 2>&1 | kwok_log || true
-  fi
+  say "cluster '$NAME' exists but is not healthy: recreating it"
+  "$KWOKCTL" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG" 2>&1 | kwok_log || true
 fi
 
 if ! healthy; then
@@ -114,6 +120,10 @@ done
 say "applying the fake GPU nodes"
 "$KUBECTL" apply -f "$HERE/nodes.yaml" >/dev/null
 "$KUBECTL" wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null
+until nodes_alive; do
+  (( SECONDS - T0 < 180 )) || { say "kwok holds no fresh lease for every node after 180 s (kwok-controller down?)"; exit 1; }
+  sleep 0.5
+done
 "$KUBECTL" get nodes -L tokenscale.io/gpu -L nvidia.com/gpu.product >&2
 
 say "cluster '$NAME' is up (kubeconfig below; or: source e2e/cluster/env.sh)"
