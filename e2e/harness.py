@@ -195,12 +195,14 @@ class Operator:
     metrics_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
 
+    def kubeconfig(self) -> str:
+        """Credentials of the account the process runs as: the chart's own."""
+        return service_account_kubeconfig(self.cluster, RELEASE, SYSTEM_NAMESPACE)
+
     def start(self) -> None:
-        account = f"{RELEASE}"
-        kubeconfig = service_account_kubeconfig(self.cluster, account, SYSTEM_NAMESPACE)
         env = {
             **os.environ,
-            "KUBECONFIG": kubeconfig,
+            "KUBECONFIG": self.kubeconfig(),
             "TOKENSCALE_METRICS_PORT": str(self.metrics_port),
             **self.extra_env,
         }
@@ -218,6 +220,7 @@ class Operator:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        log.close()  # the child holds its own copy of the descriptor
         wait_for("operator liveness endpoint", self.healthy, timeout=60)
 
     def healthy(self) -> bool:

@@ -7,19 +7,15 @@ recreates the chart's ServiceAccount, which would revoke a token minted for it m
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass
 
 from e2e.conftest import install_chart
 from e2e.harness import (
     RELEASE,
-    ROOT,
     SYSTEM_NAMESPACE,
     Cluster,
     Operator,
     service_account_kubeconfig,
-    wait_for,
 )
 
 ACCOUNT = "tokenscale-as-e2e"
@@ -53,30 +49,8 @@ def ensure_account(cluster: Cluster) -> None:
 
 @dataclass
 class AutoscaleOperator(Operator):
-    """`Operator` from the harness, started under ACCOUNT instead of the chart's account."""
+    """`Operator` from the harness, run under ACCOUNT instead of the chart's account."""
 
-    def start(self) -> None:
+    def kubeconfig(self) -> str:
         ensure_account(self.cluster)
-        kubeconfig = service_account_kubeconfig(self.cluster, ACCOUNT, ACCOUNT_NAMESPACE)
-        env = {
-            **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "TOKENSCALE_METRICS_PORT": str(self.metrics_port),
-            **self.extra_env,
-        }
-        log = self.log_path.open("ab")
-        scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
-        self.proc = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "tokenscale"),
-                "run",
-                *scope,
-                "--health-port",
-                str(self.health_port),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_for("operator liveness endpoint", self.healthy, timeout=60)
+        return service_account_kubeconfig(self.cluster, ACCOUNT, ACCOUNT_NAMESPACE)

@@ -6,11 +6,14 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from tokenscale.bench.cli import main
 from tokenscale.bench.policies import Static, Tokenscale
 from tokenscale.bench.report import plotted
 from tokenscale.bench.runner import RunResult, simulate
 from tokenscale.bench.scenario import Scenario
+from tokenscale.bench.suite import Bar
 from tokenscale.bench.workload import default_workload, long_output_workload
 
 SC = Scenario()
@@ -105,3 +108,16 @@ def test_plot_keeps_tokenscale_and_the_cheapest_passing_config_per_policy() -> N
         ("kpa", "16"),
         ("hpa-queue", "5"),
     ]
+
+
+def test_progress_in_a_log_is_one_line_per_run(capsys: pytest.CaptureFixture[str]) -> None:
+    # stderr is not a terminal under capsys: no carriage-return redraws, a line per finished run.
+    bar = Bar(2)
+    for label in ("static 3", "kpa 16"):
+        for i in range(1000):
+            bar.update(label, i / 1000)
+        bar.finished(label, 1.25)
+    bar.finish()
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert err.splitlines() == ["[1/2] static 3 (1.2 s)", "[2/2] kpa 16 (1.2 s)"]

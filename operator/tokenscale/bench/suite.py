@@ -4,6 +4,7 @@ runs them, oracle included."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -49,21 +50,33 @@ def policies(
 
 
 class Bar:
-    """A progress bar on stderr."""
+    """Progress on stderr: a bar redrawn in place on a terminal (only when its text changes), one
+    line per finished run otherwise, so a log file gets a line per policy, not thousands."""
 
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.total, self.done, self.enabled = total, 0, enabled and total > 0
+        self.live = sys.stderr.isatty()
+        self.shown = ""
 
     def update(self, label: str, frac: float) -> None:
-        if not self.enabled:
+        if not (self.enabled and self.live):
             return
         share = (self.done + frac) / self.total
         filled = int(30 * share)
-        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {share:6.1%} {label[:40]:<40}")
-        sys.stderr.flush()
+        text = f"[{'#' * filled}{'.' * (30 - filled)}] {share:6.1%} {label[:40]:<40}"
+        if text != self.shown:
+            sys.stderr.write("\r" + text)
+            sys.stderr.flush()
+            self.shown = text
+
+    def finished(self, label: str, seconds: float) -> None:
+        self.done += 1
+        if self.enabled and not self.live:
+            sys.stderr.write(f"[{self.done}/{self.total}] {label} ({seconds:.1f} s)\n")
+            sys.stderr.flush()
 
     def finish(self) -> None:
-        if self.enabled:
+        if self.enabled and self.live:
             sys.stderr.write("\n")
 
 
@@ -87,7 +100,8 @@ def run_suite(
         def tick(frac: float, label: str = label) -> None:
             bar.update(label, frac)
 
+        started = time.monotonic()
         results.append(simulate(trace, sc, p, initial, tick))
-        bar.done += 1
+        bar.finished(label, time.monotonic() - started)
     bar.finish()
     return results
