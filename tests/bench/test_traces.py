@@ -7,10 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tokenscale.bench.traces import TraceError, load, load_azure, load_mooncake
+from tokenscale.bench.traces import (
+    AZURE_TRACE_ENV,
+    TraceError,
+    default_azure_trace,
+    load,
+    load_azure,
+    load_mooncake,
+)
 from tokenscale.bench.workload import default_workload, long_output_workload
 
-AZURE = Path(__file__).resolve().parents[3] / "shared/data/AzureLLMInferenceTrace_conv.csv"
+AZURE = default_azure_trace()
 
 
 def test_azure_csv(tmp_path: Path) -> None:
@@ -94,7 +101,9 @@ def test_long_output_workload_keeps_the_day_with_longer_answers() -> None:
     assert len(t) == pytest.approx(len(default_workload(1)) * 40 / 28, rel=0.05)
 
 
-@pytest.mark.skipif(not AZURE.exists(), reason="Azure trace not present")
+@pytest.mark.skipif(
+    not AZURE.exists(), reason=f"Azure trace not at {AZURE} (set {AZURE_TRACE_ENV})"
+)
 def test_real_azure_file() -> None:
     t = load_azure(AZURE)
     assert len(t) == 19366 and 3400 < t.duration < 3700

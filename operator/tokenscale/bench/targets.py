@@ -17,12 +17,9 @@ from tokenscale.bench.oracle import calibrate
 from tokenscale.bench.runner import RunResult
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.suite import ALL_POLICIES, run_suite
-from tokenscale.bench.traces import Trace, load
+from tokenscale.bench.traces import AZURE_TRACE_ENV, Trace, default_azure_trace, load
 from tokenscale.bench.workload import default_workload, long_output_workload
 
-AZURE_DEFAULT = (
-    Path(__file__).resolve().parents[3].parent / "shared/data/AzureLLMInferenceTrace_conv.csv"
-)
 ATTAINMENT = 0.99
 GPU_RATIO = 1.25
 SPEEDUP = 200.0
@@ -76,12 +73,12 @@ def _on_off(name: str, on: RunResult, off: RunResult) -> str:
 
 
 def _standard(args: argparse.Namespace, scenario: Scenario) -> list[tuple[str, Trace]]:
-    azure = Path(args.azure_trace) if args.azure_trace else AZURE_DEFAULT
+    azure = Path(args.azure_trace) if args.azure_trace else default_azure_trace()
     runs = [("embedded", default_workload(args.seed))]
     if azure.exists():
         runs.append(("azure-conv x6", load(azure).scaled(6.0, None, scenario.max_model_len)))
     else:
-        print(f"Azure trace not found at {azure}; pass --azure-trace PATH")
+        print(f"Azure trace not found at {azure}; pass --azure-trace PATH or set {AZURE_TRACE_ENV}")
     return runs
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,19 @@ import numpy as np
 import numpy.typing as npt
 
 F64 = npt.NDArray[np.float64]
+# The Azure conversation trace is not shipped with the project (it is the user's data): found
+# through TOKENSCALE_AZURE_TRACE, else beside the checkout in ../shared/data.
+AZURE_TRACE_ENV = "TOKENSCALE_AZURE_TRACE"
+
+
+def default_azure_trace() -> Path:
+    """Where `--check-targets` and the trace tests look for AzureLLMInferenceTrace_conv.csv."""
+    if os.environ.get(AZURE_TRACE_ENV):
+        return Path(os.environ[AZURE_TRACE_ENV])
+    checkout = Path(__file__).resolve().parents[3]
+    return checkout.parent / "shared" / "data" / "AzureLLMInferenceTrace_conv.csv"
+
+
 JITTER_S = 30.0
 I64 = npt.NDArray[np.int64]
 
