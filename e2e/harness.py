@@ -144,8 +144,12 @@ class Cluster:
         """A namespace labelled with the test run that owns it (host and pid), so a later run can
         remove what an interrupted one left behind without touching a live run's namespaces."""
         name = f"{prefix}-{int(time.time() * 1000) % 10_000_000}"
-        self.kubectl("create", "namespace", name)
-        self.kubectl("label", "namespace", name, f"{OWNER_LABEL}={run_owner()}")
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {OWNER_LABEL: run_owner()}},
+        }
+        self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(doc))
         return name
 
     def sweep_abandoned_namespaces(self) -> list[str]:
