@@ -13,6 +13,7 @@ weights 16.1 GB / (3350 GB/s x 0.8) = 6.0 ms; KV 10 x 1000 x 128 KiB = 1.3 GB ->
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokenscale.domain.catalog import GpuKind, ModelArch, QuantFormat
@@ -55,14 +56,20 @@ class StepModel:
         sequence is too slow. ITL grows monotonically with batch, so bisect."""
         if self.decode_itl(1, mean_context) > itl_seconds:
             return 0
-        low, high = 1, max(1, ceiling)
-        while low < high:
-            mid = (low + high + 1) // 2
-            if self.decode_itl(mid, mean_context) <= itl_seconds:
-                low = mid
-            else:
-                high = mid - 1
-        return low
+        return largest_where(lambda b: self.decode_itl(b, mean_context) <= itl_seconds, 1, ceiling)
+
+
+def largest_where(holds: Callable[[int], bool], low: int, high: int) -> int:
+    """Largest n in [low, max(low, high)] for which `holds` is true, given that it holds at
+    `low` and, once false, stays false for every larger n (ITL grows with the batch): bisect."""
+    high = max(low, high)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if holds(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def step_model(

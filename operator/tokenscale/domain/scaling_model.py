@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import catalog
 from tokenscale.domain.capacity import Plan, resolve_arch
-from tokenscale.domain.perf import StepModel, step_model
+from tokenscale.domain.perf import StepModel, largest_where, step_model
 
 # Prefill can never take more than this share of a replica's time in the model (keeps 1/(1-XP)
 # finite when the observed load is beyond what the model thinks possible).
@@ -73,14 +73,7 @@ class ServiceModel:
         ITL grows with the cap); `floor` when even that is too slow."""
         if self.itl_at_cap(floor, factor) > itl_s:
             return floor
-        low, high = floor, max(floor, ceiling)
-        while low < high:
-            mid = (low + high + 1) // 2
-            if self.itl_at_cap(mid, factor) <= itl_s:
-                low = mid
-            else:
-                high = mid - 1
-        return low
+        return largest_where(lambda cap: self.itl_at_cap(cap, factor) <= itl_s, floor, ceiling)
 
 
 def service_model(
