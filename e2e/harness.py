@@ -144,13 +144,17 @@ class Cluster:
         """A namespace labelled with the test run that owns it (host and pid), so a later run can
         remove what an interrupted one left behind without touching a live run's namespaces."""
         name = f"{prefix}-{int(time.time() * 1000) % 10_000_000}"
+        self.create_namespace(name, run_owner())
+        return name
+
+    def create_namespace(self, name: str, owner: str) -> None:
+        """Create `name` with its owner label in one request (no unlabelled window)."""
         doc = {
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": name, "labels": {OWNER_LABEL: run_owner()}},
+            "metadata": {"name": name, "labels": {OWNER_LABEL: owner}},
         }
         self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(doc))
-        return name
 
     def sweep_abandoned_namespaces(self) -> list[str]:
         """Delete the namespaces of e2e runs on this host whose process is gone (a killed run

@@ -7,12 +7,7 @@ import os
 import subprocess
 import sys
 
-from e2e.harness import OWNER_LABEL, Cluster, run_owner
-
-
-def make_namespace(cluster: Cluster, name: str, owner: str) -> None:
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, f"{OWNER_LABEL}={owner}")
+from e2e.harness import Cluster, run_owner
 
 
 def test_sweep_deletes_only_namespaces_of_dead_runs_on_this_host(cluster: Cluster) -> None:
@@ -25,9 +20,9 @@ def test_sweep_deletes_only_namespaces_of_dead_runs_on_this_host(cluster: Cluste
         "live": f"lc-sweep-live-{suffix}",
         "elsewhere": f"lc-sweep-elsewhere-{suffix}",
     }
-    make_namespace(cluster, names["dead"], f"{host}.{dead.stdout.strip()}")
-    make_namespace(cluster, names["live"], run_owner())
-    make_namespace(cluster, names["elsewhere"], f"another-host.{dead.stdout.strip()}")
+    cluster.create_namespace(names["dead"], f"{host}.{dead.stdout.strip()}")
+    cluster.create_namespace(names["live"], run_owner())
+    cluster.create_namespace(names["elsewhere"], f"another-host.{dead.stdout.strip()}")
     try:
         swept = cluster.sweep_abandoned_namespaces()
         assert names["dead"] in swept
