@@ -11,6 +11,7 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import autoscale, capacity
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.observation import Decision, Observation, ScalerState
+from tokenscale.handlers import cache
 
 NOW = 1_800_000_000.0
 
@@ -98,6 +99,27 @@ def test_foreign_writer_is_named() -> None:
     assert autoscale.foreign_replica_writer(dep, last_applied=4) == "horizontal-pod-autoscaler"
     assert autoscale.foreign_replica_writer(dep, last_applied=7) is None
     assert autoscale.foreign_replica_writer(dep, last_applied=None) is None
+
+
+def test_the_slim_cached_deployment_still_names_the_writer() -> None:
+    # The watch cache keeps only spec.replicas and its owners; the conflict check reads that copy.
+    other = {"manager": "kubectl", "fieldsV1": {"f:spec": {"f:template": {}}}}
+    full = {
+        "spec": {"replicas": 7, "template": {"spec": {"containers": []}}},
+        "metadata": {
+            "name": "chat",
+            "managedFields": [managed("tokenscale"), other, managed("horizontal-pod-autoscaler")],
+        },
+    }
+    key = ("ns-slim", "chat")
+    cache.put_deployment(key, full)
+    try:
+        slim = cache.deployment(key)
+        assert slim is not None and "template" not in slim["spec"]
+        assert autoscale.replica_field_managers(slim) == ["tokenscale", "horizontal-pod-autoscaler"]
+        assert autoscale.foreign_replica_writer(slim, last_applied=4) == "horizontal-pod-autoscaler"
+    finally:
+        cache.put_deployment(key, None)
 
 
 def test_tokenscale_alone_owning_replicas_is_no_conflict() -> None:

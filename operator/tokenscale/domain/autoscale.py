@@ -122,15 +122,20 @@ def foreign_replica_writer(deployment: Mapping[str, Any], last_applied: int | No
     replicas = (deployment.get("spec") or {}).get("replicas")
     if last_applied is None or replicas == last_applied:
         return None
-    owners = [
-        str(entry.get("manager") or "another client")
-        for entry in (deployment.get("metadata") or {}).get("managedFields") or []
-        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
-    ]
+    owners = replica_field_managers(deployment)
     foreign = [o for o in owners if o != FIELD_MANAGER]
     if foreign:
         return foreign[0]
     return None if owners else "another client"
+
+
+def replica_field_managers(deployment: Mapping[str, Any]) -> list[str]:
+    """The field managers that own the Deployment's spec.replicas (from managedFields)."""
+    return [
+        str(entry.get("manager") or "another client")
+        for entry in (deployment.get("metadata") or {}).get("managedFields") or []
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    ]
 
 
 def announce_recommendation(recommended: int, current: int, previous: int | None) -> bool:

@@ -12,6 +12,7 @@ import threading
 from collections import defaultdict
 from typing import Any
 
+from tokenscale.domain.autoscale import replica_field_managers
 from tokenscale.domain.signals import ServiceKey
 
 _lock = threading.Lock()
@@ -38,9 +39,8 @@ def _slim_service(body: dict[str, Any]) -> dict[str, Any]:
 def _slim_deployment(body: dict[str, Any]) -> dict[str, Any]:
     """spec.replicas, and who owns it (managedFields entries reduced to that one field)."""
     owners = [
-        {"manager": e.get("manager"), "fieldsV1": {"f:spec": {"f:replicas": {}}}}
-        for e in (body.get("metadata") or {}).get("managedFields") or []
-        if "f:replicas" in ((e.get("fieldsV1") or {}).get("f:spec") or {})
+        {"manager": manager, "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+        for manager in replica_field_managers(body)
     ]
     spec = body.get("spec") or {}
     return {
