@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_OUT ?= out
 
-.PHONY: demo test unit lint generate verify e2e bench cluster-up cluster-down venv clean contract
+.PHONY: demo test setup unit lint generate verify e2e bench cluster-up cluster-down venv clean contract
 
 venv: $(STAMP)
 
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@rm -f $(VENV)/.installed-*; touch $@
+
+## setup: install or build every tool the tests use, once (Prometheus, the cluster binaries, Helm,
+## real vLLM's CPU build); resumable, with progress lines; tests never install or build
+setup: venv
+	bash hack/setup.sh
 
 ## demo: the main job on the embedded default workload
 demo: venv
@@ -34,36 +39,38 @@ generate: venv
 	$(BIN)/tokenscale crds
 	bash hack/manifests.sh
 
-## verify: fail when generated files drift from their sources
-verify: venv
+## verify: fail when generated files drift from their sources (Helm renders the GitOps manifests)
+verify: setup
 	$(BIN)/tokenscale crds --check
 	bash hack/manifests.sh --check
 
-## unit: unit and integration tests (no cluster)
-unit: venv
+## unit: unit, integration (real Prometheus, real HTTP) and vLLM contract tests; no cluster
+unit: setup
 	$(BIN)/pytest -q
 
 ## contract: launcher arguments checked by vLLM's own parser (cached environment)
-contract: venv
+contract: setup
 	$(BIN)/pytest -q -m contract tests/worker
 
 ## e2e: scenarios on a real local cluster (started if needed)
-e2e: venv
+e2e: setup
 	$(BIN)/pytest -q -m e2e e2e
 
-## bench: the autoscaling targets on the embedded workload and the Azure trace (exit 1 on a miss)
+## bench: the autoscaling targets on the embedded workload and the Azure trace (exit 1 on a miss,
+## and on a missing Azure trace where ../shared/data exists, as in CI); no cluster
 bench: venv
 	$(BIN)/tokenscale bench --check-targets
 
 ## cluster-up / cluster-down: the local control plane with fake GPU nodes
 cluster-up:
+	bash e2e/cluster/build.sh
 	bash e2e/cluster/up.sh
 
 cluster-down:
 	bash e2e/cluster/down.sh
 
-## test: everything CI checks
-test: lint verify unit e2e
+## test: everything CI checks (set-up first, so no test waits on a build)
+test: setup lint verify unit e2e
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .mypy_cache .ruff_cache .pytest_cache

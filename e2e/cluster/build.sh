@@ -2,10 +2,13 @@
 # Build and cache every binary the local e2e cluster needs, at pinned versions, from the Go module
 # proxy (and Prometheus from Debian). A binary already in the cache for its pinned version is reused.
 #
-#   bash e2e/cluster/build.sh            # build what is missing
+#   bash e2e/cluster/build.sh            # build what is missing (make setup runs it)
 #   bash e2e/cluster/build.sh --print    # print the cached paths (no build)
+#   bash e2e/cluster/build.sh --check    # exit 1, naming what is missing, when a binary is not built
 #
 # Cache layout: ${XDG_CACHE_HOME:-$HOME/.cache}/tokenscale/bin/<component>-<version>/<component>
+# Interrupting a build (Ctrl-C, SIGTERM, a killed parent) stops its go builds with it, and the
+# lock is held on a file descriptor no child inherits, so it is released when this script ends.
 set -euo pipefail
 
 # ---- pinned versions ------------------------------------------------------------------------------
@@ -13,6 +16,7 @@ KUBE_VERSION="${TOKENSCALE_KUBE_VERSION:-v1.37.2}"   # k8s.io/kubernetes (apiser
 ETCD_VERSION="${TOKENSCALE_ETCD_VERSION:-v3.6.16}"   # go.etcd.io/etcd/server/v3
 KWOK_VERSION="${TOKENSCALE_KWOK_VERSION:-v0.8.0}"    # sigs.k8s.io/kwok (kwok, kwokctl)
 HELM_VERSION="${TOKENSCALE_HELM_VERSION:-v3.22.0}"   # helm.sh/helm/v3
+PROMETHEUS_DEB="${TOKENSCALE_PROMETHEUS_DEB:-debian}" # Debian's prometheus package, unpacked into the cache
 # ---------------------------------------------------------------------------------------------------
 
 CACHE_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/tokenscale"
@@ -29,7 +33,19 @@ if [[ "${1:-}" == "--print" ]]; then
   echo "kwok=$(bin_path kwok "$KWOK_VERSION")"
   echo "kwokctl=$(bin_path kwokctl "$KWOK_VERSION")"
   echo "helm=$(bin_path helm "$HELM_VERSION")"
-  echo "prometheus=$(command -v prometheus || echo /usr/bin/prometheus)"
+  echo "prometheus=$(bin_path prometheus "$PROMETHEUS_DEB")"
+  exit 0
+fi
+
+if [[ "${1:-}" == "--check" ]]; then
+  missing=()
+  while IFS='=' read -r name path; do
+    [[ -x "$path" ]] || missing+=("$name")
+  done < <(bash "${BASH_SOURCE[0]}" --print)
+  if (( ${#missing[@]} )); then
+    echo "not built: ${missing[*]} (run: make setup)" >&2
+    exit 1
+  fi
   exit 0
 fi
 
@@ -40,7 +56,7 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 command -v go >/dev/null 2>&1 || { echo "build.sh: Go toolchain not found (need go >= 1.26 on PATH)" >&2; exit 1; }
 
-export GOFLAGS="-mod=mod -buildvcs=false"
+export GOFLAGS="-mod=mod -buildvcs=false -modcacherw"
 export CGO_ENABLED=0
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
@@ -50,6 +66,18 @@ if ! flock -n 9; then
   echo "build.sh: another build holds $CACHE_DIR/build.lock; waiting for it"
   flock 9
 fi
+# Children run with descriptor 9 closed (see run_progress and the go() wrapper below): only this
+# process holds the lock, so it is released the moment this process ends, however it ends.
+# On an interrupt the go builds in flight are stopped too: no orphan keeps building.
+stop_children() {
+  local pids
+  pids="$(jobs -p)"
+  [[ -n "$pids" ]] && kill $pids 2>/dev/null
+  pkill -TERM -P $$ 2>/dev/null || true
+}
+trap 'stop_children; exit 130' INT
+trap 'stop_children; exit 143' TERM HUP
+go() { command go "$@" 9>&-; }
 
 START_ALL=$SECONDS
 log() { printf '[build %4ds] %s\n' "$((SECONDS - START_ALL))" "$*"; }
@@ -58,7 +86,7 @@ log() { printf '[build %4ds] %s\n' "$((SECONDS - START_ALL))" "$*"; }
 run_progress() {
   local label=$1; shift
   local t0=$SECONDS
-  "$@" &
+  "$@" 9>&- &
   local pid=$!
   local next=$((t0 + 30))
   while kill -0 "$pid" 2>/dev/null; do
@@ -83,19 +111,32 @@ new_module() {
   printf 'module tokenscale.local/build/%s\n\ngo 1.26\n' "$2" >"$1/go.mod"
 }
 
-# ---- Prometheus (Debian package) -----------------------------------------------------------------
+# ---- Prometheus (Debian package, unpacked into the cache) ---------------------------------------
+# Not installed system-wide: the package is downloaded and unpacked under the cache, so a fresh
+# cache really is a machine without Prometheus, and nothing outside the cache is changed.
 build_prometheus() {
-  if command -v prometheus >/dev/null 2>&1; then
-    log "prometheus: cached ($(command -v prometheus))"
-    return
+  local out
+  out="$(dirname "$(bin_path prometheus "$PROMETHEUS_DEB")")"
+  if [[ -x "$out/prometheus" ]]; then log "prometheus ($(cat "$out/VERSION" 2>/dev/null)): cached"; return; fi
+  local t0=$SECONDS tmp
+  tmp="$(mktemp -d)"
+  if ! apt-cache show prometheus >/dev/null 2>&1; then
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    log "prometheus: apt-get update (the package lists are empty)"
+    $sudo apt-get update -qq 9>&-
   fi
-  local sudo=""
-  [[ $(id -u) -ne 0 ]] && sudo="sudo"
-  log "prometheus: installing the Debian package"
-  local t0=$SECONDS
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  log "prometheus: installed in $((SECONDS - t0)) s ($(command -v prometheus))"
+  log "prometheus: downloading the Debian package"
+  (cd "$tmp" && apt-get download -qq prometheus 9>&-)
+  local deb
+  deb="$(ls "$tmp"/prometheus_*.deb)"
+  dpkg-deb -x "$deb" "$tmp/root"
+  mkdir -p "$out"
+  mv "$tmp/root/usr/bin/prometheus" "$out/prometheus"
+  basename "$deb" .deb >"$out/VERSION"
+  rm -rf "$tmp"
+  "$out/prometheus" --version >/dev/null 2>&1 || { log "prometheus: the unpacked binary does not run"; return 1; }
+  log "prometheus ($(cat "$out/VERSION")): unpacked in $((SECONDS - t0)) s"
 }
 
 # ---- kwok + kwokctl -------------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 # started by `kwokctl --runtime binary` from the binaries build.sh caches, plus the kwok controller
 # that plays the kubelet for the fake GPU nodes in nodes.yaml.
 #
-#   bash e2e/cluster/up.sh     (or: make cluster-up)
+#   bash e2e/cluster/up.sh     (make cluster-up builds what is missing first; this script never builds:
+#                               it fails naming `make setup` when a binary is missing)
 #
 # Idempotent: when the cluster is already up and healthy it only prints the kubeconfig path.
+# Each wait has its own budget, counted from the start of that wait.
 # With TOKENSCALE_E2E_EXISTING_CLUSTER=1 and KUBECONFIG set it starts nothing and only checks that
 # the cluster in KUBECONFIG answers.
 # The last line printed is always the kubeconfig path.
@@ -13,6 +15,18 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 T0=$SECONDS
+# wait_until WHAT BUDGET_S CMD...: poll CMD until it succeeds, at most BUDGET_S from now.
+wait_until() {
+  local what=$1 budget=$2 start=$SECONDS
+  shift 2
+  until "$@"; do
+    if (( SECONDS - start >= budget )); then
+      say "$what after ${budget} s"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
 # kwokctl logs JSON lines when not on a terminal: keep "msg (elapsed)" of each.
 kwok_log() {
   sed -u -E -e '/^\{.*"msg":/!b' \
@@ -40,6 +54,15 @@ fi
 # shellcheck source=env.sh
 source "$HERE/env.sh"
 NAME="$TOKENSCALE_CLUSTER_NAME"
+
+# Two starts at once wait for each other. The lock is on a descriptor that the cluster's processes
+# do not inherit (kwokctl runs with it closed), so it is released when this script ends, however.
+mkdir -p "$TOKENSCALE_CACHE"
+exec 8>"$TOKENSCALE_CACHE/up.lock"
+if ! flock -n 8; then
+  say "another cluster start holds $TOKENSCALE_CACHE/up.lock; waiting for it"
+  flock 8
+fi
 
 healthy() {
   [[ -s "$KUBECONFIG" ]] &&
@@ -72,9 +95,11 @@ if healthy; then
   exit 0
 fi
 
-# ---- binaries (a cache hit is a no-op) ------------------------------------------------------------
-bash "$HERE/build.sh" >&2
-source "$HERE/env.sh"
+# ---- binaries: built by `make setup`, never here (a build inside a test's timeout was killed half way)
+if ! bash "$HERE/build.sh" --check; then
+  say "the cluster binaries are not built: run 'make setup' (or 'bash e2e/cluster/build.sh') first"
+  exit 1
+fi
 
 paths="$(bash "$HERE/build.sh" --print)"
 path_of() { sed -n "s/^$1=//p" <<<"$paths"; }
@@ -85,7 +110,7 @@ path_of() { sed -n "s/^$1=//p" <<<"$paths"; }
 # fresh one also drops namespaces an interrupted run left behind.
 if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME"; then
   say "cluster '$NAME' exists but is not healthy: recreating it"
-  "$KWOKCTL" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG" 2>&1 | kwok_log || true
+  "$KWOKCTL" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG" 8>&- 2>&1 | kwok_log || true
 fi
 
 if ! healthy; then
@@ -102,28 +127,21 @@ if ! healthy; then
     --etcd-binary "$(path_of etcd)" \
     --disable-qps-limits \
     --wait 60s \
-    --timeout 120s 2>&1 | kwok_log
+    --timeout 120s 8>&- 2>&1 | kwok_log
 fi
 
 # ---- ready for workloads --------------------------------------------------------------------------
 "$KUBECTL" config use-context "kwok-$NAME" >/dev/null
-until "$KUBECTL" get --raw /readyz --request-timeout=3s >/dev/null 2>&1; do
-  (( SECONDS - T0 < 120 )) || { say "kube-apiserver not ready after 120 s"; exit 1; }
-  sleep 0.5
-done
+apiserver_ready() { "$KUBECTL" get --raw /readyz --request-timeout=3s >/dev/null 2>&1; }
+wait_until "kube-apiserver not ready" 120 apiserver_ready
 # Pods are admitted only once the controller-manager has created the namespace's service account.
-until "$KUBECTL" -n default get serviceaccount default >/dev/null 2>&1; do
-  (( SECONDS - T0 < 120 )) || { say "no default service account after 120 s (kube-controller-manager down?)"; exit 1; }
-  sleep 0.5
-done
+default_sa() { "$KUBECTL" -n default get serviceaccount default >/dev/null 2>&1; }
+wait_until "no default service account (kube-controller-manager down?)" 120 default_sa
 
 say "applying the fake GPU nodes"
 "$KUBECTL" apply -f "$HERE/nodes.yaml" >/dev/null
 "$KUBECTL" wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null
-until nodes_alive; do
-  (( SECONDS - T0 < 180 )) || { say "kwok holds no fresh lease for every node after 180 s (kwok-controller down?)"; exit 1; }
-  sleep 0.5
-done
+wait_until "kwok holds no fresh lease for every node (kwok-controller down?)" 120 nodes_alive
 "$KUBECTL" get nodes -L tokenscale.io/gpu -L nvidia.com/gpu.product >&2
 
 say "cluster '$NAME' is up (kubeconfig below; or: source e2e/cluster/env.sh)"

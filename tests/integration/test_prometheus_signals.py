@@ -5,7 +5,6 @@ a hostile service name cannot change a query, and a tick costs the same five que
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,11 +12,11 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from openai import OpenAI
 
+from tests.tools import cluster_tool
 from tokenscale.adapters.prometheus import PrometheusSignals, PrometheusUnavailableError
 from tokenscale.domain.signals import ServiceSignals, WorkloadFacts, to_observation
 
@@ -80,10 +79,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def prometheus(worker: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    assert Path(binary).exists(), (
-        "prometheus is not installed: `bash e2e/cluster/build.sh` installs it"
-    )
+    binary = cluster_tool("prometheus")
     work = tmp_path_factory.mktemp("prometheus")
     target = {
         "targets": [f"127.0.0.1:{worker}"],

@@ -13,22 +13,14 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.tools import cluster_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "tokenscale"
 
 
 def helm_binary() -> str:
-    paths = subprocess.run(
-        ["bash", str(ROOT / "e2e" / "cluster" / "build.sh"), "--print"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    path = re.search(r"^helm=(.*)$", paths, re.M)
-    assert path and Path(path.group(1)).exists(), (
-        "helm is not built yet: `make verify` (or `bash hack/manifests.sh`) builds it"
-    )
-    return path.group(1)
+    return cluster_tool("helm")
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

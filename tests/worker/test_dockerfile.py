@@ -4,13 +4,15 @@ ENTRYPOINT the operator's Deployment relies on."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 from tokenscale_worker.contract import GATEWAY_PORT, WORKER_ENTRYPOINT
 
 DOCKERFILE = Path(__file__).parents[2] / "worker_image" / "Dockerfile"
-SCRIPT = Path(__file__).parents[2] / "worker_image" / "scripts" / "vllm-contract-env.sh"
+SCRIPT = Path(__file__).parents[2] / "worker_image" / "scripts" / "vllm-env.sh"
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -31,9 +33,12 @@ def test_base_image_is_pinned_vllm_matching_the_contract_env() -> None:
     image, _, tag = froms[0].partition(":")
     assert image == "vllm/vllm-openai"
     assert re.fullmatch(r"v\d+\.\d+\.\d+", tag), f"FROM must pin a release tag, not {tag!r}"
-    script_version = re.search(r'VLLM_VERSION="\$\{VLLM_VERSION:-([0-9.]+)\}"', SCRIPT.read_text())
-    assert script_version is not None
-    assert tag == "v" + script_version.group(1), "contract test and image must use one vLLM"
+    # The test environment (contract test and real CPU engine) takes its version from this line.
+    env = {k: v for k, v in os.environ.items() if k not in ("VLLM_VERSION", "TOKENSCALE_VLLM_VENV")}
+    python = subprocess.run(
+        ["bash", str(SCRIPT), "--print"], capture_output=True, text=True, check=True, env=env
+    ).stdout.strip()
+    assert python.endswith(f"/vllm-{tag.removeprefix('v')}/bin/python"), python
 
 
 def test_runs_as_non_root() -> None:

@@ -1,8 +1,8 @@
 """The launcher's argument lists parsed by vLLM's own CLI parser (the version the image pins).
 
-vLLM lives in its own cached virtual environment, built by
-worker_image/scripts/vllm-contract-env.sh (a few minutes and ~8 GB the first time, instant after).
-If it is absent, this test builds it rather than skipping: a contract nobody checks is no contract.
+vLLM lives in its own cached virtual environment, built by `make setup`
+(worker_image/scripts/vllm-env.sh). If it is absent the test fails with that command rather than
+skipping: a contract nobody checks is no contract; and it never builds inside a test's timeout.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
+from tests.tools import vllm_python
 from tokenscale_worker.config import WorkerConfig
 from tokenscale_worker.launcher import PLANNED_FLAGS, build_vllm_args
 
 pytestmark = pytest.mark.contract
 
-SCRIPT = Path(__file__).parents[2] / "worker_image" / "scripts" / "vllm-contract-env.sh"
 
 # Runs inside the vLLM environment: parse each argument list, report what vLLM understood.
 PARSE = r"""
@@ -55,11 +54,7 @@ CONFIGS = [
 
 @pytest.fixture(scope="module")
 def vllm_parse() -> dict[str, object]:
-    env_build = subprocess.run(
-        ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=1800, check=False
-    )
-    assert env_build.returncode == 0, env_build.stderr[-4000:]
-    python = env_build.stdout.strip().splitlines()[-1]
+    python = vllm_python()
     argvs = [build_vllm_args(WorkerConfig.model_validate(c)) for c in CONFIGS]
     parsed = subprocess.run(
         [python, "-c", PARSE], input=json.dumps(argvs), capture_output=True, text=True,
