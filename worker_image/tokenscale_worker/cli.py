@@ -15,7 +15,16 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tokenscale_worker import contract
+from tokenscale.domain import catalog
+from tokenscale_worker import contract, limits, runner
+from tokenscale_worker.cli_types import (
+    PORT,
+    OneLineParser,
+    float_range,
+    int_range,
+    label,
+    tuning_path,
+)
 from tokenscale_worker.config import ConfigError, load_config
 from tokenscale_worker.launcher import LauncherError, vllm_command
 from tokenscale_worker.runner import serve, serve_sim_only
@@ -24,57 +33,99 @@ from tokenscale_worker.sim.profile import InfeasibleProfileError
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="catalog id or hf://, pvc://, s3:// URI")
-    p.add_argument("--gpu", default="h100-80gb", help="catalog GPU kind (simulator timing)")
+    p.add_argument(
+        "--gpu",
+        default="h100-80gb",
+        choices=sorted(catalog.GPUS),
+        help="catalog GPU kind (simulator timing)",
+    )
     p.add_argument("--quantization", default=None, help="catalog id (awq, fp8) or vLLM name")
     p.add_argument("--served-model-name", default=None)
-    p.add_argument("--tensor-parallel-size", type=int, default=None)
-    p.add_argument("--max-model-len", type=int, default=None)
-    p.add_argument("--max-num-seqs", type=int, default=None)
-    p.add_argument("--max-num-batched-tokens", type=int, default=None)
+    p.add_argument("--tensor-parallel-size", type=int_range(1, 64), default=None)
+    p.add_argument("--max-model-len", type=int_range(1, 16_777_216), default=None)
+    p.add_argument("--max-num-seqs", type=int_range(1, 1_048_576), default=None)
+    p.add_argument("--max-num-batched-tokens", type=int_range(1, 16_777_216), default=None)
     p.add_argument(
         "--time-scale",
-        type=float,
+        type=float_range(0, 1e6, low_open=True),
         default=1.0,
         help="simulator: multiply step times (0.1 = ten times faster than the GPU)",
     )
     p.add_argument(
         "--label",
         action="append",
+        type=label,
         default=[],
         metavar="K=V",
         help=f"simulator: constant metric label (repeatable; or ${contract.METRIC_LABELS_ENV})",
     )
-    p.add_argument("--host", default="0.0.0.0")
+    # 0.0.0.0 in pods: the kubelet's probes and the Service reach the pod on its pod IP, not on
+    # 127.0.0.1. Tests and local runs pass --host 127.0.0.1.
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on")
     p.add_argument("--config", default=None, help="worker config JSON (vLLM engine)")
 
 
+def _gateway_limits(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--max-body-bytes",
+        type=int_range(1024, limits.MAX_BODY_BYTES_LIMIT),
+        default=limits.DEFAULT_MAX_BODY_BYTES,
+        help="largest request body accepted (413 above it)",
+    )
+    s.add_argument(
+        "--read-timeout",
+        type=float_range(0, limits.MAX_TIMEOUT_S, low_open=True),
+        default=limits.DEFAULT_READ_TIMEOUT_S,
+        help="seconds a request body may take to arrive after its headers (408 after)",
+    )
+    s.add_argument(
+        "--write-timeout",
+        type=float_range(0, limits.MAX_TIMEOUT_S, low_open=True),
+        default=limits.DEFAULT_WRITE_TIMEOUT_S,
+        help="seconds a client may leave a response chunk unread before it is cut off",
+    )
+    s.add_argument(
+        "--api-key-file",
+        default=None,
+        help=f"file holding the bearer token clients must send (else ${contract.API_KEY_ENV}; "
+        "neither: no token required)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenscale-worker")
+    parser = OneLineParser(prog="tokenscale-worker")
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="gateway plus engine (the container's entrypoint)")
     _common(s)
     s.add_argument("--engine", choices=("vllm", "sim"), default="vllm")
-    s.add_argument("--port", type=int, default=contract.GATEWAY_PORT)
+    s.add_argument("--port", type=PORT, default=contract.GATEWAY_PORT)
     s.add_argument(
         "--engine-port",
-        type=int,
+        type=PORT,
         default=contract.ENGINE_PORT,
         help="the engine's port on 127.0.0.1 (0 picks a free one; simulator only)",
     )
-    s.add_argument("--tuning", default=contract.TUNING_PATH, help="tuning file to poll")
     s.add_argument(
-        "--concurrency-cap", type=int, default=256, help="cap until the tuning file says otherwise"
+        "--tuning", type=tuning_path, default=contract.TUNING_PATH, help="tuning file to poll"
     )
-    s.add_argument("--queue-limit", type=int, default=1024)
+    s.add_argument(
+        "--concurrency-cap",
+        type=int_range(1, limits.MAX_CONCURRENCY_CAP),
+        default=256,
+        help="cap until the tuning file says otherwise",
+    )
+    s.add_argument("--queue-limit", type=int_range(0, limits.MAX_QUEUE_LIMIT), default=1024)
     s.add_argument(
         "--drain-grace",
-        type=float,
+        type=float_range(0, limits.MAX_DRAIN_GRACE_S),
         default=30.0,
-        help="seconds to let queued and in-flight requests finish on SIGTERM",
+        help="seconds to let queued and in-flight requests finish on SIGTERM; a hard deadline: "
+        f"the worker exits at most {runner.SHUTDOWN_MARGIN_S:g} s later",
     )
+    _gateway_limits(s)
     e = sub.add_parser("sim", help="the simulator engine alone (fleet emulator, benchmarks)")
     _common(e)
-    e.add_argument("--port", type=int, default=contract.ENGINE_PORT)
+    e.add_argument("--port", type=PORT, default=contract.ENGINE_PORT)
     a = sub.add_parser("args", help="print the vLLM argv for a worker config")
     a.add_argument("--config", default=None)
     return parser

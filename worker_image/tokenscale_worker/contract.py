@@ -31,3 +31,5 @@ HEALTH_PATH: Final = "/health"
 METRICS_PATH: Final = "/metrics"
 # Extra constant metric labels for the simulator engine (k=v,k=v).
 METRIC_LABELS_ENV: Final = "TOKENSCALE_METRIC_LABELS"
+# The gateway's optional bearer token (rendered from spec.secrets.apiKey's Secret key).
+API_KEY_ENV: Final = "TOKENSCALE_API_KEY"

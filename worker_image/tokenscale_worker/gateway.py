@@ -1,58 +1,65 @@
 """The worker gateway: an OpenAI-compatible HTTP proxy in front of the engine.
 
-- `/v1/completions` and `/v1/chat/completions` pass through a live concurrency cap with a bounded
-  FIFO queue (`admission.Admission`); overflow gets 429 with Retry-After.
-- Responses are relayed chunk by chunk as they arrive (streams are never buffered).
+- Every route that makes the engine run the model (`routes.CAPPED_POST_PATHS`) passes a live
+  concurrency cap with a bounded FIFO queue (`admission.Admission`); overflow gets 429 with
+  Retry-After. A few cheap read routes pass uncapped; every other path is refused (404/405).
+- A request takes a slot only once its whole body is read (size limit, deadline, shared memory
+  budget: `bodies.py`), so clients that stall after their headers never hold a slot.
+- Responses are relayed chunk by chunk as they arrive, each write with a deadline (`relay.py`).
 - `/ready` is readiness: 503 as soon as draining starts or while the engine is not healthy.
   `/health` is liveness: the engine's own health, still 200 while draining so that Kubernetes does
   not kill a replica that is finishing its requests.
 - `/metrics` is the gateway's registry followed by the engine's own /metrics text (fetched per
   scrape), so one scrape of the public port sees both.
-- `drain()` (on SIGTERM) refuses new requests with 503 and waits for queued and in-flight ones.
+- An optional bearer token guards every route but /ready, /health, /metrics and /ping.
+- `drain()` (on SIGTERM) refuses new requests with 503 and waits for queued and in-flight ones
+  until the grace ends; the runner then cancels what is left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 from prometheus_client import generate_latest
 
 from tokenscale_worker.admission import Admission, Verdict, retry_after_s
+from tokenscale_worker.auth import authorized
+from tokenscale_worker.bodies import BodyBudget, BodyRefusedError, read_body
 from tokenscale_worker.contract import HEALTH_PATH, METRICS_PATH, READY_PATH
 from tokenscale_worker.gateway_metrics import GatewayMetrics
+from tokenscale_worker.limits import GatewayLimits
+from tokenscale_worker.relay import error_body, error_response, forward_headers, relay
+from tokenscale_worker.routes import OPEN_PATHS, Kind, Refusal, Route, classify
 from tokenscale_worker.tuning import Tuning
 
 log = logging.getLogger(__name__)
 
-CAPPED_PATHS = ("/v1/completions", "/v1/chat/completions")
-# Hop-by-hop and framing headers: aiohttp sets its own for the relayed body.
-_DROP_HEADERS = {
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "keep-alive",
-    "host",
-    "content-encoding",
-}
+__all__ = ["Gateway", "error_body"]
 PROM_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def error_body(message: str, err_type: str, code: int) -> dict[str, Any]:
-    """vLLM's ErrorResponse shape, so clients see one error format from gateway and engine."""
-    return {"error": {"message": message, "type": err_type, "param": None, "code": code}}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Gateway:
-    def __init__(self, engine_url: str, tuning: Tuning, drain_grace_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        engine_url: str,
+        tuning: Tuning,
+        drain_grace_s: float = 30.0,
+        limits: GatewayLimits | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.engine_url = engine_url.rstrip("/")
         self.admission: Admission[asyncio.Future[None]] = Admission(
             tuning.concurrency_cap, tuning.queue_limit
         )
         self.drain_grace_s = drain_grace_s
+        self.limits = limits or GatewayLimits()
+        self.bodies = BodyBudget(self.limits.buffer_budget_bytes)
+        self.api_key = api_key
         self.mean_service_s = 1.0  # running mean of request duration, for Retry-After
         self.metrics = GatewayMetrics(
             queue_length=lambda: self.admission.queue_length,
@@ -60,19 +67,20 @@ class Gateway:
             cap=lambda: self.admission.cap,
             queue_limit=lambda: self.admission.queue_limit,
         )
+        self._local: dict[str, Handler] = {
+            READY_PATH: self._ready,
+            HEALTH_PATH: self._health,
+            METRICS_PATH: self._metrics,
+        }
         self._session: aiohttp.ClientSession | None = None
         self._changed = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_get(READY_PATH, self._ready)
-        app.router.add_get(HEALTH_PATH, self._health)
-        app.router.add_get(METRICS_PATH, self._metrics)
-        for path in CAPPED_PATHS:
-            app.router.add_post(path, self._capped)
-        app.router.add_route("*", "/{tail:.*}", self._forward)
+        # Bodies are read by bodies.read_body with its own limit; aiohttp's is never reached.
+        app = web.Application(client_max_size=self.limits.max_body_bytes + 1)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
         app.on_startup.append(self._open)
         app.on_cleanup.append(self._close)
         return app
@@ -139,14 +147,11 @@ class Gateway:
             wait = retry_after_s(
                 self.admission.queue_length, self.admission.cap, self.mean_service_s
             )
-            return web.json_response(
-                error_body(
-                    f"replica queue is full ({self.admission.queue_limit} waiting); retry "
-                    f"after {wait} s",
-                    "TooManyRequestsError",
-                    429,
-                ),
-                status=429,
+            return error_response(
+                429,
+                f"replica queue is full ({self.admission.queue_limit} waiting); retry "
+                f"after {wait} s",
+                "TooManyRequestsError",
                 headers={"Retry-After": str(wait)},
             )
         if verdict is Verdict.QUEUED:
@@ -164,54 +169,82 @@ class Gateway:
 
     @staticmethod
     def _draining() -> web.Response:
-        return web.json_response(
-            error_body(
-                "replica is shutting down; retry on another replica", "ServiceUnavailableError", 503
-            ),
-            status=503,
+        return error_response(
+            503,
+            "replica is shutting down; retry on another replica",
+            "ServiceUnavailableError",
             headers={"Retry-After": "1"},
         )
 
     # -- handlers -------------------------------------------------------------------------------
 
-    async def _capped(self, request: web.Request) -> web.StreamResponse:
+    def _refused(self, request: web.Request, route: Route | Refusal) -> web.Response | None:
+        """Unknown route, wrong method, missing token or draining: the refusal, else None."""
+        if isinstance(route, Refusal):
+            self.metrics.rejected.labels("unknown_route").inc()
+            allow = {"Allow": ", ".join(sorted(route.allow))} if route.allow else None
+            kind = "NotFoundError" if route.status == 404 else "MethodNotAllowedError"
+            return error_response(route.status, route.message, kind, headers=allow)
+        if (
+            self.api_key is not None
+            and route.path not in OPEN_PATHS
+            and not authorized(request.headers.get("Authorization"), self.api_key)
+        ):
+            self.metrics.rejected.labels("unauthorized").inc()
+            return error_response(
+                401,
+                "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                "AuthenticationError",
+                headers={"WWW-Authenticate": 'Bearer realm="tokenscale"'},
+            )
+        if route.kind is Kind.CAPPED and self.admission.draining:
+            self.metrics.rejected.labels("draining").inc()
+            return self._draining()
+        return None
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        route = classify(request.method, request.path)
+        refused = self._refused(request, route)
+        if refused is not None:
+            return refused
+        assert isinstance(route, Route)
+        if route.kind is Kind.LOCAL:
+            return await self._local[route.path](request)
+        try:
+            body = await read_body(request, self.limits, self.bodies)
+        except BodyRefusedError as err:
+            self.metrics.rejected.labels(f"body_{err.status}").inc()
+            resp = error_response(err.status, err.message, err.err_type)
+            if err.status == 408:
+                resp.force_close()  # the client is not sending; do not wait for more
+            return resp
+        try:
+            if route.kind is Kind.CAPPED:
+                return await self._capped(request, route, body)
+            return await self._forward(request, route, body)
+        finally:
+            self.bodies.give(len(body))
+
+    async def _capped(self, request: web.Request, route: Route, body: bytes) -> web.StreamResponse:
         refused = await self._admit()
         if refused is not None:
             return refused
         loop = asyncio.get_running_loop()
         start = loop.time()
         try:
-            return await self._forward(request)
+            return await self._forward(request, route, body)
         finally:
             self._release()
             # 0.9/0.1 moving mean: recent enough to follow load, smooth enough for Retry-After.
             self.mean_service_s = 0.9 * self.mean_service_s + 0.1 * (loop.time() - start)
 
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
+    async def _forward(self, request: web.Request, route: Route, body: bytes) -> web.StreamResponse:
         assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_HEADERS}
-        body = await request.read() if request.can_read_body else None
-        try:
-            upstream = await self._session.request(
-                request.method, self.engine_url + request.path_qs, data=body, headers=headers
-            )
-        except aiohttp.ClientError as err:
-            return web.json_response(
-                error_body(f"engine unavailable: {err}", "ServiceUnavailableError", 503),
-                status=503,
-            )
-        async with upstream:
-            resp = web.StreamResponse(
-                status=upstream.status,
-                headers={
-                    k: v for k, v in upstream.headers.items() if k.lower() not in _DROP_HEADERS
-                },
-            )
-            await resp.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await resp.write(chunk)
-            await resp.write_eof()
-        return resp
+        url = self.engine_url + route.path
+        if request.query_string:
+            url += "?" + request.query_string
+        headers = forward_headers(request, drop_authorization=self.api_key is not None)
+        return await relay(self._session, request, url, body, headers, self.limits.write_timeout_s)
 
     async def _engine_ok(self) -> bool:
         assert self._session is not None
@@ -224,11 +257,16 @@ class Gateway:
             return False
 
     async def _ready(self, _request: web.Request) -> web.Response:
-        if self.admission.draining:
-            return web.json_response({"ready": False, "reason": "draining"}, status=503)
+        a = self.admission
+        load = {"inFlight": a.in_flight, "queued": a.queue_length, "concurrencyCap": a.cap,
+                "queueLimit": a.queue_limit}  # fmt: skip
+        if a.draining:
+            return web.json_response({"ready": False, "reason": "draining", **load}, status=503)
         if not await self._engine_ok():
-            return web.json_response({"ready": False, "reason": "engine not healthy"}, status=503)
-        return web.json_response({"ready": True})
+            return web.json_response(
+                {"ready": False, "reason": "engine not healthy", **load}, status=503
+            )
+        return web.json_response({"ready": True, **load})
 
     async def _health(self, _request: web.Request) -> web.Response:
         ok = await self._engine_ok()

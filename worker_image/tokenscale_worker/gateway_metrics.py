@@ -8,6 +8,9 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Queue waits range from nothing (admitted at once) to tens of seconds under overload.
+REJECT_REASONS = (
+    "queue_full", "draining", "unknown_route", "unauthorized", "body_413", "body_408", "body_503",
+)  # fmt: skip
 QUEUE_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -39,11 +42,13 @@ class GatewayMetrics:
         )
         self.rejected = Counter(
             "tokenscale_gateway_rejected",
-            "Requests refused by the gateway (queue_full: 429, draining: 503).",
+            "Requests refused by the gateway (queue_full: 429, draining: 503, unknown_route: "
+            "404/405, unauthorized: 401, body_413/body_408/body_503: body too large, too slow, "
+            "or over the gateway's body memory budget).",
             ["reason"],
             registry=r,
         )
-        for reason in ("queue_full", "draining"):
+        for reason in REJECT_REASONS:
             self.rejected.labels(reason)
         self.queue_wait = Histogram(
             "tokenscale_gateway_queue_wait_seconds",

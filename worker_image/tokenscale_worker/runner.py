@@ -13,16 +13,25 @@ from aiohttp import web
 
 from tokenscale.domain import catalog
 from tokenscale_worker import contract
+from tokenscale_worker.auth import load_api_key
 from tokenscale_worker.config import WorkerConfig, load_config
 from tokenscale_worker.gateway import Gateway
 from tokenscale_worker.launcher import vllm_command
+from tokenscale_worker.limits import GatewayLimits
 from tokenscale_worker.sim.metrics import parse_labels
 from tokenscale_worker.sim.profile import build_profile
 from tokenscale_worker.sim.server import SimServer
 from tokenscale_worker.tuning import Tuning, TuningWatcher
 
 log = logging.getLogger(__name__)
-ENGINE_STOP_GRACE_S = 30.0
+# After the drain grace the worker stops within a bounded margin, whatever clients do:
+# handlers still running get SHUTDOWN_STEP_S to end, are cancelled (their engine requests
+# closed) and get SHUTDOWN_STEP_S more (aiohttp's shutdown waits twice), then the engine gets
+# SIGTERM and, ENGINE_STOP_GRACE_S later, SIGKILL. Keep drain grace + margin below the pod's
+# terminationGracePeriodSeconds.
+SHUTDOWN_STEP_S = 1.0
+ENGINE_STOP_GRACE_S = 5.0
+SHUTDOWN_MARGIN_S = 4 * SHUTDOWN_STEP_S + ENGINE_STOP_GRACE_S
 
 
 def _catalog_model(model: str | None) -> str:
@@ -71,10 +80,16 @@ def build_sim(args: argparse.Namespace) -> SimServer:
 
 
 async def _start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    runner = web.AppRunner(
+        app, access_log=None, handler_cancellation=True, shutdown_timeout=SHUTDOWN_STEP_S
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as err:
+        await runner.cleanup()
+        raise ValueError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     # The bound address tells the port when 0 (any free port) was asked for.
     return runner, int(runner.addresses[0][1])
 
@@ -115,6 +130,7 @@ def _vllm_config(args: argparse.Namespace) -> WorkerConfig:
 
 async def serve(args: argparse.Namespace) -> int:
     """Run engine and gateway until SIGTERM, then drain; the exit code is the worker's."""
+    api_key = load_api_key(args.api_key_file)  # a bad key stops the start, before the engine
     stop = _stop_event()
     proc: asyncio.subprocess.Process | None = None
     engine_runner: web.AppRunner | None = None
@@ -133,35 +149,47 @@ async def serve(args: argparse.Namespace) -> int:
                 f"{argv[0]!r} is not on PATH: run the worker image, or use --engine sim"
             ) from None
         engine_port = cfg.port
-    gateway = Gateway(
-        f"http://127.0.0.1:{engine_port}",
-        Tuning(args.concurrency_cap, args.queue_limit),
-        args.drain_grace,
-    )
-    watcher = TuningWatcher(
-        args.tuning, Tuning(args.concurrency_cap, args.queue_limit), gateway.apply_tuning
-    )
+    try:
+        return await _run_gateway(args, api_key, engine_port, stop, proc)
+    finally:
+        if engine_runner is not None:
+            await engine_runner.cleanup()
+        if proc is not None and proc.returncode is None:
+            await _stop_process(proc)
+
+
+async def _run_gateway(
+    args: argparse.Namespace,
+    api_key: str | None,
+    engine_port: int,
+    stop: asyncio.Event,
+    proc: asyncio.subprocess.Process | None,
+) -> int:
+    """Serve until SIGTERM or the engine's exit, drain within the grace, stop the gateway."""
+    limits = GatewayLimits(args.max_body_bytes, args.read_timeout, args.write_timeout)
+    start = Tuning(args.concurrency_cap, args.queue_limit)
+    gateway = Gateway(f"http://127.0.0.1:{engine_port}", start, args.drain_grace, limits, api_key)
+    watcher = TuningWatcher(args.tuning, start, gateway.apply_tuning)
     watcher.poll_once()
     watch_task = asyncio.create_task(watcher.run(), name="tuning-watcher")
-    gw_runner, port = await _start_site(gateway.app(), args.host, args.port)
-    print(
-        f"tokenscale-worker gateway listening on {args.host}:{port}, engine on "
-        f"127.0.0.1:{engine_port}",
-        flush=True,
-    )
-    code = await _wait_for_end(stop, proc)
-    log.info(
-        "draining: %d in flight, %d queued",
-        gateway.admission.in_flight,
-        gateway.admission.queue_length,
-    )
-    drained = await gateway.drain()
-    watch_task.cancel()
-    await gw_runner.cleanup()
-    if engine_runner is not None:
-        await engine_runner.cleanup()
-    if proc is not None and proc.returncode is None:
-        await _stop_process(proc)
+    try:
+        gw_runner, port = await _start_site(gateway.app(), args.host, args.port)
+        print(
+            f"tokenscale-worker gateway listening on {args.host}:{port}, engine on "
+            f"127.0.0.1:{engine_port}, API key {'required' if api_key else 'not required'}",
+            flush=True,
+        )
+        code = await _wait_for_end(stop, proc)
+        log.info(
+            "draining: %d in flight, %d queued",
+            gateway.admission.in_flight,
+            gateway.admission.queue_length,
+        )
+        drained = await gateway.drain()
+        # Cancels what the grace did not finish (at most 2 x SHUTDOWN_STEP_S).
+        await gw_runner.cleanup()
+    finally:
+        watch_task.cancel()
     return code if code else (0 if drained else 1)
 
 
