@@ -9,6 +9,8 @@
 #             kubectl, etcd, kwok, kwokctl, Helm: e2e/cluster/build.sh
 #   vllm      real vLLM (CPU build) for the contract test and the real-engine tests:
 #             worker_image/scripts/vllm-env.sh
+#   model     the tiny Llama model the real-engine tests serve, built from a fixed seed with the
+#             vLLM environment's python, its files' sha256 checked: worker_image/scripts/tiny_model.py
 # The vLLM download and the Go builds run side by side (one waits on the network, the other on
 # the CPU); each prints progress lines.
 #
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/.."
 START=$SECONDS
 say() { printf '[setup %4ds] %s\n' "$((SECONDS - START))" "$*"; }
 parts=("$@")
-(( ${#parts[@]} )) || parts=(cluster vllm)
+(( ${#parts[@]} )) || parts=(cluster vllm model)
 
 want() { local p; for p in "${parts[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
 
@@ -53,5 +55,18 @@ if [[ -n "$bg_pid" ]]; then
   fi
   bg_pid=""
   say "vllm: ready"
+fi
+
+if want model; then
+  # Needs the vLLM environment (torch, transformers, tokenizers): after the vllm part.
+  VLLM_PY="$(bash worker_image/scripts/vllm-env.sh --print)"
+  [[ -x "$VLLM_PY" ]] || { say "model: needs the vllm part first (bash hack/setup.sh vllm model)"; exit 1; }
+  if "$VLLM_PY" worker_image/scripts/tiny_model.py --check 2>/dev/null; then
+    say "model: cached ($("$VLLM_PY" worker_image/scripts/tiny_model.py --print))"
+  else
+    say "model: building the tiny model"
+    HF_HUB_OFFLINE=1 "$VLLM_PY" worker_image/scripts/tiny_model.py >/dev/null
+    say "model: ready"
+  fi
 fi
 say "done: every tool the tests use is installed"

@@ -38,3 +38,19 @@ def vllm_python() -> str:
     return subprocess.run(
         ["bash", str(VLLM_ENV_SH), "--print"], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+TINY_MODEL_PY = ROOT / "worker_image" / "scripts" / "tiny_model.py"
+
+
+def tiny_model() -> str:
+    """Directory of the tiny Llama model `make setup` builds; fails when missing or changed."""
+    python = vllm_python()
+    check = subprocess.run(
+        [python, str(TINY_MODEL_PY), "--check"], capture_output=True, text=True, check=False
+    )
+    if check.returncode != 0:
+        pytest.fail(f"{check.stderr.strip()}: {SETUP_HINT}", pytrace=False)
+    return subprocess.run(
+        [python, str(TINY_MODEL_PY), "--print"], capture_output=True, text=True, check=True
+    ).stdout.strip()
