@@ -36,7 +36,7 @@ def test_full_argument_list() -> None:
     args = build_vllm_args(
         cfg(revision="abc123", quantization="awq_marlin", dtype="float16", tensorParallelSize=2,
             maxModelLen=8192, gpuMemoryUtilization=0.85, maxNumSeqs=64, maxNumBatchedTokens=4096,
-            enablePrefixCaching=False, extraArgs=["--seed", "7", "--disable-log-requests"])
+            enablePrefixCaching=False, extraArgs=["--seed", "7", "--disable-uvicorn-access-log"])
     )  # fmt: skip
     assert args == [
         "--model", "meta-llama/Llama-3.1-8B-Instruct", "--revision", "abc123",
@@ -45,7 +45,7 @@ def test_full_argument_list() -> None:
         "--gpu-memory-utilization", "0.85", "--max-num-seqs", "64",
         "--max-num-batched-tokens", "4096", "--no-enable-prefix-caching",
         "--enable-chunked-prefill", "--host", "127.0.0.1", "--port", str(ENGINE_PORT),
-        "--seed", "7", "--disable-log-requests",
+        "--seed", "7", "--disable-uvicorn-access-log",
     ]  # fmt: skip
 
 
@@ -98,7 +98,7 @@ def test_revision_only_for_hf() -> None:
     ],
 )
 def test_shell_strings_are_rejected_with_the_fix(item: str, fragment: str) -> None:
-    problems = validate_extra_args(["--ok", item])
+    problems = validate_extra_args(["--enforce-eager", item])
     assert len(problems) == 1
     assert problems[0].startswith("spec.engine.extraArgs[1]")
     assert fragment in problems[0]
@@ -115,13 +115,13 @@ def test_json_values_are_one_argument() -> None:
 
 
 @pytest.mark.parametrize(
-    "item",
-    ["--tensor-parallel-size", "--tensor_parallel_size=4", "-tp", "--port=9000", "--model",
-     "--no-enable-prefix-caching", "--max-num-seqs=8", "-q"],
+    "argv",
+    [["--tensor-parallel-size", "4"], ["--tensor_parallel_size=4"], ["-tp", "4"], ["--port=9000"],
+     ["--model", "m"], ["--no-enable-prefix-caching"], ["--max-num-seqs=8"], ["-q", "fp8"]],
 )  # fmt: skip
-def test_planned_flags_conflict_by_name(item: str) -> None:
-    (problem,) = validate_extra_args([item, "4"])
-    assert problem.startswith("spec.engine.extraArgs[0] sets -")
+def test_planned_flags_conflict_by_name(argv: list[str]) -> None:
+    (problem,) = validate_extra_args(argv)
+    assert problem.startswith(f"spec.engine.extraArgs[0] ({argv[0]!r}) sets --")
     assert "remove it from extraArgs" in problem
 
 

@@ -8,38 +8,29 @@ start and refuses the same problems again.
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
 from tokenscale.domain import catalog
+from tokenscale_worker import vllm_options
 from tokenscale_worker.config import WorkerConfig
 from tokenscale_worker.contract import MODELS_DIR
+from tokenscale_worker.engine_profile import GPU, EngineProfile
+from tokenscale_worker.extra_args_guard import option_problems
+from tokenscale_worker.extra_args_policy import REFUSED
 
 # The command the argument list follows.
-VLLM_COMMAND = ("vllm", "serve")
+VLLM_COMMAND = GPU.command
 
-# Flags tokenscale derives from the plan. Setting them in extraArgs would silently fight the
-# planner (e.g. a tensor-parallel size the GPUs were not scheduled for), so it is an error.
+# Every option string of every destination extraArgs may not set (`-tp`, `--tensor-parallel-size`,
+# `--no-enable-prefix-caching`, ...) -> the group that refuses it. The guard itself works on
+# destinations (extra_args_policy.REFUSED), so abbreviations and other spellings are caught too.
 PLANNED_FLAGS: dict[str, str] = {
-    "--model": "spec.model",
-    "--revision": "spec.model",
-    "--served-model-name": "spec.model",
-    "--quantization": "spec.quantization",
-    "-q": "spec.quantization",
-    "--dtype": "the capacity plan",
-    "--tensor-parallel-size": "the capacity plan",
-    "-tp": "the capacity plan",
-    "--max-model-len": "the capacity plan",
-    "--gpu-memory-utilization": "the capacity plan",
-    "--max-num-seqs": "the capacity plan",
-    "--max-num-batched-tokens": "the capacity plan",
-    "--enable-prefix-caching": "the capacity plan",
-    "--no-enable-prefix-caching": "the capacity plan",
-    "--enable-chunked-prefill": "the capacity plan",
-    "--no-enable-chunked-prefill": "the capacity plan",
-    "--port": "the worker contract (the engine port)",
-    "--host": "the worker contract (the engine listens on 127.0.0.1)",
+    name: REFUSED[option.dest].group
+    for name, option in vllm_options.table().options.items()
+    if option.dest in REFUSED
 }
 
 # Characters a shell would interpret. Arguments reach vLLM through exec, never a shell, so an item
@@ -49,12 +40,6 @@ _SHELL_META = re.compile(r"[\s;&|$`<>()\\\"'*?!{}\[\]~#]")
 
 class LauncherError(ValueError):
     """The configuration cannot become a vLLM command line; the message lists every problem."""
-
-
-def _flag_name(item: str) -> str:
-    """'--tensor_parallel_size=2' -> '--tensor-parallel-size' (vLLM accepts both spellings)."""
-    name = item.split("=", 1)[0]
-    return name[:2] + name[2:].replace("_", "-") if name.startswith("--") else name
 
 
 def _is_json_value(text: str) -> bool:
@@ -94,24 +79,20 @@ def validate_extra_args(args: Sequence[str]) -> list[str]:
     "spec.engine.extraArgs[0] ('--max-num-seq"
     """
     problems: list[str] = []
+    reported: set[int] = set()
     for i, item in enumerate(args):
         if not isinstance(item, str) or item == "":
-            problems.append(f"spec.engine.extraArgs[{i}] is empty or not a string; remove it")
-            continue
-        shell = _shell_problem(i, item)
-        if shell:
-            problems.append(shell)
-            continue
-        flag = _flag_name(item)
-        if flag in PLANNED_FLAGS:
-            problems.append(
-                f"spec.engine.extraArgs[{i}] sets {flag}, which tokenscale derives from "
-                f"{PLANNED_FLAGS[flag]}; remove it from extraArgs and change that instead"
-            )
-    return problems
+            problem: str | None = f"spec.engine.extraArgs[{i}] is empty or not a string; remove it"
+        else:
+            problem = _shell_problem(i, item)
+        if problem:
+            problems.append(problem)
+            reported.add(i)
+    items = [a if isinstance(a, str) else "" for a in args]
+    return problems + option_problems(items, skip=reported)
 
 
-def resolve_model(source: str) -> str:
+def resolve_model(source: str, models_dir: str = MODELS_DIR) -> str:
     """The value of vLLM's --model for a model source.
 
     hf://meta-llama/Llama-3.1-8B-Instruct -> meta-llama/Llama-3.1-8B-Instruct (downloaded by vLLM)
@@ -132,9 +113,9 @@ def resolve_model(source: str) -> str:
         return rest
     if scheme == "pvc" and rest:
         claim_path = rest.split("/", 1)[1] if "/" in rest else ""
-        return str(PurePosixPath(MODELS_DIR, claim_path))
+        return str(PurePosixPath(models_dir, claim_path))
     if scheme == "s3" and rest:
-        return str(PurePosixPath(MODELS_DIR, rest))
+        return str(PurePosixPath(models_dir, rest))
     raise LauncherError(
         f"model source {source!r} is not understood; use hf://org/name, pvc://claim/path or "
         "s3://bucket/path"
@@ -145,13 +126,18 @@ def _flag_pair(name: str, value: object | None) -> list[str]:
     return [] if value is None else [name, str(value)]
 
 
-def build_vllm_args(cfg: WorkerConfig) -> list[str]:
-    """The arguments after `vllm serve`; raises LauncherError listing every problem."""
+def build_vllm_args(
+    cfg: WorkerConfig, profile: EngineProfile = GPU, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The arguments after `vllm serve`, with the engine profile's inputs applied (the `gpu`
+    profile changes nothing); raises LauncherError listing every problem."""
+    env = os.environ if environ is None else environ
+    cfg = cfg.model_copy(update=dict(profile.config_overrides))
     problems = validate_extra_args(cfg.extra_args)
     if cfg.revision is not None and not cfg.model_source.startswith("hf://"):
         problems.append("revision applies only to hf:// model sources; remove it")
     try:
-        model = resolve_model(cfg.model_source)
+        model = resolve_model(cfg.model_source, profile.models_dir(env))
     except LauncherError as err:
         problems.append(str(err))
         model = ""
@@ -170,9 +156,17 @@ def build_vllm_args(cfg: WorkerConfig) -> list[str]:
     args.append(("--" if cfg.enable_chunked_prefill else "--no-") + "enable-chunked-prefill")
     # The gateway owns the public port; the engine is reachable only from inside the pod.
     args += ["--host", "127.0.0.1", "--port", str(cfg.port)]
-    return args + list(cfg.extra_args)
+    return args + list(profile.extra_flags) + list(cfg.extra_args)
 
 
-def vllm_command(cfg: WorkerConfig) -> list[str]:
-    """The full argv the worker executes."""
-    return [*VLLM_COMMAND, *build_vllm_args(cfg)]
+def vllm_command(
+    cfg: WorkerConfig, profile: EngineProfile = GPU, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The full argv the worker executes (`vllm serve ...` in a GPU pod)."""
+    env = os.environ if environ is None else environ
+    return [*profile.argv_prefix(env), *build_vllm_args(cfg, profile, env)]
+
+
+def engine_env(profile: EngineProfile, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The engine child's environment: the worker's, plus the profile's settings."""
+    return {**(os.environ if environ is None else environ), **profile.env}

@@ -125,13 +125,7 @@ def openapi_schema() -> dict[str, Any]:
         "type": "object",
         "description": (api.InferenceService.__doc__ or "").replace("\n    ", " ").strip(),
         "required": ["spec"],
-        "x-kubernetes-validations": [
-            {
-                "rule": "size(self.metadata.name) <= 52",
-                "message": "metadata.name must be at most 52 characters: it also names the "
-                "Service, the Deployment and its pods",
-            }
-        ],
+        "x-kubernetes-validations": [r.as_cel() for r in api.InferenceService.RULES],
         "properties": {
             "apiVersion": {"type": "string", "description": "tokenscale.io/v1alpha1"},
             "kind": {"type": "string", "description": "InferenceService"},

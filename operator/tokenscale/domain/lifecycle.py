@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.api.v1alpha1.errors import problems as spec_problems
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.status import WorkloadState
 from tokenscale_worker.launcher import validate_extra_args
@@ -27,10 +28,7 @@ def parse_spec(raw: dict[str, Any]) -> InferenceServiceSpec | SpecError:
     try:
         spec = InferenceServiceSpec.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            f"spec.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        ]
-        return SpecError("; ".join(problems))
+        return SpecError("; ".join(spec_problems(exc)))
     # Flags the planner owns (--tensor-parallel-size, ...) are only known to the worker contract.
     problems = validate_extra_args(spec.engine.extra_args)
     return SpecError("; ".join(problems)) if problems else spec

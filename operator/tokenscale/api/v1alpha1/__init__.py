@@ -9,13 +9,13 @@ server rejects a bad spec before tokenscale ever sees it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from tokenscale.api.v1alpha1.base import DEFAULT_WORKER_IMAGE, Rule, _Model
+from tokenscale.api.v1alpha1.base import DEFAULT_WORKER_IMAGE, DNS1035_LABEL, Rule, _Model
+from tokenscale.api.v1alpha1.objectives import BatchTuningSpec, ScalingMode, ScalingSpec, SloSpec
 from tokenscale.api.v1alpha1.spec import (
-    BatchTuningSpec,
     CustomArchitecture,
     EngineSpec,
     GpuKindId,
@@ -25,11 +25,8 @@ from tokenscale.api.v1alpha1.spec import (
     QuantizationSpec,
     QuantMethod,
     ResourcesSpec,
-    ScalingMode,
-    ScalingSpec,
     SecretKeyRef,
     SecretsSpec,
-    SloSpec,
     Toleration,
 )
 from tokenscale.api.v1alpha1.status import (
@@ -53,6 +50,21 @@ SHORT_NAMES = ["tsvc"]
 class InferenceService(_Model):
     """InferenceService runs one model on vLLM workers held to a latency objective at the lowest
     GPU cost."""
+
+    # On the whole object: CEL may read metadata.name only from the root.
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "size(self.metadata.name) <= 52",
+            "metadata.name must be at most 52 characters: it also names the Service, the "
+            "Deployment and its pods",
+        ),
+        Rule(
+            "self.metadata.name.matches('" + DNS1035_LABEL + "')",
+            "metadata.name must be a DNS-1035 label, as it names the Service: lowercase letters, "
+            "digits and -, starting with a letter and ending with a letter or digit (e.g. "
+            "llama-chat, not 1abc or a.b)",
+        ),
+    )
 
     api_version: Literal["tokenscale.io/v1alpha1"] = Field(default="tokenscale.io/v1alpha1")
     kind: Literal["InferenceService"] = Field(default="InferenceService")
@@ -85,13 +97,16 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "name": "TTFT-P95",
         "type": "number",
         "jsonPath": ".status.observed.ttftSeconds",
-        "description": "Observed time to first token at the SLO percentile, seconds.",
+        "description": "Time to first token in seconds at spec.slo.percentile (p95 unless set), "
+        "over the Prometheus window, gateway queue wait included; empty when SLO-Met says "
+        "NoMetrics or NoTraffic.",
     },
     {
         "name": "SLO-Met",
         "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="SLOMet")].status',
-        "description": "Whether the latency objective holds.",
+        "jsonPath": ".status.sloMet",
+        "description": "True or False as the SLOMet condition says; NoMetrics or NoTraffic when "
+        "it cannot say.",
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
+from tokenscale.api.v1alpha1 import cel
+from tokenscale.api.v1alpha1.affinity import Affinity
 from tokenscale.api.v1alpha1.base import (
-    _SHELL_CHARS,
     DEFAULT_WORKER_IMAGE,
+    DNS1123_SUBDOMAIN,
     QUANTITY_PATTERN,
     SHELL_CHARS_CEL,
     Rule,
     _Model,
 )
+from tokenscale.api.v1alpha1.engine_rules import EXTRA_ARGS_RULES, IMAGE_RULE
+from tokenscale.api.v1alpha1.objectives import ScalingSpec, SloSpec
+from tokenscale_worker.extra_args_guard import option_problems
 
 GpuKindId = Literal["h100-80gb", "h200-141gb", "a100-80gb", "a100-40gb", "l40s-48gb", "l4-24gb"]
 ModelArchId = Literal[
@@ -26,7 +31,6 @@ ModelArchId = Literal[
     "mixtral-8x7b",
 ]
 QuantMethod = Literal["none", "fp8", "awq", "gptq", "int8"]
-ScalingMode = Literal["auto", "advisory", "off"]
 
 
 class CustomArchitecture(_Model):
@@ -56,12 +60,27 @@ class ModelSpec(_Model):
             "has(self.architecture) != has(self.parameters)",
             "set exactly one of spec.model.architecture (a catalog id such as "
             "llama-3.1-8b) or spec.model.parameters (an explicit shape)",
-            check=lambda m: (m.architecture is not None) != (m.parameters is not None),
+        ),
+        Rule(
+            "!has(self.revision) || self.source.startsWith('hf://')",
+            "spec.model.revision applies only to hf:// sources: a pvc:// or s3:// source is one "
+            "fixed copy of the weights; remove revision, or point spec.model.source at the "
+            "directory holding that revision",
+        ),
+        Rule(
+            "!has(self.revision) || self.revision.matches('^[A-Za-z0-9][-A-Za-z0-9._/]*$')",
+            "spec.model.revision must be a branch, tag or commit id (letters, digits, - . _ /), "
+            "e.g. main or 0e9e39f",
+        ),
+        Rule(
+            "!self.source.matches('(^[a-z0-9]+://|/)[.][.]?(/|$)')",
+            "spec.model.source must not contain . or .. path segments: they would leave the "
+            "claim or bucket; give the path inside it",
         ),
     )
 
     source: str = Field(
-        pattern=r"^(hf://[A-Za-z0-9][\w.\-]*/[\w.\-]+|pvc://[a-z0-9][a-z0-9.\-]*/.+|s3://[a-z0-9][a-z0-9.\-]*/.+)$",
+        pattern=r"^(hf://[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9_.\-]+|pvc://[a-z0-9][a-z0-9.\-]*/.+|s3://[a-z0-9][a-z0-9.\-]*/.+)$",
         max_length=512,
         description="Where the weights come from: hf://org/name (Hugging Face hub), "
         "pvc://claim/path (a PersistentVolumeClaim in the same namespace) or s3://bucket/path.",
@@ -105,13 +124,11 @@ class QuantizationSpec(_Model):
             "(has(self.method) && self.method == 'auto') || !has(self.allowed)",
             "spec.quantization.allowed applies only when spec.quantization.method is "
             "auto; remove it or set method: auto",
-            check=lambda m: m.method == "auto" or m.allowed is None,
         ),
         Rule(
             "!has(self.method) || self.method != 'auto' || !has(self.allowed) || "
             "size(self.allowed) > 0",
             "spec.quantization.allowed must list at least one method",
-            check=lambda m: m.method != "auto" or m.allowed is None or len(m.allowed) > 0,
         ),
     )
 
@@ -129,6 +146,10 @@ class QuantizationSpec(_Model):
     )
 
 
+# The shell rule below, applied to one item.
+_PASTED_SHELL = "self.matches('" + SHELL_CHARS_CEL + "')"
+
+
 class EngineSpec(_Model):
     """The vLLM engine each replica runs."""
 
@@ -138,20 +159,26 @@ class EngineSpec(_Model):
             "spec.engine.extraArgs takes one argument per list item: split "
             "'--flag value' into '--flag', 'value'; shell syntax (; & | $ ` < >) is "
             "never interpreted",
-            check=lambda m: not any(_SHELL_CHARS.search(a) for a in m.extra_args),
         ),
+        IMAGE_RULE,
+        *EXTRA_ARGS_RULES,
     )
+    EXPLAINED_RULES: ClassVar[tuple[Rule, ...]] = EXTRA_ARGS_RULES
 
     image: str = Field(
         default=DEFAULT_WORKER_IMAGE,
         max_length=512,
-        description="Worker image (vLLM plus the tokenscale gateway).",
+        description="Worker image (vLLM plus the tokenscale gateway): an image reference "
+        "such as registry.example.com/team/worker:1.2 or name@sha256:<64 hex digits>.",
     )
     extra_args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list,
         max_length=64,
-        description="Extra vLLM arguments, one per item. Flags tokenscale plans "
-        "(--tensor-parallel-size, --quantization, --max-model-len, ...) are rejected here.",
+        description="Extra vLLM arguments, one per item. Options tokenscale plans "
+        "(--tensor-parallel-size, --quantization, --max-model-len, ...), options that read "
+        "files or run code from the model repository (--trust-remote-code, --config, ...) and "
+        "options carrying secrets (--hf-token, --api-key: use spec.secrets) are refused, "
+        "abbreviated or not, with the spec field to use instead.",
     )
     enable_prefix_caching: bool = Field(default=True, description="vLLM automatic prefix caching.")
     enable_chunked_prefill: bool = Field(
@@ -184,6 +211,12 @@ class EngineSpec(_Model):
         "the KV cache holds until observed token counts take over.",
     )
 
+    def _precise_problems(self) -> list[str]:
+        # The argument, what vLLM reads it as, and the field to use instead; items the shell
+        # rule refuses are left to its message.
+        pasted = {i for i, a in enumerate(self.extra_args) if cel.holds(_PASTED_SHELL, a)}
+        return option_problems(self.extra_args, skip=pasted)
+
 
 class Toleration(_Model):
     """A pod toleration, as in core/v1."""
@@ -199,6 +232,18 @@ class Toleration(_Model):
     )
 
 
+def _gpus_number_or_auto(value: object) -> object:
+    # One clear message instead of pydantic's two union branches; a bool is no count.
+    if value == "auto" or (type(value) is int):
+        return value
+    raise ValueError(
+        f"must be 1, 2, 4, 8 or auto, written as a YAML number or the word auto (got {value!r})"
+    )
+
+
+GpusPerReplica = Annotated[int | Literal["auto"], BeforeValidator(_gpus_number_or_auto)]
+
+
 class ResourcesSpec(_Model):
     """GPUs and the rest of each replica's resources and placement."""
 
@@ -207,21 +252,33 @@ class ResourcesSpec(_Model):
             "!has(self.gpusPerReplica) || (type(self.gpusPerReplica) == string ? "
             "self.gpusPerReplica == 'auto' : self.gpusPerReplica in [1, 2, 4, 8])",
             "spec.resources.gpusPerReplica must be 1, 2, 4, 8 or auto",
-            check=lambda m: (
-                m.gpus_per_replica == "auto"
-                if isinstance(m.gpus_per_replica, str)
-                else m.gpus_per_replica in (1, 2, 4, 8)
-            ),
+        ),
+        Rule(
+            "!has(self.priorityClassName) || !self.priorityClassName.startsWith('system-')",
+            "spec.resources.priorityClassName must not be a system-* class (system-node-critical "
+            "and system-cluster-critical are for cluster components and can evict other pods); "
+            "create a PriorityClass of your own and name it here",
+        ),
+        Rule(
+            "!has(self.priorityClassName) || self.priorityClassName.matches('"
+            + DNS1123_SUBDOMAIN
+            + "')",
+            "spec.resources.priorityClassName must be a PriorityClass name: lowercase letters, "
+            "digits, - and ., starting and ending with a letter or digit",
         ),
     )
 
     gpu: GpuKindId = Field(
         description="GPU kind from the catalog: h100-80gb, h200-141gb, a100-80gb, a100-40gb, "
-        "l40s-48gb or l4-24gb. Pods select nodes labelled tokenscale.io/gpu=<kind>."
+        "l40s-48gb or l4-24gb. Pods require nodes whose GPU Feature Discovery label "
+        "nvidia.com/gpu.product names that kind (NVIDIA-L4, NVIDIA-H100-80GB-HBM3, ...; "
+        "the chart's gpuNodes values change the label for other clouds)."
     )
-    gpus_per_replica: int | Literal["auto"] = Field(
-        default="auto",
-        description="Tensor-parallel size: 1, 2, 4, 8, or auto for the smallest that fits.",
+    gpus_per_replica: Annotated[int | Literal["auto"], BeforeValidator(_gpus_number_or_auto)] = (
+        Field(
+            default="auto",
+            description="Tensor-parallel size: 1, 2, 4, 8, or auto for the smallest that fits.",
+        )
     )
     cpu: str = Field(default="8", pattern=QUANTITY_PATTERN, description="CPU request per replica.")
     memory: str = Field(
@@ -233,132 +290,31 @@ class ResourcesSpec(_Model):
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=32, description="Pod tolerations (e.g. GPU taints)."
     )
-    affinity: dict[str, Any] | None = Field(
-        default=None,
-        description="Pod affinity, as core/v1 Affinity (passed through unchanged).",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    affinity: Affinity | None = Field(
+        default=None, description="Pod affinity, as core/v1 Affinity (validated field by field)."
     )
     priority_class_name: str | None = Field(
-        default=None, max_length=253, description="PriorityClass for the worker pods."
-    )
-
-
-class SloSpec(_Model):
-    """The latency objective tokenscale holds at the lowest GPU cost."""
-
-    RULES: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            "!has(self.e2eSeconds) || !has(self.ttftSeconds) || self.e2eSeconds > self.ttftSeconds",
-            "spec.slo.e2eSeconds must be greater than spec.slo.ttftSeconds",
-            check=lambda m: m.e2e_seconds is None or m.e2e_seconds > m.ttft_seconds,
-        ),
-    )
-
-    ttft_seconds: float = Field(
-        default=1.0,
-        gt=0,
-        le=600,
-        description="Time to first token objective in seconds, at the given percentile.",
-    )
-    itl_seconds: float = Field(
-        default=0.05,
-        gt=0,
-        le=10,
-        description="Inter-token latency objective in seconds, at the given percentile.",
-    )
-    e2e_seconds: float | None = Field(
-        alias="e2eSeconds",
         default=None,
-        gt=0,
-        le=3600,
-        description="Optional end-to-end request latency objective.",
-    )
-    percentile: float = Field(
-        default=95, ge=50, le=99.9, description="Percentile the objectives apply to."
-    )
-
-
-class BatchTuningSpec(_Model):
-    """Live per-replica batch-size (concurrency cap) tuning."""
-
-    RULES: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            "!has(self.minConcurrency) || !has(self.maxConcurrency) || "
-            "self.minConcurrency <= self.maxConcurrency",
-            "spec.scaling.batch.minConcurrency must not exceed maxConcurrency",
-            check=lambda m: m.min_concurrency <= m.max_concurrency,
-        ),
-    )
-
-    enabled: bool = Field(
-        default=True,
-        description="Tune each replica's concurrency cap to hold the inter-token objective.",
-    )
-    min_concurrency: int = Field(
-        default=16,
-        ge=1,
-        le=4096,
-        description="Lowest concurrency cap per replica; the planner also requires KV-cache "
-        "room for this many requests of engine.expectedSequenceTokens.",
-    )
-    max_concurrency: int = Field(
-        default=256, ge=1, le=4096, description="Highest concurrency cap per replica."
-    )
-
-
-class ScalingSpec(_Model):
-    """How the replica count follows load."""
-
-    RULES: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            "!has(self.minReplicas) || !has(self.maxReplicas) || "
-            "self.minReplicas <= self.maxReplicas",
-            "spec.scaling.minReplicas must not exceed spec.scaling.maxReplicas",
-            check=lambda m: m.min_replicas <= m.max_replicas,
-        ),
-    )
-
-    min_replicas: int = Field(default=1, ge=0, le=1000, description="Fewest replicas.")
-    max_replicas: int = Field(default=10, ge=1, le=1000, description="Most replicas.")
-    mode: ScalingMode = Field(
-        default="auto",
-        description="auto acts on decisions; advisory computes and reports them (status, "
-        "Events) without acting; off leaves replicas at minReplicas.",
-    )
-    scale_down_stabilization_seconds: int = Field(
-        default=300,
-        ge=0,
-        le=3600,
-        description="Scale down only to the highest recommendation of this trailing window; "
-        "a recommendation more than 20% above the present need counts only for "
-        "coldStartSeconds (a passed burst is not paid for longer than a restart takes).",
-    )
-    max_scale_up_rate: float = Field(
-        default=10.0,
-        ge=1.0,
-        le=1000,
-        description="Replicas may grow at most by this factor per decision (at least +4).",
-    )
-    max_scale_down_rate: float = Field(
-        default=2.0,
-        ge=1.0,
-        le=1000,
-        description="Replicas may shrink at most by this factor per decision.",
-    )
-    cold_start_seconds: float = Field(
-        default=120,
-        ge=0,
-        le=3600,
-        description="Expected time from pod creation to serving; starting replicas count as "
-        "coming capacity for this long.",
-    )
-    batch: BatchTuningSpec = Field(
-        default_factory=BatchTuningSpec, description="Per-replica batch-size tuning."
+        max_length=253,
+        description="PriorityClass for the worker pods; the system-* classes are reserved for "
+        "cluster components.",
     )
 
 
 class SecretKeyRef(_Model):
     """A key in a Secret in the InferenceService's namespace."""
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "self.name.matches('" + DNS1123_SUBDOMAIN + "')",
+            "spec.secrets: a Secret name is lowercase letters, digits, - and ., starting and "
+            "ending with a letter or digit (e.g. hf-token)",
+        ),
+        Rule(
+            "self.key.matches('^[-._a-zA-Z0-9]+$')",
+            "spec.secrets: a Secret key is letters, digits, -, _ and . (e.g. token)",
+        ),
+    )
 
     name: str = Field(min_length=1, max_length=253, description="Secret name.")
     key: str = Field(default="token", min_length=1, max_length=253, description="Key in it.")
@@ -370,6 +326,11 @@ class SecretsSpec(_Model):
     hub_token: SecretKeyRef | None = Field(
         default=None,
         description="Secret holding the model hub token (exposed to vLLM as HF_TOKEN).",
+    )
+    api_key: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret holding the API key clients must send to the workers as "
+        "'Authorization: Bearer <key>' (probes and /metrics stay open); unset: no key needed.",
     )
 
 
