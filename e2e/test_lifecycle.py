@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from e2e.harness import ROOT, Cluster, Operator, wait_for
+from tokenscale.domain.placement import DEFAULT_PLACEMENT
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 CHILD_KINDS = ("deployment", "service", "poddisruptionbudget", "configmap")
@@ -70,7 +71,9 @@ def test_example_becomes_ready_on_matching_gpu_nodes(
     for pod in pods:
         node = cluster.get("node", pod["spec"]["nodeName"])
         assert node is not None
-        assert node["metadata"]["labels"]["tokenscale.io/gpu"] == doc["spec"]["resources"]["gpu"]
+        assert (
+            DEFAULT_PLACEMENT.kind_of(node["metadata"]["labels"]) == doc["spec"]["resources"]["gpu"]
+        )
         limits = pod["spec"]["containers"][0]["resources"]["limits"]
         assert limits["nvidia.com/gpu"] == str(plan["gpusPerReplica"])
 

@@ -17,13 +17,17 @@ usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 POOL_ARG=$1 COUNT=$2 GPUS=$3 DRY_RUN=${4:-}
 [[ "$COUNT" =~ ^[0-9]+$ && "$GPUS" =~ ^[0-9]+$ ]] || { echo "add-nodes.sh: COUNT and GPUS must be whole numbers" >&2; usage; }
 
+# The labels GPU Feature Discovery writes on such a node: the product is NVML's name with '-' for
+# spaces, memory is NVML's total in MiB (what nvidia-smi prints), family and compute capability
+# from the architecture, machine from the host's DMI product name (here a cloud instance type).
+# tokenscale.io/pool is the harness's own bookkeeping (which fake nodes it added), no GFD label.
 case "$POOL_ARG" in
-  h100 | h100-80gb) POOL=h100 KIND=h100-80gb PRODUCT=NVIDIA-H100-80GB-HBM3 ;;
-  h200 | h200-141gb) POOL=h200 KIND=h200-141gb PRODUCT=NVIDIA-H200 ;;
-  a100 | a100-80gb) POOL=a100 KIND=a100-80gb PRODUCT=NVIDIA-A100-SXM4-80GB ;;
-  a100-40gb) POOL=a100-40gb KIND=a100-40gb PRODUCT=NVIDIA-A100-SXM4-40GB ;;
-  l40s | l40s-48gb) POOL=l40s KIND=l40s-48gb PRODUCT=NVIDIA-L40S ;;
-  l4 | l4-24gb) POOL=l4 KIND=l4-24gb PRODUCT=NVIDIA-L4 ;;
+  h100 | h100-80gb) POOL=h100 KIND=h100-80gb PRODUCT=NVIDIA-H100-80GB-HBM3 MEMORY=81559 FAMILY=hopper MAJOR=9 MINOR=0 MIG=true MACHINE=p5.48xlarge ;;
+  h200 | h200-141gb) POOL=h200 KIND=h200-141gb PRODUCT=NVIDIA-H200 MEMORY=143771 FAMILY=hopper MAJOR=9 MINOR=0 MIG=true MACHINE=p5e.48xlarge ;;
+  a100 | a100-80gb) POOL=a100 KIND=a100-80gb PRODUCT=NVIDIA-A100-SXM4-80GB MEMORY=81920 FAMILY=ampere MAJOR=8 MINOR=0 MIG=true MACHINE=p4de.24xlarge ;;
+  a100-40gb) POOL=a100-40gb KIND=a100-40gb PRODUCT=NVIDIA-A100-SXM4-40GB MEMORY=40960 FAMILY=ampere MAJOR=8 MINOR=0 MIG=true MACHINE=p4d.24xlarge ;;
+  l40s | l40s-48gb) POOL=l40s KIND=l40s-48gb PRODUCT=NVIDIA-L40S MEMORY=46068 FAMILY=ada-lovelace MAJOR=8 MINOR=9 MIG=false MACHINE=g6e.24xlarge ;;
+  l4 | l4-24gb) POOL=l4 KIND=l4-24gb PRODUCT=NVIDIA-L4 MEMORY=23034 FAMILY=ada-lovelace MAJOR=8 MINOR=9 MIG=false MACHINE=g6.24xlarge ;;
   *) echo "add-nodes.sh: unknown pool '$POOL_ARG'" >&2; usage ;;
 esac
 
@@ -59,9 +63,22 @@ metadata:
     beta.kubernetes.io/os: linux
     beta.kubernetes.io/arch: amd64
     tokenscale.io/pool: $POOL
-    tokenscale.io/gpu: $KIND
     nvidia.com/gpu.product: $PRODUCT
     nvidia.com/gpu.count: "$GPUS"
+    nvidia.com/gpu.memory: "$MEMORY"
+    nvidia.com/gpu.family: $FAMILY
+    nvidia.com/gpu.machine: $MACHINE
+    nvidia.com/gpu.compute.major: "$MAJOR"
+    nvidia.com/gpu.compute.minor: "$MINOR"
+    nvidia.com/gpu.replicas: "1"
+    nvidia.com/gpu.sharing-strategy: none
+    nvidia.com/mig.capable: "$MIG"
+    nvidia.com/mps.capable: "false"
+    nvidia.com/cuda.driver.major: "550"
+    nvidia.com/cuda.driver.minor: "90"
+    nvidia.com/cuda.driver.rev: "07"
+    nvidia.com/cuda.runtime.major: "12"
+    nvidia.com/cuda.runtime.minor: "4"
 spec: {}
 status:
   capacity: {cpu: "64", memory: 512Gi, ephemeral-storage: 1Ti, pods: "250", nvidia.com/gpu: "$GPUS"}

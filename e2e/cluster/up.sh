@@ -142,7 +142,7 @@ say "applying the fake GPU nodes"
 "$KUBECTL" apply -f "$HERE/nodes.yaml" >/dev/null
 "$KUBECTL" wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null
 wait_until "kwok holds no fresh lease for every node (kwok-controller down?)" 120 nodes_alive
-"$KUBECTL" get nodes -L tokenscale.io/gpu -L nvidia.com/gpu.product >&2
+"$KUBECTL" get nodes -L nvidia.com/gpu.product -L nvidia.com/gpu.count >&2
 
 say "cluster '$NAME' is up (kubeconfig below; or: source e2e/cluster/env.sh)"
 echo "$KUBECONFIG"

@@ -9,9 +9,10 @@ from typing import Any
 
 from kubernetes import client, config
 
+from tokenscale.domain.placement import DEFAULT_PLACEMENT
+
 MANAGED = "app.kubernetes.io/managed-by=tokenscale"
 SERVICE_LABEL = "tokenscale.io/service"
-GPU_LABEL = "tokenscale.io/gpu"
 TUNING_KEY = "tuning.json"
 
 
@@ -89,7 +90,9 @@ class ClusterView:
     def gpu_of_node(self, node: str) -> str | None:
         if node not in self._gpu_of_node:
             labels = self._get(f"/api/v1/nodes/{node}")["metadata"].get("labels") or {}
-            if GPU_LABEL not in labels:
+            # The node's GPU kind, from the GFD product label the worker pods select on.
+            kind = DEFAULT_PLACEMENT.kind_of(labels)
+            if kind is None:
                 return None
-            self._gpu_of_node[node] = labels[GPU_LABEL]
+            self._gpu_of_node[node] = kind
         return self._gpu_of_node[node]

@@ -10,6 +10,7 @@ from tests.conftest import minimal_spec
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import autoscale, capacity
 from tokenscale.domain.capacity import Plan
+from tokenscale.domain.catalog import GFD_PRODUCTS
 from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.handlers import cache
 
@@ -49,7 +50,7 @@ def pod(
 
 def node(name: str, kind: str, gpus: int, unschedulable: bool = False) -> dict[str, Any]:
     return {
-        "metadata": {"name": name, "labels": {"tokenscale.io/gpu": kind}},
+        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": GFD_PRODUCTS[kind][0]}},
         "spec": {"unschedulable": unschedulable},
         "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}},
     }

@@ -70,7 +70,20 @@ def test_gpu_limits_and_node_selection_follow_the_plan() -> None:
     dep = deployment(model={"source": "hf://m/l70", "architecture": "llama-3.1-70b"})
     c = container(dep)
     assert c["resources"]["limits"][names.GPU_RESOURCE] == "4"
-    assert dep["spec"]["template"]["spec"]["nodeSelector"][names.GPU_NODE_LABEL] == "h100-80gb"
+    gpu_terms = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert gpu_terms == [
+        {
+            "matchExpressions": [
+                {
+                    "key": "nvidia.com/gpu.product",
+                    "operator": "In",
+                    "values": ["NVIDIA-H100-80GB-HBM3"],
+                }
+            ]
+        }
+    ]
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert "/dev/shm" in mounts  # tensor parallel needs shared memory
 

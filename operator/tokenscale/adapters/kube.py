@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from tokenscale.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from tokenscale.domain import placement
 from tokenscale.domain.autoscale import GpuNode, gpu_nodes
 from tokenscale.domain.names import FIELD_MANAGER, ServiceRef
 
@@ -192,7 +194,7 @@ class Kube:
             if exc.status == 403:
                 return None
             raise
-        return gpu_nodes(nodes, pods)
+        return gpu_nodes(nodes, pods, placement.from_env(os.environ))
 
     def _resource(self, api_version: str, kind: str) -> Any:
         with self._discovery:

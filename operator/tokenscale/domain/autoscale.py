@@ -12,8 +12,9 @@ from typing import Any
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import status as conditions
 from tokenscale.domain.capacity import Plan
-from tokenscale.domain.names import FIELD_MANAGER, GPU_NODE_LABEL, GPU_RESOURCE
+from tokenscale.domain.names import FIELD_MANAGER, GPU_RESOURCE
 from tokenscale.domain.observation import Decision, Observation
+from tokenscale.domain.placement import DEFAULT_PLACEMENT, GFD_COUNT_LABEL, GpuPlacement
 from tokenscale.domain.signals import WorkloadFacts
 
 MAX_DECISIONS = 10
@@ -80,10 +81,24 @@ class GpuNode:
         return max(0, self.allocatable - self.requested)
 
 
+def _node_gpus(node: Mapping[str, Any]) -> int:
+    """GPUs the node offers: its allocatable nvidia.com/gpu (what the scheduler counts), else
+    the nvidia.com/gpu.count label GPU Feature Discovery writes (a node whose device plugin has
+    not reported yet). A 4-GPU L4 node counts 4 whatever the catalog's usual 8."""
+    allocatable = ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE)
+    if allocatable is not None:
+        return int(allocatable)
+    count = ((node.get("metadata") or {}).get("labels") or {}).get(GFD_COUNT_LABEL, "0")
+    return int(count) if str(count).isdigit() else 0
+
+
 def gpu_nodes(
-    nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+    nodes: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    placement: GpuPlacement = DEFAULT_PLACEMENT,
 ) -> list[GpuNode]:
-    """Free GPUs per schedulable node, from node allocatable minus what bound pods request."""
+    """Free GPUs per schedulable node, from node allocatable minus what bound pods request; a
+    node's GPU kind is read from the label the pods select on (placement)."""
     requested: dict[str, int] = {}
     for pod in pods:
         spec, phase = pod.get("spec") or {}, (pod.get("status") or {}).get("phase")
@@ -97,13 +112,10 @@ def gpu_nodes(
     found = []
     for node in nodes:
         meta, spec = node.get("metadata") or {}, node.get("spec") or {}
-        kind = (meta.get("labels") or {}).get(GPU_NODE_LABEL)
+        kind = placement.kind_of(meta.get("labels") or {})
         if not kind or spec.get("unschedulable"):
             continue
-        allocatable = int(
-            ((node.get("status") or {}).get("allocatable") or {}).get(GPU_RESOURCE, 0)
-        )
-        found.append(GpuNode(kind, allocatable, requested.get(meta.get("name", ""), 0)))
+        found.append(GpuNode(kind, _node_gpus(node), requested.get(meta.get("name", ""), 0)))
     return found
 
 

@@ -199,6 +199,21 @@ QUALITY_ORDER: tuple[str, ...] = ("none", "fp8", "int8", "awq", "gptq")
 
 TENSOR_PARALLEL_SIZES: tuple[int, ...] = (1, 2, 4, 8)
 
+# The `nvidia.com/gpu.product` values GPU Feature Discovery writes for each kind: NVML's device
+# name with spaces replaced by '-' ("NVIDIA H100 80GB HBM3" -> NVIDIA-H100-80GB-HBM3). PCIe parts
+# are deliberately absent from the SXM kinds: an H100 PCIe (NVIDIA-H100-PCIe) reads memory at
+# 2.0 TB/s against the SXM's 3.35, an A100 80GB PCIe (NVIDIA-A100-80GB-PCIe) at 1.9 against 2.0,
+# so the planner's figures would be wrong on them; a cluster that wants them anyway lists them in
+# the chart's gpuNodes.values.
+GFD_PRODUCTS: dict[str, tuple[str, ...]] = {
+    "h100-80gb": ("NVIDIA-H100-80GB-HBM3",),
+    "h200-141gb": ("NVIDIA-H200",),
+    "a100-80gb": ("NVIDIA-A100-SXM4-80GB",),
+    "a100-40gb": ("NVIDIA-A100-SXM4-40GB",),
+    "l40s-48gb": ("NVIDIA-L40S",),
+    "l4-24gb": ("NVIDIA-L4",),
+}
+
 
 def gpu(gpu_id: str) -> GpuKind:
     """Look up a GPU kind, naming the known ones when the id is wrong."""

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 FIELD_MANAGER = "tokenscale"
 SERVICE_LABEL = "tokenscale.io/service"
-GPU_NODE_LABEL = "tokenscale.io/gpu"
 GPU_RESOURCE = "nvidia.com/gpu"
 WORKER_CONTAINER = "worker"
 PORT_NAME = "http"

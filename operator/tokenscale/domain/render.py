@@ -14,6 +14,7 @@ from tokenscale.api.v1alpha1 import API_VERSION, KIND, InferenceServiceSpec
 from tokenscale.domain import names
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
+from tokenscale.domain.placement import DEFAULT_PLACEMENT, GpuPlacement
 from tokenscale.domain.worker_config import worker_config
 from tokenscale_worker import contract
 
@@ -219,29 +220,56 @@ def _container(
     }
 
 
-def _pod_spec(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> Manifest:
+def _affinity(spec: InferenceServiceSpec, plan: Plan, placement: GpuPlacement) -> Manifest:
+    """The user's affinity with the GPU requirement added to every required node term: terms
+    are ORed, expressions within a term ANDed, so each term must also demand the GPU kind."""
+    affinity: dict[str, Any] = (
+        spec.resources.affinity.model_dump(by_alias=True, exclude_none=True)
+        if spec.resources.affinity
+        else {}
+    )
+    node = affinity.setdefault("nodeAffinity", {})
+    required = node.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    gpu = placement.requirement(plan.gpu)
+    required["nodeSelectorTerms"] = [
+        {**term, "matchExpressions": [*term.get("matchExpressions", []), gpu]} for term in terms
+    ]
+    return affinity
+
+
+def _tolerations(spec: InferenceServiceSpec, placement: GpuPlacement) -> list[Manifest]:
+    own = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.resources.tolerations]
+    return own + [t for t in placement.tolerations() if t not in own]
+
+
+def _pod_spec(
+    spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef, placement: GpuPlacement
+) -> Manifest:
     volumes, mounts = _volumes(spec, plan, ref)
-    node_selector = {**spec.resources.node_selector, names.GPU_NODE_LABEL: plan.gpu}
     pod: dict[str, Any] = {
         "containers": [_container(spec, plan, ref, mounts)],
         "volumes": volumes,
-        "nodeSelector": dict(sorted(node_selector.items())),
+        "affinity": _affinity(spec, plan, placement),
         "terminationGracePeriodSeconds": DRAIN_GRACE_SECONDS,
         "enableServiceLinks": False,
     }
-    if spec.resources.tolerations:
-        pod["tolerations"] = [
-            t.model_dump(by_alias=True, exclude_none=True) for t in spec.resources.tolerations
-        ]
-    if spec.resources.affinity:
-        pod["affinity"] = spec.resources.affinity
+    if spec.resources.node_selector:
+        pod["nodeSelector"] = dict(sorted(spec.resources.node_selector.items()))
+    tolerations = _tolerations(spec, placement)
+    if tolerations:
+        pod["tolerations"] = tolerations
     if spec.resources.priority_class_name:
         pod["priorityClassName"] = spec.resources.priority_class_name
     return pod
 
 
 def make_deployment(
-    ref: ServiceRef, spec: InferenceServiceSpec, plan: Plan, scrape_annotations: bool
+    ref: ServiceRef,
+    spec: InferenceServiceSpec,
+    plan: Plan,
+    scrape_annotations: bool,
+    placement: GpuPlacement = DEFAULT_PLACEMENT,
 ) -> Manifest:
     """The worker Deployment. `replicas` is deliberately absent: the replica count belongs to the
     scale subresource (the autoscaler), so re-applying the spec never resets it."""
@@ -262,7 +290,10 @@ def make_deployment(
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
-            "template": {"metadata": template_meta, "spec": _pod_spec(spec, plan, ref)},
+            "template": {
+                "metadata": template_meta,
+                "spec": _pod_spec(spec, plan, ref, placement),
+            },
         },
     }
 
@@ -277,7 +308,10 @@ def render_all(
     """Every child, in apply order (the ConfigMap first: pods mount it)."""
     children = [
         make_configmap(ref, concurrency_cap),
-        make_deployment(ref, spec, plan, scrape_annotations=not podmonitor_available),
+    placement: GpuPlacement = DEFAULT_PLACEMENT,
+        make_deployment(
+            ref, spec, plan, scrape_annotations=not podmonitor_available, placement=placement
+        ),
         make_service(ref),
         make_pdb(ref),
     ]

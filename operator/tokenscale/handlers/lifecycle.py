@@ -7,6 +7,7 @@ collector. Only the status subresource of the InferenceService is ever written.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -14,7 +15,7 @@ import kopf
 from tokenscale.adapters import metrics
 from tokenscale.adapters.kube import Kube
 from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION
-from tokenscale.domain import capacity, lifecycle, names, render, status
+from tokenscale.domain import capacity, lifecycle, names, placement, render, status
 from tokenscale.domain.names import ServiceRef
 from tokenscale.handlers import runtime
 
@@ -43,7 +44,8 @@ def reconcile(kube: Kube, body: kopf.Body | dict[str, Any]) -> None:
         return _report_unusable(kube, ref, old_status, conds, now, "Infeasible", result.reason)
     cap = lifecycle.concurrency_cap(spec, result, old_status)
     podmonitor = kube.has_resource("monitoring.coreos.com/v1", "PodMonitor")
-    for child in render.render_all(ref, spec, result, cap, podmonitor):
+    gpu_nodes = placement.from_env(os.environ)
+    for child in render.render_all(ref, spec, result, cap, podmonitor, gpu_nodes):
         kube.apply(child)
     deployment = kube.get_deployment(ref.namespace, names.deployment_name(ref))
     current = None if deployment is None else (deployment["spec"].get("replicas"))
