@@ -79,7 +79,7 @@ def test_cli_json_shape(tmp_path: Path) -> None:
         "rejected",
     }
     assert doc["results"] and all(set(r) == keys for r in doc["results"])
-    assert {r["policy"] for r in doc["results"]} == {"tokenscale", "static"}
+    assert {r["policy"] for r in doc["results"]} == {"tokenscale", "static", "lower bound"}
 
 
 def test_cli_bad_trace_is_a_clear_error(tmp_path: Path, capsys: object) -> None:

@@ -15,6 +15,7 @@ from tokenscale.domain.observation import Observation
 from tokenscale_worker.sim.engine import AdvanceResult, FinishedRequest, StepResult
 
 WINDOW_S = 60.0
+HISTORY_SAMPLES = 256
 
 
 class Recorder:
@@ -34,8 +35,10 @@ class Recorder:
             maxlen=max(1, round(window_s / tick_s))
         )
         self.window_s = window_s
-        # (time, requests in flight) every sample period, for short-window policies.
-        self.concurrency: deque[tuple[float, float]] = deque(maxlen=64)
+        # (time, requests in flight) every sample period, for the baselines' own windows: 256
+        # samples at 2 s keep 512 s, past the longest window a baseline reads (AIBrix APA's
+        # 180 s, its 300 s cooldown reads no samples).
+        self.concurrency: deque[tuple[float, float]] = deque(maxlen=HISTORY_SAMPLES)
 
     def _first(self, rid: int, t: float) -> None:
         v = t - self._arrival[rid]

@@ -9,6 +9,8 @@ from typing import Any
 
 from tokenscale.bench.runner import RunResult
 
+BOUND = "lower bound"
+
 COLUMNS = (
     ("policy", "{}"),
     ("config", "{}"),
@@ -21,6 +23,10 @@ COLUMNS = (
     ("scale ev.", "{}"),
     ("rejected", "{}"),
 )
+
+
+def _format(fmt: str, v: Any) -> str:
+    return "-" if isinstance(v, float) and v != v else fmt.format(v)  # NaN: not measured
 
 
 def _cells(r: RunResult) -> list[str]:
@@ -36,7 +42,7 @@ def _cells(r: RunResult) -> list[str]:
         r.scale_events,
         r.rejected,
     ]
-    return [fmt.format(v) for (_, fmt), v in zip(COLUMNS, values, strict=True)]
+    return [_format(fmt, v) for (_, fmt), v in zip(COLUMNS, values, strict=True)]
 
 
 def table(results: Sequence[RunResult]) -> str:
@@ -59,9 +65,10 @@ def write_json(path: str | Path, scenario: dict[str, Any], results: Sequence[Run
 
 def plotted(results: Sequence[RunResult]) -> list[RunResult]:
     """The runs worth a line: every tokenscale run, and per other policy the cheapest
-    configuration at >= 99% attainment (else its best attainment), oracle included."""
+    configuration at >= 99% attainment (else its best attainment); not the lower bound."""
     keep = [r for r in results if r.policy == "tokenscale"]
-    for policy in dict.fromkeys(r.policy for r in results if r.policy != "tokenscale"):
+    others = (r.policy for r in results if r.policy not in ("tokenscale", BOUND))
+    for policy in dict.fromkeys(others):
         runs = [r for r in results if r.policy == policy]
         good = [r for r in runs if r.slo_attainment >= 0.99]
         if good:
@@ -75,13 +82,18 @@ def plot(
     path: str | Path, title: str, arrival_per_min: Sequence[int], results: Sequence[RunResult]
 ) -> None:
     """Arrival rate, replicas per policy, TTFT p95 per minute and concurrency cap over time,
-    for the runs `plotted` picks."""
+    for the runs `plotted` picks; below, SLO attainment against GPU-hours for every run with
+    the lower bound's curve."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(4, 1, figsize=(11, 12), sharex=True)
+    fig = plt.figure(figsize=(11, 16))
+    grid = fig.add_gridspec(5, 1, height_ratios=[1, 1, 1, 1, 1.4])
+    ax = [fig.add_subplot(grid[0])]
+    ax += [fig.add_subplot(grid[i], sharex=ax[0]) for i in (1, 2, 3)]
+    _frontier(fig.add_subplot(grid[4]), results)
     minutes = list(range(len(arrival_per_min)))
     ax[0].plot(minutes, [c / 60 for c in arrival_per_min], color="black")
     ax[0].set_ylabel("arrivals (req/s)")
@@ -102,3 +114,20 @@ def plot(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _frontier(ax: Any, results: Sequence[RunResult]) -> None:
+    """Attainment vs GPU-hours: one marker per run, one line per policy, the bound's curve."""
+    for policy in dict.fromkeys(r.policy for r in results):
+        runs = sorted((r for r in results if r.policy == policy), key=lambda r: r.gpu_hours)
+        if policy == BOUND:
+            curve = runs[0].curve
+            ax.plot([g for _, g in curve], [a * 100 for _, a in curve], "k--", label=BOUND)
+            continue
+        gpu = [r.gpu_hours for r in runs]
+        ax.plot(gpu, [r.slo_attainment * 100 for r in runs], "o-", ms=4, lw=0.8, label=policy)
+    ax.axhline(99.0, color="grey", lw=0.6)
+    ax.set_ylim(90, 100.1)
+    ax.set_xlabel("GPU-hours")
+    ax.set_ylabel("SLO attainment (%)")
+    ax.legend(fontsize=7, ncol=3)

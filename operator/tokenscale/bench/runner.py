@@ -1,9 +1,11 @@
 """Replays a trace through a fleet under one policy in virtual time and scores the result.
 
-Events in time order: arrivals (routed at once), a concurrency sample every 2 s, and a policy
-tick every 15 s that advances every pod, reads an `Observation` over the last minute and applies
-the policy's replica count and concurrency cap. GPU time is counted over the trace's duration;
-requests still in flight at the end run to completion before scoring.
+Events in time order: arrivals (routed at once), a concurrency sample every 2 s, a metrics
+bucket closed every 15 s (the `Observation`'s minute is four of them), and a policy tick every
+15 s (or the policy's own period: Knative decides every 2 s) that advances every pod, reads an
+`Observation` over the last minute and applies the policy's replica count and concurrency cap.
+GPU time is counted over the trace's duration; requests still in flight at the end run to
+completion before scoring.
 """
 
 from __future__ import annotations
@@ -41,17 +43,23 @@ class RunResult:
     ready: list[int] = field(default_factory=list, repr=False)
     caps: list[int] = field(default_factory=list, repr=False)
     minute_ttft_p95: list[float] = field(default_factory=list, repr=False)
+    gave_up: bool = False
+    # The lower bound's (attainment, GPU-hours) curve, on its own row (suite.bound_row).
+    curve: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
     def row(self) -> dict[str, object]:
+        def num(v: float, digits: int) -> float | None:
+            return None if v != v else round(v, digits)  # NaN (not measured): null in JSON
+
         return {
             "policy": self.policy,
             "config": self.config,
-            "slo_attainment": round(self.slo_attainment, 5),
-            "gpu_hours": round(self.gpu_hours, 3),
-            "ttft_p50_s": round(self.ttft_p50_s, 4),
-            "ttft_p95_s": round(self.ttft_p95_s, 4),
-            "ttft_p99_s": round(self.ttft_p99_s, 4),
-            "itl_p95_s": round(self.itl_p95_s, 5),
+            "slo_attainment": num(self.slo_attainment, 5),
+            "gpu_hours": num(self.gpu_hours, 3),
+            "ttft_p50_s": num(self.ttft_p50_s, 4),
+            "ttft_p95_s": num(self.ttft_p95_s, 4),
+            "ttft_p99_s": num(self.ttft_p99_s, 4),
+            "itl_p95_s": num(self.itl_p95_s, 5),
             "scale_events": self.scale_events,
             "rejected": self.rejected,
         }
@@ -63,7 +71,11 @@ def simulate(
     policy: Policy,
     initial_replicas: int,
     progress: Progress | None = None,
+    give_up_below: float | None = None,
 ) -> RunResult:
+    """Replay `trace` under `policy`. With `give_up_below`, stop as soon as the requests already
+    missed make that attainment impossible (a search only needs to know it failed); the result
+    then has `gave_up` set and its attainment is an upper bound."""
     rec = Recorder(trace, scenario.tick_s)
     fleet = Fleet(
         scenario.profile,
@@ -79,19 +91,27 @@ def simulate(
     arrival = trace.arrival.tolist()
     end = max(trace.duration, scenario.tick_s)
     i, n_req, t = 0, len(arrival), 0.0
-    next_tick = 0.0
-    while t <= end:
+    next_tick = next_bucket = 0.0
+    period = policy.tick_s or scenario.tick_s
+    while t <= end or i < n_req:  # every request is replayed, also those after the last sample
         while i < n_req and arrival[i] < t:
             fleet.arrive(i, arrival[i])
             i += 1
         fleet.advance_all(t)
         running, waiting, _ = fleet.gauges(t)
         rec.concurrency.append((t, running + waiting))
+        if t >= next_bucket:
+            rec.close_bucket()
+            next_bucket += scenario.tick_s
         if t >= next_tick:
             _tick(t, scenario, policy, fleet, rec, series)
-            next_tick += scenario.tick_s
+            next_tick += period
             if progress is not None:
                 progress(t / end)
+            if give_up_below is not None and _misses(rec, scenario) > (1 - give_up_below) * n_req:
+                res = _score(trace, scenario, policy, fleet, rec, fleet.gpu_hours(end), series)
+                res.gave_up = True
+                return res
         t += scenario.sample_s
     gpu_hours = fleet.gpu_hours(end)
     _drain(fleet, t)
@@ -106,7 +126,6 @@ def _tick(
     rec: Recorder,
     series: dict[str, list[float]],
 ) -> None:
-    rec.close_bucket()
     active = fleet.active()
     ready = sum(1 for r in active if r.ready_at <= t)
     starting = tuple(r.started_at for r in active if r.ready_at > t)
@@ -121,6 +140,12 @@ def _tick(
     series["n"].append(replicas)
     series["ready"].append(ready)
     series["cap"].append(fleet.cap)
+
+
+def _misses(rec: Recorder, scenario: Scenario) -> int:
+    """Requests already known to miss: rejected, first token late, or finished too slow."""
+    missed = (rec.ttft > scenario.ttft_s) | (rec.itl > scenario.itl_s) | rec.rejected
+    return int(np.count_nonzero(missed))
 
 
 def _drain(fleet: Fleet, t: float) -> None:

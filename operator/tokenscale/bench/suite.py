@@ -1,5 +1,7 @@
-"""Builds the policy configurations for a run (baselines swept over their main threshold) and
-runs them, oracle included."""
+"""Builds the policy configurations for a run and runs them: tokenscale (batch tuning on, and
+off on request), peak provisioning, and every baseline at its release default (where it has a
+default threshold), its global setting and, where searched, its hindsight setting for this
+workload (`tuned.py`). The lower bound (`bound.py`) is computed beside them."""
 
 from __future__ import annotations
 
@@ -8,29 +10,56 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 
-from tokenscale.bench.oracle import Oracle, calibrate, minute_needs
-from tokenscale.bench.policies import Apa, HpaQueue, Kpa, Policy, Static, Tokenscale
+from tokenscale.bench import tuned
+from tokenscale.bench.baselines import FAMILIES
+from tokenscale.bench.bound import LowerBound, lower_bound
+from tokenscale.bench.policies import Policy, Static, Tokenscale
 from tokenscale.bench.runner import RunResult, simulate
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.traces import Trace
 
-ALL_POLICIES = ("tokenscale", "static", "hpa-queue", "kpa", "apa", "oracle")
-HPA_THRESHOLDS = (1.0, 5.0, 20.0)
-KPA_TARGETS = (8.0, 16.0, 32.0)
-APA_TARGETS = (8.0, 16.0, 32.0)
-ORACLE_HEADROOM = (1.0, 0.9, 0.8)
+ALL_POLICIES = ("tokenscale", "static", *FAMILIES)
 STATIC_SHARE = (1.0, 0.85)
 
 
-def policies(
-    scenario: Scenario, trace: Trace, names: Sequence[str], batch_off: bool
-) -> tuple[list[Policy], int]:
-    """Every configuration to run, and the warm replica count all of them start with."""
-    cal = calibrate(scenario, trace)
-    needs = {h: minute_needs(trace, cal, h) for h in ORACLE_HEADROOM}
-    initial = needs[1.0][0]
-    peak = max(needs[1.0])
+def workload_key(trace: Trace, scenario: Scenario) -> str:
+    return f"{trace.name}|{scenario.seed}"
+
+
+def _baselines(scenario: Scenario, key: str, names: Sequence[str], hindsight: bool) -> list[Policy]:
     lo, hi = scenario.min_replicas, scenario.max_replicas
+    out: list[Policy] = []
+    for name, fam in FAMILIES.items():
+        if name not in names:
+            continue
+        if fam.default is not None:
+            p = fam.make(fam.default, "vllm", lo, hi)
+            p.config += " (release default)"
+            out.append(p)
+        glob = tuned.GLOBAL.get(name)
+        if glob is not None:
+            p = fam.make(glob[0], glob[1], lo, hi)
+            p.config += " (global)"
+            out.append(p)
+        mine = tuned.HINDSIGHT.get((key, name)) if hindsight else None
+        if mine is not None:
+            p = fam.make(mine[0], mine[1], lo, hi)
+            p.config += " (hindsight)"
+            out.append(p)
+    return out
+
+
+def policies(
+    scenario: Scenario,
+    trace: Trace,
+    names: Sequence[str],
+    batch_off: bool,
+    hindsight: bool = False,
+) -> tuple[list[Policy], int, LowerBound]:
+    """Every configuration to run, the warm replica count all of them start with, the bound."""
+    bound = lower_bound(scenario, trace)
+    initial = bound.warm_start()
+    peak = max(bound.minute_needs())
     out: list[Policy] = []
     if "tokenscale" in names:
         out.append(Tokenscale(scenario))
@@ -38,15 +67,8 @@ def policies(
             out.append(Tokenscale(replace(scenario, batch_tuning=False)))
     if "static" in names:
         out += [Static(max(1, round(peak * s)), f"{s:.0%} of peak") for s in STATIC_SHARE]
-    if "hpa-queue" in names:
-        out += [HpaQueue(t, lo, hi) for t in HPA_THRESHOLDS]
-    if "kpa" in names:
-        out += [Kpa(t, lo, hi) for t in KPA_TARGETS]
-    if "apa" in names:
-        out += [Apa(t, lo, hi) for t in APA_TARGETS]
-    if "oracle" in names:
-        out += [Oracle(scenario, needs[h], cal.cap, h) for h in ORACLE_HEADROOM]
-    return out, initial
+    out += _baselines(scenario, workload_key(trace, scenario), names, hindsight)
+    return out, initial, bound
 
 
 class Bar:
@@ -80,14 +102,9 @@ class Bar:
             sys.stderr.write("\n")
 
 
-def run_suite(
-    scenario: Scenario,
-    trace: Trace,
-    names: Sequence[str] = ALL_POLICIES,
-    batch_off: bool = False,
-    progress: bool = True,
+def run_configs(
+    scenario: Scenario, trace: Trace, configs: Sequence[Policy], initial: int, progress: bool
 ) -> list[RunResult]:
-    configs, initial = policies(scenario, trace, names, batch_off)
     bar = Bar(len(configs), progress)
     results: list[RunResult] = []
     for p in configs:
@@ -105,3 +122,34 @@ def run_suite(
         bar.finished(label, time.monotonic() - started)
     bar.finish()
     return results
+
+
+BOUND_CURVE = (0.95, 0.97, 0.98, 0.985, 0.99, 0.9925, 0.995, 0.9975, 0.999)
+
+
+def bound_row(bound: LowerBound, attainment: float = 0.99) -> RunResult:
+    """The lower bound as a table row: GPU-hours at `attainment`, the curve for the plot."""
+    return RunResult(
+        "lower bound",
+        f"at {attainment:.1%}",
+        attainment,
+        bound.gpu_hours(attainment),
+        *([float("nan")] * 4),
+        0,
+        0,
+        curve=[(a, bound.gpu_hours(a)) for a in BOUND_CURVE],
+    )
+
+
+def run_suite(
+    scenario: Scenario,
+    trace: Trace,
+    names: Sequence[str] = ALL_POLICIES,
+    batch_off: bool = False,
+    progress: bool = True,
+    hindsight: bool = False,
+) -> list[RunResult]:
+    """Run every configuration; the last row is the lower bound at 99.0%. Hindsight settings
+    only with `hindsight` (the targets run them; the demo keeps to the global ones)."""
+    configs, initial, bound = policies(scenario, trace, names, batch_off, hindsight)
+    return [*run_configs(scenario, trace, configs, initial, progress), bound_row(bound)]

@@ -1,0 +1,200 @@
+"""A lower bound on GPU-hours at a given SLO attainment that no scaling policy in this simulator
+can beat, replacing the old oracle (a calibrated per-minute guess that policies did beat).
+
+Per minute m of the trace and replica count n, `served_m(n)` is the number of that minute's
+requests that meet the SLO when n warm, empty replicas (engine at vLLM's max_num_seqs, the cap
+that served most in every probe, docs/benchmarks.md) serve exactly that minute's arrivals, found
+by running the simulator. Every assumption favours the bound: replicas are warm (no cold start
+paid), empty (nothing carried in from the minute before), serve this minute alone (nothing
+arriving next minute competes), and a request that got its first token in time but is still
+running 30 s after the minute counts as met. Counts above the plateau (two more replicas serving
+no more) and below 20% served are filled in from their neighbours, which only raises
+`served`, so only lowers the bound.
+
+The bound at attainment A is then the linear-programming relaxation of
+    min sum_m n_m x minute_m   subject to   sum_m served_m(n_m) >= A x requests,  n_m >= 1
+solved exactly by removing replica-minutes from full service in order of fewest requests lost
+per replica-second along each minute's upper concave hull (fractional last step). The relaxation
+is below the integer optimum, which is below any policy: a policy whose GPU-hours come in under
+the bound at its own attainment is a bug in the bound (tests/bench/test_bound.py).
+
+Worked number: 60 minutes, 1500 requests each, 12 replicas serving every one and 11 serving
+1494: at A = 99%, 900 requests may miss; each minute's 12th replica saves 60 replica-seconds
+for 6 requests, so all 60 go (360 lost), and so on down the hull.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from tokenscale.bench.fleet import Fleet
+from tokenscale.bench.metrics import Recorder
+from tokenscale.bench.scenario import Scenario
+from tokenscale.bench.traces import Trace
+from tokenscale.domain.scaling_model import service_model
+
+MINUTE_S = 60.0
+GRACE_S = 30.0  # run each minute this long past its end; later first tokens are misses anyway
+LOW_SHARE = 0.2  # below this share served, stop searching down and repeat the value
+
+
+@dataclass(frozen=True)
+class MinuteCurve:
+    """served[k] = requests meeting the SLO with k + 1 replicas, concave-hulled later."""
+
+    length_s: float
+    count: int
+    served: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LowerBound:
+    curves: tuple[MinuteCurve, ...]
+    requests: int
+    gpus_per_replica: int
+
+    def replica_seconds(self, attainment: float) -> float:
+        """The LP relaxation's replica-seconds at `attainment`; inf when even full service
+        misses it."""
+        full = sum(c.served[-1] for c in self.curves)
+        budget = full - attainment * self.requests
+        if budget < -1e-9:
+            return math.inf
+        cost = sum(len(c.served) * c.length_s for c in self.curves)
+        for loss_per_s, saving_s in sorted(_segments(self.curves)):
+            if budget <= 0:
+                break
+            take = min(1.0, budget / (loss_per_s * saving_s)) if loss_per_s > 0 else 1.0
+            cost -= take * saving_s
+            budget -= take * loss_per_s * saving_s
+        return cost
+
+    def gpu_hours(self, attainment: float) -> float:
+        return self.replica_seconds(attainment) * self.gpus_per_replica / 3600.0
+
+    def minute_needs(self, attainment: float = 0.99) -> list[int]:
+        """Per minute, the fewest replicas serving `attainment` of its requests (static
+        provisioning sizes itself on the peak of these)."""
+        return [_fewest(c, attainment) for c in self.curves]
+
+    def warm_start(self, attainment: float = 0.99) -> int:
+        """Replicas for the first minute at `attainment`: every policy starts with this many."""
+        return _fewest(self.curves[0], attainment)
+
+
+def _fewest(c: MinuteCurve, attainment: float) -> int:
+    need = attainment * c.count
+    return next((k + 1 for k, s in enumerate(c.served) if s >= need), len(c.served))
+
+
+def _hull(served: tuple[int, ...]) -> list[tuple[int, float]]:
+    """Upper concave hull of (n, served(n)), n = 1..K, as vertices from n = K down."""
+    pts: list[tuple[int, float]] = [(k + 1, float(s)) for k, s in enumerate(served)]
+    hull: list[tuple[int, float]] = []
+    for p in pts:
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (y2 - y1) * (p[0] - x1) <= (p[1] - y1) * (x2 - x1):
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    return hull[::-1]
+
+
+def _segments(curves: tuple[MinuteCurve, ...]) -> list[tuple[float, float]]:
+    """(requests lost per replica-second, replica-seconds saved) of every hull segment."""
+    out: list[tuple[float, float]] = []
+    for c in curves:
+        hull = _hull(c.served)
+        for (n_hi, s_hi), (n_lo, s_lo) in itertools.pairwise(hull):
+            saving = (n_hi - n_lo) * c.length_s
+            out.append((max(0.0, s_hi - s_lo) / saving, saving))
+    return out
+
+
+def _minute(trace: Trace, lo: int, hi: int, start: float) -> Trace:
+    return Trace(
+        f"{trace.name} minute {start / MINUTE_S:.0f}",
+        trace.arrival[lo:hi] - start,
+        trace.prompt[lo:hi],
+        trace.output[lo:hi],
+    )
+
+
+def served(scenario: Scenario, sub: Trace, replicas: int, seed: int) -> int:
+    """Requests of `sub` meeting the SLO on `replicas` warm, empty replicas (optimistic for
+    requests still running GRACE_S after the minute)."""
+    rec = Recorder(sub, scenario.tick_s)
+    fleet = Fleet(
+        scenario.profile, sub, rec, scenario.cold_start_s, scenario.plan.gpus_per_replica, seed
+    )
+    fleet.set_cap(scenario.plan.max_num_seqs)
+    fleet.start(replicas, 0.0, warm=True)
+    for rid, t in enumerate(sub.arrival.tolist()):
+        fleet.arrive(rid, t)
+    fleet.advance_all(MINUTE_S + GRACE_S)
+    ttft, itl = rec.ttft, rec.itl
+    in_time = ttft <= scenario.ttft_s
+    done_ok = in_time & (np.nan_to_num(itl, nan=np.inf) <= scenario.itl_s)
+    running = in_time & np.isnan(itl)
+    return int(done_ok.sum() + running.sum())
+
+
+def _curve(scenario: Scenario, sub: Trace, length: float, guess: int, seed: int) -> MinuteCurve:
+    count, top = len(sub), scenario.max_replicas
+    if count == 0:
+        return MinuteCurve(length, 0, (0,))
+    got: dict[int, int] = {}
+    n = max(1, min(guess, top))
+    while True:  # up to the plateau
+        got[n] = served(scenario, sub, n, seed)
+        flat = n - 2 in got and got[n] <= got[n - 2]
+        if got[n] >= count or flat or n >= top:
+            break
+        n += 1
+    n = min(got) - 1
+    while n >= 1 and got[n + 1] >= LOW_SHARE * count:  # down until little is served
+        got[n] = served(scenario, sub, n, seed)
+        n -= 1
+    k = max(got)
+    values = [got.get(i, 0) for i in range(1, k + 1)]
+    low = min(got)
+    for i in range(low - 1):  # below the search: the lowest count searched (an overestimate)
+        values[i] = got[low]
+    return MinuteCurve(length, count, tuple(values))
+
+
+def lower_bound(scenario: Scenario, trace: Trace) -> LowerBound:
+    """Search every minute of `trace` (cached per scenario and trace)."""
+    # batch tuning does not change the bound (it runs at the engine's own max_num_seqs)
+    key = (replace(scenario, batch_tuning=True), trace.name, len(trace), float(trace.arrival.sum()))
+    if key not in _CACHE:
+        _CACHE[key] = _search(scenario, trace)
+    return _CACHE[key]
+
+
+_CACHE: dict[tuple[object, ...], LowerBound] = {}
+
+
+def _search(scenario: Scenario, trace: Trace) -> LowerBound:
+    spec, plan = scenario.spec(), scenario.plan
+    model = service_model(spec, plan, float(trace.prompt.mean()), float(trace.output.mean()))
+    per_replica = max(0.1, model.throughput(plan.max_num_seqs))
+    end = max(trace.duration, MINUTE_S)
+    minutes = math.ceil(end / MINUTE_S)
+    edges = np.searchsorted(trace.arrival, np.arange(minutes + 1) * MINUTE_S, side="left")
+    edges[-1] = len(trace)
+    curves = []
+    guess = 1
+    for m in range(minutes):
+        start = m * MINUTE_S
+        sub = _minute(trace, int(edges[m]), int(edges[m + 1]), start)
+        length = min(MINUTE_S, end - start)
+        guess = max(1, math.ceil(len(sub) / MINUTE_S / per_replica))
+        curves.append(_curve(scenario, sub, length, guess, scenario.seed * 1000 + m))
+    return LowerBound(tuple(curves), len(trace), plan.gpus_per_replica)

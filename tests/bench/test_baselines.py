@@ -1,0 +1,111 @@
+"""The baselines' arithmetic at their released defaults, moved forward numerically."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tokenscale.bench.baselines import FAMILIES, Apa, Hpa, Kpa
+from tokenscale.bench.metrics import Recorder
+from tokenscale.bench.runner import simulate
+from tokenscale.bench.scenario import Scenario
+from tokenscale.bench.search import at_attainment
+from tokenscale.bench.workload import default_workload
+from tokenscale.domain.observation import Observation
+
+SC = Scenario()
+TRACE = default_workload(7).scaled(1.0, duration=240, max_tokens=SC.max_model_len)
+
+
+def obs(current: int, ready: int, running: float = 0.0, waiting: float = 0.0) -> Observation:
+    return Observation(
+        running=running, waiting=waiting, ready_replicas=ready, current_replicas=current
+    )
+
+
+def rec_with(level: float, until: float) -> Recorder:
+    rec = Recorder(TRACE, SC.tick_s)
+    t = 0.0
+    while t <= until:
+        rec.concurrency.append((t, level))
+        t += SC.sample_s
+    return rec
+
+
+def test_hpa_divides_by_status_replicas_not_ready_pods() -> None:
+    # 4 pods (2 still starting), 30 waiting at target 5: usage ratio 30 / (5 x 4) = 1.5, outside
+    # the 10% tolerance -> ceil(30 / 5) = 6. Dividing by the 2 ready pods would read 3.0.
+    hpa = Hpa(5.0, waiting_only=True)
+    assert hpa.decide(60.0, obs(4, 2, waiting=30.0), rec_with(0, 0))[0] == 6
+    # 21 waiting: ratio 1.05, inside the tolerance: keep 4
+    assert Hpa(5.0, waiting_only=True).decide(60.0, obs(4, 2, waiting=21.0), rec_with(0, 0))[0] == 4
+
+
+def test_hpa_on_running_plus_waiting_and_its_300_s_stabilization() -> None:
+    hpa = Hpa(40.0)
+    assert hpa.decide(60.0, obs(4, 4, running=300.0, waiting=20.0), rec_with(0, 0))[0] == 8
+    # load halves: the recommendation of 4 waits out the 300 s window behind the 8
+    assert hpa.decide(75.0, obs(8, 8, running=160.0), rec_with(0, 0))[0] == 8
+    assert hpa.decide(345.0, obs(8, 8, running=160.0), rec_with(0, 0))[0] == 8
+    assert hpa.decide(375.0, obs(8, 8, running=160.0), rec_with(0, 0))[0] == 4
+
+
+def test_kpa_release_defaults_and_panic() -> None:
+    kpa = Kpa()
+    assert (kpa.target, kpa.utilization, kpa.stable_s, kpa.panic_s) == (100.0, 0.7, 60.0, 6.0)
+    # 420 in flight at 70 per pod: 6 pods
+    assert kpa.decide(120.0, obs(2, 6), rec_with(420.0, 120.0))[0] == 6
+    # 2 ready pods and 6 needed: 3x, past the 200% panic threshold; panic holds the peak
+    panic = Kpa()
+    assert panic.decide(120.0, obs(2, 2), rec_with(420.0, 120.0))[0] == 6
+    assert panic.decide(122.0, obs(6, 6), rec_with(70.0, 122.0))[0] == 6
+    assert panic.panic_since == 120.0
+
+
+def test_kpa_2s_variant_decides_every_2_s() -> None:
+    fast = simulate(TRACE, SC, Kpa(24.0, tick=2.0), 2)
+    slow = simulate(TRACE, SC, Kpa(24.0), 2)
+    def mean_gap(times: list[float]) -> float:
+        return (times[-1] - times[0]) / (len(times) - 1)
+
+    # ticks fall on the 2 s sample grid: 15 s apart on average (16, 14, 16, ...)
+    assert mean_gap(fast.times) == pytest.approx(2.0)
+    assert mean_gap(slow.times) == pytest.approx(15.0, abs=0.5)
+    assert (fast.policy, slow.policy) == ("kpa-2s", "kpa")
+
+
+def test_apa_current_release_cools_down_and_2024_does_not() -> None:
+    low = rec_with(20.0, 400.0)  # 20 in flight over 8 pods: 2.5 per pod at target 10
+    current = Apa(10.0, "current", last_change=200.0)
+    assert current.decide(400.0, obs(8, 8), low)[0] == 8  # within 300 s of the last change
+    assert current.decide(501.0, obs(8, 8), low)[0] == 4  # at most /2 per decision
+    old = Apa(10.0, "2024", last_change=200.0)
+    assert old.decide(400.0, obs(8, 8), low)[0] == 4
+    # 2024's down tolerance is 0.2: 8.5 per pod at target 10 (ratio 0.85) holds there, not now
+    mid = rec_with(68.0, 400.0)
+    assert Apa(10.0, "2024").decide(400.0, obs(8, 8), mid)[0] == 8
+    assert Apa(10.0, "current").decide(400.0, obs(8, 8), mid)[0] == 7
+
+
+def test_history_covers_the_longest_window() -> None:
+    rec = Recorder(TRACE, SC.tick_s)
+    longest = max(Apa(10.0).window_s, Kpa().stable_s)
+    assert rec.concurrency.maxlen is not None
+    assert rec.concurrency.maxlen * SC.sample_s > longest
+
+
+def test_every_family_offers_both_cap_options() -> None:
+    for fam in FAMILIES.values():
+        for cap in ("rendered", "vllm"):
+            p = fam.make(fam.search[0], cap, 1, 40)
+            assert p.initial_cap(SC) == (
+                SC.plan.max_concurrency if cap == "rendered" else SC.plan.max_num_seqs
+            )
+
+
+def test_gpu_hours_at_99_interpolate_between_the_bracketing_runs() -> None:
+    # 99.4% at 12 GPU-h and 98.4% at 10: 99.0% lies 60% of the way -> 11.2
+    points = [(0.999, 15.0), (0.994, 12.0), (0.984, 10.0), (0.90, 8.0)]
+    assert at_attainment(points) == pytest.approx(11.2)
+    assert math.isinf(at_attainment([(0.98, 10.0)]))
