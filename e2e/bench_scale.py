@@ -9,8 +9,10 @@ gauge, cross-checked against Prometheus's own count of query requests), tick dur
 tokenscale_autoscale_tick_duration_seconds over the stage's ticks) and the operator's VmRSS.
 Then a cold start: the operator is stopped, every service's spec changes (a new generation),
 and a fresh operator process must reconcile them all (status.observedGeneration current and
-Planned=True). Targets: queries per tick constant, a tick under 2 s, RSS under 250 MB,
-cold reconcile of every service under 60 s.
+Planned=True). Invariants (checked by the e2e test too): queries per tick constant and equal to
+Prometheus's own count. Targets (this command's exit code and report; not the test's, since a
+loaded machine misses them): a tick under 2 s, RSS under 250 MB, cold reconcile of every service
+under 60 s.
 """
 
 from __future__ import annotations
@@ -65,10 +67,29 @@ class Result:
     command: str = "python -m e2e.bench_scale"
 
     def failures(self) -> list[str]:
+        """Everything the benchmark checks: the invariants and the speed targets."""
+        return self.invariant_failures() + self.target_misses()
+
+    def invariant_failures(self) -> list[str]:
+        """What holds on any machine, however loaded: a constant number of queries per tick,
+        and the operator's own count agreeing with Prometheus's count of the queries it answered
+        (to within one tick's queries: a tick may be under way when either side is read)."""
         out = []
         counts = {s.queries_per_tick for s in self.stages}
         if len(counts) != 1:
             out.append(f"queries per tick changed with the service count: {sorted(counts)}")
+        for s in self.stages:
+            slack = s.queries_per_tick / max(1, s.ticks) + 0.01
+            if abs(s.prometheus_queries_per_tick - s.queries_per_tick) > slack:
+                out.append(
+                    f"{s.services} services: the operator counts {s.queries_per_tick} queries "
+                    f"per tick, Prometheus answered {s.prometheus_queries_per_tick}"
+                )
+        return out
+
+    def target_misses(self) -> list[str]:
+        """Speed and memory targets: figures of this machine at this moment, for the report."""
+        out = []
         for s in self.stages:
             if s.tick_max_bucket_s > TARGETS["tick_s"]:
                 out.append(f"{s.services} services: a tick took up to {s.tick_max_bucket_s} s")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import urllib3
+
 from e2e.fleet.cluster import ClusterView
 from e2e.fleet.lifetime import die_with_parent
 from e2e.fleet.loadgen import RequestRecord, percentile
@@ -131,6 +133,11 @@ class FleetProcess:
 
         return wait_for(f"front of {svc} with {backends} backends", probe, timeout=timeout)
 
+    def backends(self, svc: str) -> int:
+        """Workers the service's front sends requests to (ready, not draining)."""
+        front = self.state().get("fronts", {}).get(f"{self.namespace}/{svc}") or {}
+        return len(front.get("backends") or [])
+
     def workers(self, svc: str) -> int:
         return sum(1 for w in self.state().get("workers", {}).values() if w["service"] == svc)
 
@@ -185,6 +192,13 @@ class Service:
         status: dict[str, Any] = self.get().get("status") or {}
         return status
 
+    def patch_status(self, status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource (as the operator's own memory would read)."""
+        self.cluster.kubectl(
+            "patch", "inferenceservice", self.name, "-n", self.namespace,
+            "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}),
+        )  # fmt: skip
+
     def condition(self, type_: str, status: dict[str, Any] | None = None) -> dict[str, Any]:
         status = self.status() if status is None else status
         for cond in status.get("conditions") or []:
@@ -220,6 +234,15 @@ class Service:
         ]
 
 
+# Read errors a loaded API server gives now and then: socket errors, urllib3's, and the HTTP
+# status errors ClusterView raises as RuntimeError. Anything else stops the timeline loudly.
+TRANSIENT = (OSError, RuntimeError, urllib3.exceptions.HTTPError)
+
+# The longest gap allowed between two timeline samples: one autoscaling tick (5 s), so no replica
+# change a tick makes can fall between samples unseen.
+TICK_GAP_S = 5.0
+
+
 @dataclass
 class Sample:
     at: float
@@ -241,6 +264,13 @@ class Timeline:
     samples: list[Sample] = field(default_factory=list)
     # Every decision status.lastDecisions showed while sampling (it keeps only the last 10).
     decisions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # Every (time, replicas) recommendation status.autoscaler showed (its stabilization window).
+    recommendations: set[tuple[float, int]] = field(default_factory=set)
+    # Transient read errors (connection reset under load): counted, and visible as gaps.
+    errors: list[str] = field(default_factory=list)
+    # A sampling failure that is no transient error (the service is gone, a bug in a reader):
+    # raised by every reader below, so no assertion runs on a timeline that stopped.
+    fatal: BaseException | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -253,8 +283,11 @@ class Timeline:
         while not self._stop.is_set():
             try:
                 self.samples.append(self._sample())
-            except (AssertionError, RuntimeError, OSError):
-                pass  # a transient API error; the next sample will do
+            except TRANSIENT as err:  # refused/reset/timeout, HTTP 429/5xx: the next sample will do
+                self.errors.append(f"{time.time():.1f}: {err!r}")
+            except BaseException as err:  # handed to the test thread by every reader: not swallowed
+                self.fatal = err
+                return
             self._stop.wait(self.every)
 
     def _sample(self) -> Sample:
@@ -262,6 +295,8 @@ class Timeline:
         status = obj.get("status") or {}
         for d in status.get("lastDecisions") or []:
             self.decisions.setdefault((d["time"], d["reason"]), d)
+        for t, r in (status.get("autoscaler") or {}).get("recommendations") or []:
+            self.recommendations.add((float(t), int(r)))
         return Sample(
             at=time.time(),
             replicas=int((dep.get("spec") or {}).get("replicas") or 0),
@@ -276,13 +311,34 @@ class Timeline:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+        self._raise_fatal()
         return self.samples
 
+    def _raise_fatal(self) -> None:
+        if self.fatal is not None:
+            raise AssertionError(f"the timeline stopped sampling: {self.fatal!r}") from self.fatal
+
     def history(self) -> list[dict[str, Any]]:
+        self._raise_fatal()
         return [self.decisions[k] for k in sorted(self.decisions)]
 
     def since(self, t: float) -> list[Sample]:
+        self._raise_fatal()
         return [s for s in list(self.samples) if s.at >= t]
+
+    def between(self, start: float, end: float, max_gap: float = TICK_GAP_S) -> list[Sample]:
+        """The samples of [start, end], checked to cover it: one within `max_gap` of each end and
+        no gap between two longer than `max_gap`, so a change cannot hide between samples and an
+        `all(...)` over them is never an `all` over nothing."""
+        got = [s for s in self.since(start) if s.at <= end]
+        assert got, f"no sample in [{start:.1f}, {end:.1f}]; read errors: {self.errors[-3:]}"
+        edges = [start, *(s.at for s in got), end]
+        gaps = [b - a for a, b in itertools.pairwise(edges)]
+        assert max(gaps) <= max_gap, (
+            f"sampling gap of {max(gaps):.1f} s > {max_gap} s in [{start:.1f}, {end:.1f}]; "
+            f"read errors: {self.errors[-3:]}"
+        )
+        return got
 
     def first(self, t: float, pred: Any) -> Sample | None:
         return next((s for s in self.since(t) if pred(s)), None)

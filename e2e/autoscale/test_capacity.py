@@ -100,7 +100,7 @@ def test_more_demand_than_gpus_is_capacity_limited(l40s_node: str, scenario: Sce
         assert not pending, f"pods left Pending: {pending}"
         assert svc.replicas() == schedulable
         time.sleep(1)
-    assert max(s.replicas for s in timeline.since(started)) <= schedulable
+    assert max(s.replicas for s in timeline.between(started, settle_until)) <= schedulable
     load.stop()
     record_result(
         "capacity_limited",

@@ -62,7 +62,7 @@ def test_itl_pressure_lowers_the_cap_before_adding_replicas(scenario: Scenario) 
 
     lowered = wait_for("the cap to come down", cap_down, timeout=120, every=1)
     assert lowered.cap is not None
-    before = [s for s in timeline.since(started) if s.at <= lowered.at]
+    before = timeline.between(started, lowered.at)
     assert all(s.replicas == 1 for s in before), "replicas went up before the cap came down"
     cut = next(d for d in timeline.history() if d["concurrencyCap"] == lowered.cap)
     assert "ITL" in cut["reason"], cut

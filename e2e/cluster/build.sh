@@ -66,31 +66,32 @@ if ! flock -n 9; then
   echo "build.sh: another build holds $CACHE_DIR/build.lock; waiting for it"
   flock 9
 fi
-# Children run with descriptor 9 closed (see run_progress and the go() wrapper below): only this
-# process holds the lock, so it is released the moment this process ends, however it ends.
-# On an interrupt the go builds in flight are stopped too: no orphan keeps building.
+# Every go command runs through run_progress: in the background, in a process group of its own,
+# with descriptor 9 closed. So only this process holds the lock (it is released the moment this
+# process ends, however it ends: a SIGKILL included), this process stays interruptible while a
+# build runs (bash defers traps until a foreground command ends), and an interrupt stops the
+# whole go process tree in flight: no orphan keeps building.
 stop_children() {
-  local pids
-  pids="$(jobs -p)"
-  [[ -n "$pids" ]] && kill $pids 2>/dev/null
-  pkill -TERM -P $$ 2>/dev/null || true
+  local pid
+  for pid in $(jobs -p); do
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
 }
 trap 'stop_children; exit 130' INT
 trap 'stop_children; exit 143' TERM HUP
-go() { command go "$@" 9>&-; }
 
 START_ALL=$SECONDS
-log() { printf '[build %4ds] %s\n' "$((SECONDS - START_ALL))" "$*"; }
+log() { printf '[build %4ds] %s\n' "$((SECONDS - START_ALL))" "$*" >&2; }
 
 # run_progress LABEL CMD...: run CMD, printing elapsed seconds every 30 s until it finishes.
 run_progress() {
   local label=$1; shift
   local t0=$SECONDS
-  "$@" 9>&- &
+  setsid "$@" 9>&- &
   local pid=$!
   local next=$((t0 + 30))
   while kill -0 "$pid" 2>/dev/null; do
-    sleep 2
+    sleep 1 9>&-
     if (( SECONDS >= next )) && kill -0 "$pid" 2>/dev/null; then
       log "$label: still building, $((SECONDS - t0)) s elapsed"
       next=$((next + 30))
@@ -148,10 +149,10 @@ build_kwok() {
   new_module "$mod" kwok
   tmp="$mod/out"
   mkdir -p "$tmp"
-  (cd "$mod" && go get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION")
+  run_progress "kwok: go get" go -C "$mod" get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
   local ld="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBE_VERSION"
-  (cd "$mod" && run_progress "kwok, kwokctl" go build -trimpath -ldflags "$ld" -o "$tmp/" \
-    sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl)
+  run_progress "kwok, kwokctl" go -C "$mod" build -trimpath -ldflags "$ld" -o "$tmp/" \
+    sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
   mkdir -p "$out" "$outctl"
   mv "$tmp/kwok" "$out/kwok"
   mv "$tmp/kwokctl" "$outctl/kwokctl"
@@ -164,10 +165,10 @@ build_etcd() {
   log "etcd $ETCD_VERSION: building"
   local mod="$SRC_ROOT/etcd-$ETCD_VERSION"
   new_module "$mod" etcd
-  (cd "$mod" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
+  run_progress "etcd: go get" go -C "$mod" get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
   mkdir -p "$mod/out"
-  (cd "$mod" && run_progress etcd go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_VERSION}" \
-    -o "$mod/out/etcd" go.etcd.io/etcd/server/v3)
+  run_progress etcd go -C "$mod" build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=${ETCD_VERSION}" \
+    -o "$mod/out/etcd" go.etcd.io/etcd/server/v3
   mkdir -p "$out"
   mv "$mod/out/etcd" "$out/etcd"
 }
@@ -179,11 +180,11 @@ build_helm() {
   log "helm $HELM_VERSION: building"
   local mod="$SRC_ROOT/helm-$HELM_VERSION"
   new_module "$mod" helm
-  (cd "$mod" && go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
+  run_progress "helm: go get" go -C "$mod" get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   mkdir -p "$mod/out"
-  (cd "$mod" && run_progress helm go build -trimpath \
+  run_progress helm go -C "$mod" build -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-    -o "$mod/out/helm" helm.sh/helm/v3/cmd/helm)
+    -o "$mod/out/helm" helm.sh/helm/v3/cmd/helm
   mkdir -p "$out"
   mv "$mod/out/helm" "$out/helm"
 }
@@ -200,22 +201,23 @@ build_kube() {
   new_module "$mod" kubernetes
   local staging_version="v0.${KUBE_VERSION#v1.}"   # v1.37.2 -> v0.37.2
   local gomod
-  gomod=$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  run_progress "kubernetes: go mod download" go -C "$mod" mod download -json "k8s.io/kubernetes@$KUBE_VERSION" >"$mod/download.json"
+  gomod=$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' "$mod/download.json")
   # k8s.io/kubernetes requires its staging modules at v0.0.0 (replaced by ./staging in its own repo):
   # point each one at the matching published release.
   local staging
   staging=$(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u)
   local edits=(-require="k8s.io/kubernetes@$KUBE_VERSION")
   for m in $staging; do edits+=(-replace="$m=$m@$staging_version"); done
-  (cd "$mod" && go mod edit "${edits[@]}")
+  run_progress "kubernetes: go mod edit" go -C "$mod" mod edit "${edits[@]}"
   log "kubernetes: $(wc -w <<<"$staging") staging modules replaced with $staging_version"
   local pkgs=()
   for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   local getpkgs=()
   for p in "${pkgs[@]}"; do getpkgs+=("$p@$KUBE_VERSION"); done
-  (cd "$mod" && go get "${getpkgs[@]}")
+  run_progress "kubernetes: go get" go -C "$mod" get "${getpkgs[@]}"
   local ver=${KUBE_VERSION#v} commit
-  commit=$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p' | head -1)
+  commit=$(sed -n 's/.*"Hash": "\([0-9a-f]*\)".*/\1/p' "$mod/download.json" | head -1)
   local ld="-s -w" pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=${ver%%.*} -X $pkg.gitMinor=$(cut -d. -f2 <<<"$ver")"
@@ -223,8 +225,8 @@ build_kube() {
     [[ -n "$commit" ]] && ld+=" -X $pkg.gitCommit=$commit"
   done
   mkdir -p "$mod/out"
-  (cd "$mod" && run_progress "kubernetes (${missing[*]})" go build -trimpath -tags selinux,notest -ldflags "$ld" \
-    -o "$mod/out/" "${pkgs[@]}")
+  run_progress "kubernetes (${missing[*]})" go -C "$mod" build -trimpath -tags selinux,notest -ldflags "$ld" \
+    -o "$mod/out/" "${pkgs[@]}"
   for c in "${missing[@]}"; do
     mkdir -p "$BIN_ROOT/$c-$KUBE_VERSION"
     mv "$mod/out/$c" "$(bin_path "$c" "$KUBE_VERSION")"
