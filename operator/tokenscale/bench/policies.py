@@ -13,6 +13,7 @@ from tokenscale.bench.metrics import Recorder
 from tokenscale.bench.scenario import Scenario
 from tokenscale.domain.observation import Observation, ScalerState
 from tokenscale.domain.scaling import decide
+from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants
 
 # "rendered": the static cap the lifecycle handler renders (plan.max_concurrency);
 # "vllm": no gateway cap below the engine's own max_num_seqs.
@@ -45,18 +46,21 @@ class Policy:
 class Tokenscale(Policy):
     name = "tokenscale"
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, constants: ScalingConstants = CONSTANTS) -> None:
         self.spec = scenario.spec()
         self.plan = scenario.plan
         self.state = ScalerState()
+        self.constants = constants
         self.config = "defaults" if scenario.batch_tuning else "batch tuning off"
+        if constants != CONSTANTS:  # the benchmark's utilization sweep
+            self.config = f"utilization target {constants.target_utilization:g}"
         self.reasons: list[tuple[float, str]] = []
 
     def initial_cap(self, scenario: Scenario) -> int:
         return self.plan.max_concurrency
 
     def decide(self, now: float, obs: Observation, rec: Recorder) -> tuple[int, int | None]:
-        d = decide(self.spec, self.plan, obs, self.state, now)
+        d = decide(self.spec, self.plan, obs, self.state, now, self.constants)
         self.state = d.state
         if d.replicas != d.previous_replicas:
             self.reasons.append((now, d.reason))

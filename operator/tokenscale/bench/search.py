@@ -3,8 +3,10 @@ configuration at >= 99% SLO attainment (the strongest that baseline can be on th
 and the global setting: the cheapest reaching 99% on every training workload.
 
 A larger threshold means fewer replicas, so the search bisects the threshold in log space for the
-largest one that still reaches the objective, for each cap option; runs that already missed too
-many requests stop early. Every run is kept: the sweep also gives the GPU-hours at exactly 99.0%
+largest one that still reaches the objective; runs that already missed too many requests stop
+early. The search runs at vLLM's own cap: the baselines' per-replica concurrency at any
+threshold that reaches 99% stays far under the rendered cap (120 on the standard scenario), so
+that cap never binds and gives the same runs (`search(..., caps=CAP_OPTIONS)` checks it). Every run is kept: the sweep also gives the GPU-hours at exactly 99.0%
 by linear interpolation between the two runs that bracket it (`at_attainment`).
 """
 
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from tokenscale.bench.baselines import FAMILIES, Family
-from tokenscale.bench.policies import CAP_OPTIONS
+from tokenscale.bench.baselines import Family
+from tokenscale.bench.policies import CAP_OPTIONS, Tokenscale
 from tokenscale.bench.runner import RunResult, simulate
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.traces import Trace
+from tokenscale.domain.scaling_constants import CONSTANTS
 
 OBJECTIVE = 0.99
 STEPS = 3  # bisections after the two ends: a 4x range ends within a factor of 1.19
@@ -116,5 +119,16 @@ def global_setting(per_workload: Sequence[Searched]) -> tuple[float, str] | None
     return max(options, default=None)
 
 
-def family_names() -> list[str]:
-    return list(FAMILIES)
+UTILIZATION_SWEEP = (0.7, 0.8, 0.9, 1.0)
+
+
+def sweep_tokenscale(
+    scenario: Scenario, trace: Trace, initial: int, targets: Sequence[float] = UTILIZATION_SWEEP
+) -> list[tuple[float, RunResult]]:
+    """tokenscale at several utilization targets (its own threshold), for its GPU-hours at
+    exactly 99.0% by `at_attainment`, as the baselines get theirs."""
+    out = []
+    for u in targets:
+        policy = Tokenscale(scenario, replace(CONSTANTS, target_utilization=u))
+        out.append((u, simulate(trace, scenario, policy, initial)))
+    return out

@@ -30,26 +30,10 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.scaling_cap import CapChoice, cap_bounds, choose_cap, static_cap
+from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants
 from tokenscale.domain.scaling_model import ServiceModel, service_model
 
 __all__ = ["Decision", "Observation", "ScalerState", "decide"]
-
-TARGET_UTILIZATION = 0.8
-TOLERANCE = 0.1
-PANIC_THRESHOLD = 2.0
-BURST_HOLD_S = 60.0
-STALE_AFTER_S = 60.0
-MIN_SCALE_UP_STEP = 4
-FACTOR_ALPHA = 0.3  # EWMA weight of a new service-time observation
-FACTOR_RANGE = (0.5, 4.0)
-MAX_TTFT_BOOST = 2.0
-# The fleet's hard throughput (every slot of the cap busy) stays 1.5x the arrival rate.
-BURST_MARGIN = 1.5
-# A past recommendation more than 20% (twice the tolerance band) above the present need is a
-# passed burst, not noise: it holds for coldStartSeconds, not the whole stabilization window.
-PASSED_BURST = 1.2
-# Learn the model corrections only when nothing changed within one metrics window.
-METRICS_WINDOW_S = 60.0
 
 
 def decide(
@@ -58,25 +42,27 @@ def decide(
     observation: Observation,
     state: ScalerState,
     now: float,
+    constants: ScalingConstants = CONSTANTS,
 ) -> Decision:
-    """One autoscaling decision for one service at time `now`."""
-    obs, scaling = observation, spec.scaling
+    """One autoscaling decision for one service at time `now`; `constants` is only ever
+    changed by the benchmark's sweeps (scaling_constants.py says where each value came from)."""
+    obs, scaling, c = observation, spec.scaling, constants
     current = obs.replicas_now()
     if scaling.mode == "off":
         return _off(spec, plan, obs, state, current)
-    missing = _missing_metrics(obs, now)
+    missing = _missing_metrics(obs, now, c)
     if missing:
         return _hold(spec, plan, obs, state, current, now, missing)
     model = service_model(spec, plan, obs.prompt_tokens, obs.output_tokens)
-    if _steady(spec, obs, state, now):
-        state = _learn(state, obs, model)
-    cap = choose_cap(spec, plan, obs, state, now)
-    need, driver = _need(spec, obs, model, state, cap.cap)
+    if _steady(spec, obs, state, now, c):
+        state = _learn(state, obs, model, c)
+    cap = choose_cap(spec, plan, obs, state, now, c)
+    need, driver = _need(spec, obs, model, state, cap.cap, c)
     burst_until = state.burst_until if state.burst_until and state.burst_until > now else None
-    if need >= PANIC_THRESHOLD * max(1, obs.ready_replicas or 0) and need > current:
-        burst_until = now + BURST_HOLD_S
-    target, recs, hold_note = _stabilize(spec, state, current, need, burst_until, now)
-    limited, limit_note = _rate_limit(spec, current, target)
+    if need >= c.panic_threshold * max(1, obs.ready_replicas or 0) and need > current:
+        burst_until = now + c.burst_hold_s
+    target, recs, hold_note = _stabilize(spec, state, current, need, burst_until, now, c)
+    limited, limit_note = _rate_limit(spec, current, target, c)
     final, short = _capacity(obs, limited)
     new_state = replace(
         state,
@@ -108,16 +94,24 @@ def decide(
 # ---- the need --------------------------------------------------------------------------------
 
 
-def _steady(spec: InferenceServiceSpec, obs: Observation, state: ScalerState, now: float) -> bool:
+def _steady(
+    spec: InferenceServiceSpec,
+    obs: Observation,
+    state: ScalerState,
+    now: float,
+    c: ScalingConstants = CONSTANTS,
+) -> bool:
     """True when the last metrics window saw one fleet: no replica starting, no scale event.
     A window that spans an overload waiting for new replicas reads a p99 ITL 1.9x the model's
     mean instead of 1.6x; learning from it would size the next minutes for the overload."""
     if _coming(spec, obs) > 0:
         return False
-    return state.last_scale_at is None or now - state.last_scale_at >= METRICS_WINDOW_S
+    return state.last_scale_at is None or now - state.last_scale_at >= c.metrics_window_s
 
 
-def _learn(state: ScalerState, obs: Observation, model: ServiceModel) -> ScalerState:
+def _learn(
+    state: ScalerState, obs: Observation, model: ServiceModel, c: ScalingConstants = CONSTANTS
+) -> ScalerState:
     """EWMA of observed over modeled service time and ITL. Little's law on the engines: 120
     running at 20 req/s -> 6.0 s per request; the model says 5.0 s at that batch -> ratio 1.2.
     ITL p99 47 ms where the model's mean is 31 ms -> ITL factor 1.5."""
@@ -125,30 +119,35 @@ def _learn(state: ScalerState, obs: Observation, model: ServiceModel) -> ScalerS
     if rate < 0.05 or running < 1.0 or ready < 1:
         return state
     batch, per_rate = running / ready, rate / ready
-    s_ratio = _clip((running / rate) / max(1e-6, model.service_s(batch, per_rate)))
-    service = (1 - FACTOR_ALPHA) * state.service_factor + FACTOR_ALPHA * s_ratio
+    s_ratio = _clip((running / rate) / max(1e-6, model.service_s(batch, per_rate)), c)
+    service = (1 - c.factor_alpha) * state.service_factor + c.factor_alpha * s_ratio
     itl_factor = state.itl_factor
     if obs.itl_s is not None:
-        i_ratio = _clip(obs.itl_s / max(1e-6, model.itl(batch, per_rate)))
-        itl_factor = (1 - FACTOR_ALPHA) * itl_factor + FACTOR_ALPHA * i_ratio
+        i_ratio = _clip(obs.itl_s / max(1e-6, model.itl(batch, per_rate)), c)
+        itl_factor = (1 - c.factor_alpha) * itl_factor + c.factor_alpha * i_ratio
     return replace(state, service_factor=service, itl_factor=itl_factor)
 
 
-def _clip(ratio: float) -> float:
-    low, high = FACTOR_RANGE
+def _clip(ratio: float, c: ScalingConstants = CONSTANTS) -> float:
+    low, high = c.factor_range
     return min(high, max(low, ratio))
 
 
 def _need(
-    spec: InferenceServiceSpec, obs: Observation, model: ServiceModel, state: ScalerState, cap: int
+    spec: InferenceServiceSpec,
+    obs: Observation,
+    model: ServiceModel,
+    state: ScalerState,
+    cap: int,
+    c: ScalingConstants = CONSTANTS,
 ) -> tuple[float, str]:
     """Replicas the load needs (a float) and the phrase naming what drove it."""
-    need, driver = _rate_need(spec, obs, model, state, cap)
+    need, driver = _rate_need(spec, obs, model, state, cap, c)
     in_system = (obs.running or 0.0) + (obs.waiting or 0.0)
-    by_conc = in_system / (cap * TARGET_UTILIZATION)
+    by_conc = in_system / (cap * c.target_utilization)
     if by_conc > need:
         need, driver = by_conc, f"{in_system:.0f} in flight at cap {cap}"
-    boost = _ttft_boost(spec, obs)
+    boost = _ttft_boost(spec, obs, c)
     if boost > need:
         ttft, slo = obs.ttft_s or 0.0, spec.slo.ttft_seconds
         pct = f"p{spec.slo.percentile:g}"
@@ -158,7 +157,12 @@ def _need(
 
 
 def _rate_need(
-    spec: InferenceServiceSpec, obs: Observation, model: ServiceModel, state: ScalerState, cap: int
+    spec: InferenceServiceSpec,
+    obs: Observation,
+    model: ServiceModel,
+    state: ScalerState,
+    cap: int,
+    c: ScalingConstants = CONSTANTS,
 ) -> tuple[float, str]:
     """The arrival rate over the ITL-feasible throughput at 80% utilization, or over the hard
     throughput with the burst margin, whichever needs more replicas."""
@@ -169,18 +173,23 @@ def _rate_need(
     itl_target = spec.slo.itl_seconds / state.itl_factor
     itl_cap = model.largest_cap_within(itl_target, floor, cap, state.service_factor)
     per_replica = model.throughput(min(cap, itl_cap), state.service_factor)
-    need = rate / max(1e-9, per_replica * TARGET_UTILIZATION)
+    need = rate / max(1e-9, per_replica * c.target_utilization)
     # Past the ITL-feasible rate tokens slow down a little; past the rate with every slot of
     # the cap busy the queue grows and each request behind it misses TTFT. 60 req/s at 13.6
     # req/s per full replica (cap 256) -> 60 x 1.5 / 13.6 = 6.6 replicas.
     full = model.throughput(cap, state.service_factor)
-    by_wall = rate * BURST_MARGIN / max(1e-9, full)
+    by_wall = rate * c.burst_margin / max(1e-9, full)
     if by_wall > need:
-        return by_wall, f"{rate:.1f} req/s x {BURST_MARGIN:g} at {full:.2f} req/s per full replica"
+        return (
+            by_wall,
+            f"{rate:.1f} req/s x {c.burst_margin:g} at {full:.2f} req/s per full replica",
+        )
     return need, f"{rate:.1f} req/s at {per_replica:.2f} req/s per replica"
 
 
-def _ttft_boost(spec: InferenceServiceSpec, obs: Observation) -> float:
+def _ttft_boost(
+    spec: InferenceServiceSpec, obs: Observation, c: ScalingConstants = CONSTANTS
+) -> float:
     """Feedback for what the model misses: a queue and TTFT over the objective while no
     replica is on its way: 6 ready x min(2, 1.4 s / 1.0 s) = 8.4 replicas."""
     ttft, ready = obs.ttft_s, obs.ready_replicas or 0
@@ -188,7 +197,7 @@ def _ttft_boost(spec: InferenceServiceSpec, obs: Observation) -> float:
         return 0.0
     if _coming(spec, obs) > 0 or ready == 0:
         return 0.0
-    return ready * min(MAX_TTFT_BOOST, ttft / spec.slo.ttft_seconds)
+    return ready * min(c.max_ttft_boost, ttft / spec.slo.ttft_seconds)
 
 
 def _coming(spec: InferenceServiceSpec, obs: Observation) -> int:
@@ -197,11 +206,11 @@ def _coming(spec: InferenceServiceSpec, obs: Observation) -> int:
     return sum(1 for t in obs.starting_since if at - t < spec.scaling.cold_start_seconds)
 
 
-def _missing_metrics(obs: Observation, now: float) -> str:
+def _missing_metrics(obs: Observation, now: float, c: ScalingConstants = CONSTANTS) -> str:
     if obs.sampled_at is None or obs.arrival_rate is None:
         return "metrics missing"
     age = now - obs.sampled_at
-    if age > STALE_AFTER_S:
+    if age > c.stale_after_s:
         return f"metrics stale ({age:.0f} s old)"
     return ""
 
@@ -216,12 +225,13 @@ def _stabilize(
     need: float,
     burst_until: float | None,
     now: float,
+    c: ScalingConstants = CONSTANTS,
 ) -> tuple[int, tuple[tuple[float, int], ...], str]:
     """Tolerance band, stabilization window and burst hold. 10 replicas, need 9.3: inside
     the 10% band -> hold 10; need 8.2 -> recommend 9, but a 12 two minutes ago holds 10."""
     desired = math.ceil(need - 1e-9)
     note = ""
-    if current * (1 - TOLERANCE) <= need < current:
+    if current * (1 - c.tolerance) <= need < current:
         desired = current
     window = spec.scaling.scale_down_stabilization_seconds
     # A fresh state opens the window at the current count: no scale-down on the first decision.
@@ -230,7 +240,7 @@ def _stabilize(
     recs = (*recs, (now, desired))
     target = desired
     if desired < current:
-        target = min(current, _window_max(spec, recs, need, now))
+        target = min(current, _window_max(spec, recs, need, now, c))
         if target > desired:
             note = f"stabilizing at {target} (scale-down window {window} s)"
     if burst_until is not None and target < current:
@@ -239,7 +249,11 @@ def _stabilize(
 
 
 def _window_max(
-    spec: InferenceServiceSpec, recs: tuple[tuple[float, int], ...], need: float, now: float
+    spec: InferenceServiceSpec,
+    recs: tuple[tuple[float, int], ...],
+    need: float,
+    now: float,
+    c: ScalingConstants = CONSTANTS,
 ) -> int:
     """The highest recommendation the window still holds. Within coldStartSeconds every one
     counts; older ones only up to 20% above the present need. Need 8.3 two minutes after a
@@ -248,16 +262,18 @@ def _window_max(
     starting it again (ski rental); flapping within 20% keeps the whole window."""
     hold = min(spec.scaling.cold_start_seconds, spec.scaling.scale_down_stabilization_seconds)
     recent = max((r for t, r in recs if now - t < hold), default=0)
-    ceiling = math.ceil(need * PASSED_BURST - 1e-9)
+    ceiling = math.ceil(need * c.passed_burst - 1e-9)
     older = max(min(r, ceiling) for _, r in recs)
     return max(recent, older)
 
 
-def _rate_limit(spec: InferenceServiceSpec, current: int, target: int) -> tuple[int, str]:
+def _rate_limit(
+    spec: InferenceServiceSpec, current: int, target: int, c: ScalingConstants = CONSTANTS
+) -> tuple[int, str]:
     """maxScaleUpRate 10 from 3 replicas: at most max(30, 3 + 4) = 30; maxScaleDownRate 2
     from 9: at least 4. Bounds come last and win: minReplicas 6 from 0 gives 6."""
     s = spec.scaling
-    up = max(math.ceil(current * s.max_scale_up_rate), current + MIN_SCALE_UP_STEP)
+    up = max(math.ceil(current * s.max_scale_up_rate), current + c.min_scale_up_step)
     down = math.floor(current / s.max_scale_down_rate)
     limited = min(max(target, down), up)
     bounded = min(max(limited, s.min_replicas), s.max_replicas)

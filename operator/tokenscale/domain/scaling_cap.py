@@ -28,11 +28,7 @@ from dataclasses import dataclass
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.observation import Observation, ScalerState
-
-CAP_SETTLE_S = 60.0  # one metrics window between cap moves
-STEP_UP = 1.1
-MAX_STEP_DOWN = 0.75
-RAISE_BELOW = 0.8  # raise while ITL is under 80% of the objective
+from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants
 
 
 @dataclass(frozen=True)
@@ -66,6 +62,7 @@ def choose_cap(
     obs: Observation,
     state: ScalerState,
     now: float,
+    c: ScalingConstants = CONSTANTS,
 ) -> CapChoice:
     if not spec.scaling.batch.enabled:
         cap = static_cap(spec, plan)
@@ -74,8 +71,8 @@ def choose_cap(
     prev = state.concurrency_cap
     if prev is None:
         return CapChoice(ceiling, f"cap {ceiling} seeded at the KV-cache room", True)
-    settled = state.cap_changed_at is None or now - state.cap_changed_at >= CAP_SETTLE_S
-    new = _feedback(spec, obs, prev) if settled else prev
+    settled = state.cap_changed_at is None or now - state.cap_changed_at >= c.cap_settle_s
+    new = _feedback(spec, obs, prev, c) if settled else prev
     new = max(floor, min(ceiling, new))
     if new == prev:
         return CapChoice(prev, f"cap {prev}", False)
@@ -85,17 +82,17 @@ def choose_cap(
     return CapChoice(new, note, True)
 
 
-def _feedback(spec: InferenceServiceSpec, obs: Observation, prev: int) -> int:
+def _feedback(spec: InferenceServiceSpec, obs: Observation, prev: int, c: ScalingConstants) -> int:
     itl, slo = obs.itl_s, spec.slo.itl_seconds
     if itl is None:
         return prev
     if itl > slo:
         if _queue_over_ttft(spec, obs):
             return prev
-        factor = max(MAX_STEP_DOWN, 0.95 * slo / itl)
+        factor = max(c.cap_max_step_down, 0.95 * slo / itl)
         return min(prev - 1, math.floor(prev * factor))
-    if itl < RAISE_BELOW * slo:
-        return max(prev + 1, round(prev * STEP_UP))
+    if itl < c.cap_raise_below * slo:
+        return max(prev + 1, round(prev * c.cap_step_up))
     return prev
 
 

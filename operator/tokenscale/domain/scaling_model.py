@@ -21,11 +21,10 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import catalog
 from tokenscale.domain.capacity import Plan, resolve_arch
 from tokenscale.domain.perf import StepModel, largest_where, step_model
+from tokenscale.domain.scaling_constants import CONSTANTS
 
 # Prefill can never take more than this share of a replica's time in the model (keeps 1/(1-XP)
 # finite when the observed load is beyond what the model thinks possible).
-MAX_PREFILL_SHARE = 0.9
-_FIXED_POINT_ROUNDS = 40
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class ServiceModel:
 
     def itl(self, batch: float, rate: float) -> float:
         """ITL at `batch` running sequences with `rate` req/s of prefills on this replica."""
-        share = min(MAX_PREFILL_SHARE, rate * self.prefill_s)
+        share = min(CONSTANTS.max_prefill_share, rate * self.prefill_s)
         return self.decode_s(batch) / (1.0 - share)
 
     def service_s(self, batch: float, rate: float) -> float:
@@ -61,7 +60,7 @@ class ServiceModel:
     def throughput(self, cap: int, factor: float = 1.0) -> float:
         """Requests/s one replica completes with `cap` slots full, by damped fixed point."""
         x = cap / max(1e-6, factor * self.service_s(cap, 0.0))
-        for _ in range(_FIXED_POINT_ROUNDS):
+        for _ in range(CONSTANTS.fixed_point_rounds):
             x = 0.5 * x + 0.5 * cap / max(1e-6, factor * self.service_s(cap, x))
         return x
 
