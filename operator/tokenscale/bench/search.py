@@ -6,8 +6,9 @@ A larger threshold means fewer replicas, so the search bisects the threshold in 
 largest one that still reaches the objective; runs that already missed too many requests stop
 early. The search runs at vLLM's own cap: the baselines' per-replica concurrency at any
 threshold that reaches 99% stays far under the rendered cap (120 on the standard scenario), so
-that cap never binds and gives the same runs (`search(..., caps=CAP_OPTIONS)` checks it). Every run is kept: the sweep also gives the GPU-hours at exactly 99.0%
-by linear interpolation between the two runs that bracket it (`at_attainment`).
+that cap never binds and gives the same runs (`search(..., caps=CAP_OPTIONS)` checks it).
+Every run is kept: the sweep also gives the GPU-hours at exactly 99.0% by linear interpolation
+between the two runs that bracket it (`at_attainment`).
 """
 
 from __future__ import annotations
