@@ -27,6 +27,7 @@ from typing import Any
 
 from e2e.fleet.cluster import SERVICE_LABEL, ClusterView, Snapshot, running
 from e2e.fleet.front import Front
+from e2e.fleet.probes import PodProbes, watch
 from e2e.fleet.workers import WorkerProcess, WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class FleetOptions:
     # shorter pause is enough for requests already on their way to arrive.
     prestop_s: float = 1.0
     drain_grace_s: float = 120.0
+    # The rendered probes' periods are multiplied by this (the simulator starts in about a
+    # second, vLLM in minutes); their paths, timeouts and thresholds apply as rendered.
+    probe_period_scale: float = 0.1
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -59,6 +63,7 @@ class Worker:
     process: WorkerProcess
     task: asyncio.Task[int] | None = None
     ready: bool = False
+    watchers: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 @dataclass
@@ -70,6 +75,8 @@ class Fleet:
     tuning: dict[Key, dict[str, Any]] = field(default_factory=dict)
     stopped: list[dict[str, Any]] = field(default_factory=list)
     failed: dict[Key, str] = field(default_factory=dict)
+    # What the kubelet's probes did: a readiness probe taking a pod out, a liveness restart.
+    probe_events: list[dict[str, Any]] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -133,7 +140,12 @@ class Fleet:
             return
         logs = self.options.work_dir / key[0] / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        process = WorkerProcess(wspec, logs / f"{key[1]}.log")
+        process = WorkerProcess(
+            wspec,
+            logs / f"{key[1]}.log",
+            probes=PodProbes.from_pod(pod),
+            probe_period_scale=self.options.probe_period_scale,
+        )
         worker = Worker(process)
         self.workers[key] = worker
         tuning = self._tuning_path(key[0], service)
@@ -153,7 +165,31 @@ class Fleet:
             return
         worker.ready = True
         log.info("fleet: worker %s/%s ready on port %s", *key, worker.process.port)
+        self._watch_probes(key, worker)
         self._publish()
+
+    def _watch_probes(self, key: Key, worker: Worker) -> None:
+        """Readiness takes the pod out of the front and discovery and back; a liveness failure
+        stops it, as the kubelet's restart would, and is recorded as a failure."""
+        port, probes = worker.process.port, worker.process.probes
+        assert port is not None
+        scale = self.options.probe_period_scale
+
+        def readiness(ok: bool, why: str | None) -> None:
+            worker.ready = ok
+            self.probe_events.append({"pod": key[1], "probe": "readiness", "ok": ok, "why": why})
+            self._publish()
+
+        def liveness(ok: bool, why: str | None) -> None:
+            if ok or self.workers.get(key) is not worker:
+                return
+            self.probe_events.append({"pod": key[1], "probe": "liveness", "ok": ok, "why": why})
+            self.failed[key] = f"liveness probe failed: {why}"
+            self._begin_stop(key)
+
+        for probe, on_change in ((probes.readiness, readiness), (probes.liveness, liveness)):
+            if probe is not None:
+                worker.watchers.append(asyncio.create_task(watch(port, probe, scale, on_change)))
 
     def _begin_stop(self, key: Key) -> None:
         worker = self.workers.pop(key)
@@ -169,6 +205,8 @@ class Fleet:
     async def _stop(self, key: Key, worker: Worker) -> None:
         if worker.task is not None and not worker.task.done():
             worker.task.cancel()
+        for watcher in worker.watchers:
+            watcher.cancel()
         await asyncio.sleep(self.options.prestop_s)
         process = worker.process
         code = await process.stop(self.options.drain_grace_s + 10)
@@ -262,5 +300,6 @@ class Fleet:
             },
             "stopped": self.stopped,
             "failed": {f"{k[0]}/{k[1]}": v for k, v in self.failed.items()},
+            "probeEvents": self.probe_events,
         }
         write_atomic(self.options.work_dir / "state.json", json.dumps(state, indent=1))

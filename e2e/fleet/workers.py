@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from e2e.fleet.lifetime import die_with_parent
+from e2e.fleet.probes import PodProbes, until_success
 from tokenscale_worker import contract
 
 LISTENING = re.compile(r"gateway listening on [^:\s]+:(\d+)")
@@ -125,6 +126,9 @@ class WorkerProcess:
     stop_seconds: float | None = None
     # Requests the gateway held when SIGTERM came (in flight + queued), from its drain log line.
     held_at_sigterm: int | None = None
+    # The pod's rendered probes, applied as a kubelet would (probes.py); none: wait for /ready.
+    probes: PodProbes = field(default_factory=PodProbes)
+    probe_period_scale: float = 1.0
 
     async def start(self, tuning: Path, time_scale: float, drain_grace_s: float) -> int:
         """Spawn, wait for the listening line and for /ready; return the gateway port."""
@@ -141,6 +145,8 @@ class WorkerProcess:
             log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         self.port = await self._wait_for_port(deadline)
+        if self.probes.startup is not None:
+            await until_success(self.port, self.probes.startup, self.probe_period_scale)
         await self._wait_ready(deadline)
         return self.port
 
@@ -154,12 +160,18 @@ class WorkerProcess:
         raise TimeoutError(f"{self.spec.pod}: worker did not listen; see {self.log_path}")
 
     async def _wait_ready(self, deadline: float) -> None:
-        url = f"http://127.0.0.1:{self.port}{contract.READY_PATH}"
+        """Until the readiness probe first passes (its own path and timeout when rendered)."""
+        ready = self.probes.readiness
+        path = ready.path if ready else contract.READY_PATH
+        timeout = ready.timeout_s if ready else 2.0
+        url = f"http://127.0.0.1:{self.port}{path}"
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 self._check_alive()
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    async with session.get(
+                        url, timeout=aiohttp.ClientTimeout(total=timeout)
+                    ) as resp:
                         if resp.status == 200:
                             return
                 await asyncio.sleep(0.1)

@@ -29,6 +29,9 @@ MODELS_DIR: Final = "/models"
 READY_PATH: Final = "/ready"
 HEALTH_PATH: Final = "/health"
 METRICS_PATH: Final = "/metrics"
+# Seconds the gateway's /ready and /health wait for the engine's own /health; the rendered
+# probes' timeoutSeconds must stay above it.
+ENGINE_HEALTH_TIMEOUT_S: Final = 2.0
 # Extra constant metric labels for the simulator engine (k=v,k=v).
 METRIC_LABELS_ENV: Final = "TOKENSCALE_METRIC_LABELS"
 # The gateway's optional bearer token (rendered from spec.secrets.apiKey's Secret key).

@@ -29,7 +29,12 @@ from prometheus_client import generate_latest
 from tokenscale_worker.admission import Admission, Verdict, retry_after_s
 from tokenscale_worker.auth import authorized
 from tokenscale_worker.bodies import BodyBudget, BodyRefusedError, read_body
-from tokenscale_worker.contract import HEALTH_PATH, METRICS_PATH, READY_PATH
+from tokenscale_worker.contract import (
+    ENGINE_HEALTH_TIMEOUT_S,
+    HEALTH_PATH,
+    METRICS_PATH,
+    READY_PATH,
+)
 from tokenscale_worker.gateway_metrics import GatewayMetrics
 from tokenscale_worker.limits import GatewayLimits
 from tokenscale_worker.relay import error_body, error_response, forward_headers, relay
@@ -250,7 +255,8 @@ class Gateway:
         assert self._session is not None
         try:
             async with self._session.get(
-                self.engine_url + HEALTH_PATH, timeout=aiohttp.ClientTimeout(total=2)
+                self.engine_url + HEALTH_PATH,
+                timeout=aiohttp.ClientTimeout(total=ENGINE_HEALTH_TIMEOUT_S),
             ) as resp:
                 return resp.status == 200
         except (aiohttp.ClientError, TimeoutError):

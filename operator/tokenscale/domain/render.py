@@ -15,6 +15,7 @@ from tokenscale.domain import names
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 from tokenscale.domain.placement import DEFAULT_PLACEMENT, GpuPlacement
+from tokenscale.domain.probes import probes
 from tokenscale.domain.worker_config import worker_config
 from tokenscale_worker import contract
 
@@ -161,30 +162,6 @@ def _env(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> list[dict[s
     return env
 
 
-def _probes(spec: InferenceServiceSpec) -> dict[str, Any]:
-    period = 5
-    # Model loading can take minutes: the startup probe allows twice the expected cold start.
-    startup_failures = max(12, int(2 * spec.scaling.cold_start_seconds / period))
-    http = {"port": names.PORT_NAME}
-    return {
-        "startupProbe": {
-            "httpGet": {**http, "path": contract.HEALTH_PATH},
-            "periodSeconds": period,
-            "failureThreshold": startup_failures,
-        },
-        "readinessProbe": {
-            "httpGet": {**http, "path": contract.READY_PATH},
-            "periodSeconds": period,
-            "failureThreshold": 1,
-        },
-        "livenessProbe": {
-            "httpGet": {**http, "path": contract.HEALTH_PATH},
-            "periodSeconds": 10,
-            "failureThreshold": 6,
-        },
-    }
-
-
 def _container(
     spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef, mounts: list[Any]
 ) -> Manifest:
@@ -216,7 +193,7 @@ def _container(
         "volumeMounts": mounts,
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
-        **_probes(spec),
+        **probes(spec, plan),
     }
 
 

@@ -1,0 +1,70 @@
+"""The worker container's probes, sized to what a real replica does.
+
+Startup: a replica downloads or reads its weights and then warms the engine up (CUDA graphs,
+torch.compile) before /health answers. The budget is the larger of
+
+    weights / load bandwidth + warm-up        (Llama-3.1-70B bf16: 131.5 GiB / 0.25 GiB/s = 526 s
+                                               + 180 s warm-up = 706 s -> 142 probes of 5 s)
+    2 x spec.scaling.coldStartSeconds          (what the user told the autoscaler to expect)
+    10 minutes                                 (the floor anchors use: production-stack, KServe)
+
+Readiness and liveness answer within `PROBE_TIMEOUT_SECONDS`, above the gateway's own wait on
+the engine's /health (contract.ENGINE_HEALTH_TIMEOUT_S): with Kubernetes' default timeout of 1 s a
+busy engine answering in 1.5 s would mark a healthy pod unready. Readiness needs 3 misses in a
+row (one slow answer under load must not take a replica out of rotation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain import names
+from tokenscale.domain.capacity import Plan
+from tokenscale_worker import contract
+
+PROBE_PERIOD_SECONDS = 5
+LIVENESS_PERIOD_SECONDS = 10
+# Bytes per second a replica reads weights at when it starts: a hub download or a network volume
+# (a single HF download stream or a PD-balanced disk gives 200-300 MiB/s).
+LOAD_BYTES_PER_SECOND = 256 * 1024**2
+# Engine start after the weights are in memory: CUDA graph capture and compilation.
+WARMUP_SECONDS = 180
+STARTUP_FLOOR_SECONDS = 600
+# Above the gateway's engine health wait, with room for the gateway's own scheduling.
+PROBE_TIMEOUT_SECONDS = math.ceil(contract.ENGINE_HEALTH_TIMEOUT_S) + 3
+READINESS_FAILURES = 3
+LIVENESS_FAILURES = 6
+
+
+def startup_budget_seconds(spec: InferenceServiceSpec, plan: Plan) -> float:
+    """Seconds the startup probe allows before the kubelet restarts the container."""
+    load = plan.weights_gib * 1024**3 / LOAD_BYTES_PER_SECOND + WARMUP_SECONDS
+    return max(STARTUP_FLOOR_SECONDS, 2 * spec.scaling.cold_start_seconds, load)
+
+
+def probes(spec: InferenceServiceSpec, plan: Plan) -> dict[str, Any]:
+    """startupProbe, readinessProbe and livenessProbe for the worker container."""
+    http = {"port": names.PORT_NAME}
+    startup_failures = math.ceil(startup_budget_seconds(spec, plan) / PROBE_PERIOD_SECONDS)
+    return {
+        "startupProbe": {
+            "httpGet": {**http, "path": contract.HEALTH_PATH},
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+            "failureThreshold": startup_failures,
+        },
+        "readinessProbe": {
+            "httpGet": {**http, "path": contract.READY_PATH},
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+            "failureThreshold": READINESS_FAILURES,
+        },
+        "livenessProbe": {
+            "httpGet": {**http, "path": contract.HEALTH_PATH},
+            "periodSeconds": LIVENESS_PERIOD_SECONDS,
+            "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
+            "failureThreshold": LIVENESS_FAILURES,
+        },
+    }
