@@ -281,11 +281,11 @@ def render_all(
     plan: Plan,
     concurrency_cap: int,
     podmonitor_available: bool,
+    placement: GpuPlacement = DEFAULT_PLACEMENT,
 ) -> list[Manifest]:
     """Every child, in apply order (the ConfigMap first: pods mount it)."""
     children = [
         make_configmap(ref, concurrency_cap),
-    placement: GpuPlacement = DEFAULT_PLACEMENT,
         make_deployment(
             ref, spec, plan, scrape_annotations=not podmonitor_available, placement=placement
         ),
