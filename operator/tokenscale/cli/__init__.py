@@ -8,8 +8,7 @@ from collections.abc import Sequence
 
 from tokenscale.cli import crds as cli_crds
 from tokenscale.cli import plan as cli_plan
-
-EXIT_INFEASIBLE = 3
+from tokenscale.cli.usage import EXIT_CODES_HELP, EXIT_USAGE, OneLineParser, integer
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,18 +36,30 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     run.add_argument(
         "--health-port",
-        type=int,
+        type=integer(1, 65535),
         default=8080,
         help="port of the liveness endpoint /healthz (default 8080)",
     )
-    run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log level (default: TOKENSCALE_LOG_LEVEL, else info)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text for a terminal, json (one object per line) for a log pipeline "
+        "(default: TOKENSCALE_LOG_FORMAT, else text)",
+    )
+    run.add_argument("--verbose", action="store_true", help="same as --log-level debug")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="tokenscale",
         description="tokenscale runs vLLM inference services on Kubernetes and holds each to its "
         "latency objective at the lowest GPU cost.",
+        epilog=EXIT_CODES_HELP,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
@@ -67,21 +78,21 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "bench",
         help="replay a request trace through simulated replicas under each autoscaling policy",
         description="Trace-replay benchmark: SLO attainment and GPU-hours per autoscaling policy.",
+        epilog=EXIT_CODES_HELP,
     )
     bench_cli.add_arguments(bench)
 
 
 def _run_operator(args: argparse.Namespace) -> int:
-    import logging
-
     import kopf
 
-    from tokenscale.adapters import metrics
-    from tokenscale.adapters.settings import AutoscaleSettings
+    from tokenscale.adapters import logs, metrics
+    from tokenscale.adapters.settings import AutoscaleSettings, LogSettings
     from tokenscale.handlers import autoscale, children, lifecycle, runtime, startup
 
     del autoscale, children, lifecycle, startup  # imported for their handler registrations
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    log_settings = LogSettings.resolve("debug" if args.verbose else args.log_level, args.log_format)
+    logs.configure(log_settings.level, log_settings.format)
     settings = AutoscaleSettings.from_env()  # fails fast, naming a malformed variable
     runtime.configure(dry_run=args.dry_run)
     metrics.serve(settings.metrics_port)
@@ -106,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tokenscale.bench import cli as bench_cli
 
         return int(bench_cli.run(args))
-    return 2
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

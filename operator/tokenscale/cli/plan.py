@@ -4,27 +4,44 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.cli.manifests import read_manifests
+from tokenscale.cli.usage import (
+    EXIT_CODES_HELP,
+    EXIT_INFEASIBLE,
+    EXIT_USAGE,
+    CliError,
+    fail,
+    integer,
+    validation_lines,
+)
 from tokenscale.domain import capacity, catalog
 
-EXIT_INFEASIBLE = 3
+PROG = "tokenscale plan"
+# The spec field each --model/--gpu option fills, to name the option in a refusal.
+OPTION_OF_FIELD = {
+    "model.maxModelLen": "--max-model-len",
+    "model.architecture": "--model",
+    "resources.gpu": "--gpu",
+    "quantization.method": "--quantization",
+}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     plan = sub.add_parser(
         "plan",
         help="print the capacity plan (GPUs, quantization, KV cache, batch) for a service",
-        description="Plan from an InferenceService manifest (-f) or from --model/--gpu. "
-        "Exit status 3 when no plan fits.",
+        description="Plan from InferenceService manifests (-f) or from --model/--gpu.",
+        epilog=EXIT_CODES_HELP,
     )
-    plan.add_argument("-f", "--filename", type=Path, action="append", default=[], help="manifest")
+    plan.add_argument(
+        "-f", "--filename", action="append", default=[], help="manifest file (repeatable)"
+    )
     plan.add_argument("--model", choices=sorted(catalog.MODELS), help="catalog model id")
     plan.add_argument("--gpu", choices=sorted(catalog.GPUS), help="catalog GPU id")
     plan.add_argument(
@@ -33,7 +50,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         choices=["none", "fp8", "awq", "gptq", "int8", "auto"],
         help="quantization method (default none)",
     )
-    plan.add_argument("--max-model-len", type=int, default=8192, help="default 8192")
+    plan.add_argument(
+        "--max-model-len", type=integer(1), default=8192, help="context length (default 8192)"
+    )
     plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -59,17 +78,25 @@ def plan_json(result: capacity.Plan | capacity.Infeasible) -> dict[str, Any]:
     }
 
 
-def _specs(args: argparse.Namespace) -> list[tuple[str, InferenceServiceSpec]]:
-    if args.filename:
-        found = []
-        for path in args.filename:
-            for doc in yaml.safe_load_all(path.read_text()):
-                if doc and doc.get("kind") == "InferenceService":
-                    name = f"{path}:{doc.get('metadata', {}).get('name', '?')}"
-                    found.append((name, InferenceServiceSpec.model_validate(doc["spec"])))
-        return found
+def _from_files(filenames: list[str]) -> list[tuple[str, InferenceServiceSpec]]:
+    """Every file is read and every problem reported, not just the first."""
+    found: list[tuple[str, InferenceServiceSpec]] = []
+    problems: list[str] = []
+    for name in filenames:
+        if not name.strip():
+            raise CliError("-f: empty file name; give a manifest path", EXIT_USAGE)
+        try:
+            found += [(m.label, m.spec) for m in read_manifests(Path(name))]
+        except CliError as e:
+            problems.append(str(e))
+    if problems:
+        raise CliError("\n".join(problems))
+    return found
+
+
+def _from_options(args: argparse.Namespace) -> list[tuple[str, InferenceServiceSpec]]:
     if not (args.model and args.gpu):
-        raise SystemExit("tokenscale plan: give -f MANIFEST, or both --model and --gpu")
+        raise CliError("give -f MANIFEST, or both --model and --gpu", EXIT_USAGE)
     raw = {
         "model": {
             "source": "hf://catalog/" + args.model,
@@ -79,7 +106,15 @@ def _specs(args: argparse.Namespace) -> list[tuple[str, InferenceServiceSpec]]:
         "quantization": {"method": args.quantization},
         "resources": {"gpu": args.gpu},
     }
-    return [(f"{args.model} on {args.gpu}", InferenceServiceSpec.model_validate(raw))]
+    try:
+        spec = InferenceServiceSpec.model_validate(raw)
+    except ValidationError as e:
+
+        def option(loc: tuple[int | str, ...]) -> str:
+            return OPTION_OF_FIELD.get(".".join(map(str, loc)), "options")
+
+        raise CliError("\n".join(validation_lines(e, "spec", option)), EXIT_USAGE) from None
+    return [(f"{args.model} on {args.gpu}", spec)]
 
 
 def _table(name: str, row: dict[str, Any]) -> str:
@@ -90,10 +125,11 @@ def _table(name: str, row: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        specs = _specs(args)
-    except ValidationError as exc:
-        print(f"tokenscale plan: invalid spec:\n{exc}", file=sys.stderr)
-        return 2
+        if args.filename and (args.model or args.gpu):
+            raise CliError("give either -f MANIFEST or --model/--gpu, not both", EXIT_USAGE)
+        specs = _from_files(args.filename) if args.filename else _from_options(args)
+    except CliError as e:
+        return fail(PROG, e)
     rows = [(name, plan_json(capacity.plan(spec))) for name, spec in specs]
     if args.json:
         payload: Any = rows[0][1] if len(rows) == 1 else {name: row for name, row in rows}
