@@ -112,6 +112,19 @@ def test_hub_token_comes_from_the_secret_never_inline() -> None:
     assert "value" not in env["HF_TOKEN"]
 
 
+def test_api_key_comes_from_the_secret_never_inline() -> None:
+    dep = deployment(secrets={"apiKey": {"name": "gateway", "key": "key"}})
+    env = {e["name"]: e for e in container(dep)["env"]}
+    ref = env[contract.API_KEY_ENV]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "gateway", "key": "key"}
+    assert "value" not in env[contract.API_KEY_ENV]
+
+
+def test_no_api_key_env_unless_the_spec_asks() -> None:
+    names_ = [e["name"] for e in container(deployment())["env"]]
+    assert contract.API_KEY_ENV not in names_
+
+
 def test_pvc_source_is_mounted_read_only() -> None:
     dep = deployment(model={"source": "pvc://weights/llama", "architecture": "llama-3.1-8b"})
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}

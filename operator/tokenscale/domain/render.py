@@ -151,14 +151,18 @@ def _env(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> list[dict[s
         {"name": contract.CONFIG_ENV, "value": json.dumps(config, sort_keys=True)},
         {"name": "HF_HOME", "value": MODEL_CACHE_DIR},
     ]
-    token = spec.secrets.hub_token
-    if token is not None:
-        env.append(
-            {
-                "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}},
-            }
-        )
+    # Secrets reach the container only as references, never as values in the Deployment.
+    for env_name, ref_ in (
+        ("HF_TOKEN", spec.secrets.hub_token),
+        (contract.API_KEY_ENV, spec.secrets.api_key),
+    ):
+        if ref_ is not None:
+            env.append(
+                {
+                    "name": env_name,
+                    "valueFrom": {"secretKeyRef": {"name": ref_.name, "key": ref_.key}},
+                }
+            )
     return env
 
 
