@@ -32,8 +32,9 @@ def _set(name: str) -> list[Workload]:
 
 def _job(args: tuple[str, int, str]) -> tuple[int, str, Searched, str]:
     set_name, index, family = args
-    scenario = Scenario()
-    trace = _set(set_name)[index].trace(scenario)
+    work = _set(set_name)[index]
+    scenario = work.scenario(Scenario(), work.seeds[0])
+    trace = work.trace(scenario, work.seeds[0])
     initial = lower_bound(scenario, trace).warm_start()
     return (
         index,

@@ -1,0 +1,157 @@
+"""Run a named workload set over several seeds and report each policy's mean and 95% interval:
+
+    python -m tokenscale.bench.evaluate --set validation --seeds 5 --jobs 2 \\
+        --policies tokenscale,kpa,apa --json out/validation.json
+
+Per workload and seed: tokenscale with its defaults, each named baseline at its global setting
+(`tuned.GLOBAL`, chosen on the training set), and the lower bound at 99.0% and at each run's own
+attainment (a run under it fails the command: a bug in the bound). The interval is Student's t
+over the seeds (mean +/- t(0.975, n-1) x sd / sqrt(n)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Any
+
+from tokenscale.bench import tuned
+from tokenscale.bench.baselines import FAMILIES
+from tokenscale.bench.bound import lower_bound
+from tokenscale.bench.policies import Policy, Tokenscale
+from tokenscale.bench.runner import simulate
+from tokenscale.bench.scenario import Scenario
+from tokenscale.bench.sets import Workload, training, validation
+
+# t(0.975, n - 1) for n = 2..10 seeds
+T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% interval); half-width nan for one value."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan
+    t = T975.get(len(values), 1.96)
+    return mean, t * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _set(name: str, seeds: int) -> list[Workload]:
+    return training() if name == "training" else validation(seeds=seeds)
+
+
+def _configs(scenario: Scenario, names: list[str]) -> list[Policy]:
+    out: list[Policy] = [Tokenscale(scenario)] if "tokenscale" in names else []
+    for name in names:
+        setting = tuned.GLOBAL.get(name)
+        if name in FAMILIES and setting is not None:
+            p = FAMILIES[name].make(setting[0], setting[1], 1, scenario.max_replicas)
+            p.config += " (global)"
+            out.append(p)
+    return out
+
+
+def _job(args: tuple[str, int, int, int, list[str]]) -> dict[str, Any]:
+    set_name, seeds, index, seed, names = args
+    work = _set(set_name, seeds)[index]
+    scenario = work.scenario(Scenario(), seed)
+    trace = work.trace(scenario, seed)
+    bound = lower_bound(scenario, trace)
+    initial = bound.warm_start()
+    runs = []
+    for p in _configs(scenario, names):
+        r = simulate(trace, scenario, p, initial)
+        floor = bound.gpu_hours(r.slo_attainment)
+        runs.append(
+            {
+                "policy": r.policy,
+                "config": r.config,
+                "slo_attainment": r.slo_attainment,
+                "gpu_hours": r.gpu_hours,
+                "bound_at_own": floor,
+            }
+        )
+    return {
+        "workload": work.name,
+        "seed": seed,
+        "requests": len(trace),
+        "bound_at_99": bound.gpu_hours(0.99),
+        "runs": runs,
+    }
+
+
+def _fmt(mean: float, half: float, pct: bool = False) -> str:
+    if pct:
+        return f"{mean:.2%}" + ("" if math.isnan(half) else f" ± {half:.2%}")
+    return f"{mean:.2f}" + ("" if math.isnan(half) else f" ± {half:.2f}")
+
+
+def table(done: list[dict[str, Any]]) -> str:
+    lines = [
+        "| workload | seeds | policy | SLO attainment | GPU-h | runs >= 99% | x bound at 99% |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for work in dict.fromkeys(d["workload"] for d in done):
+        rows = [d for d in done if d["workload"] == work]
+        b_mean, b_half = interval([d["bound_at_99"] for d in rows])
+        keys = dict.fromkeys((r["policy"], r["config"]) for d in rows for r in d["runs"])
+        for policy, config in keys:
+            runs = [
+                r for d in rows for r in d["runs"] if (r["policy"], r["config"]) == (policy, config)
+            ]
+            att = interval([r["slo_attainment"] for r in runs])
+            gpu = interval([r["gpu_hours"] for r in runs])
+            ok = sum(r["slo_attainment"] >= 0.99 for r in runs)
+            label = f"{policy} ({config})"
+            lines.append(
+                f"| {work} | {len(rows)} | {label} | {_fmt(*att, pct=True)} | {_fmt(*gpu)} | "
+                f"{ok}/{len(runs)} | {gpu[0] / b_mean:.2f}x |"
+            )
+        lines.append(
+            f"| {work} | {len(rows)} | lower bound at 99.0% | | {_fmt(b_mean, b_half)} | | |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tokenscale.bench.evaluate")
+    parser.add_argument(
+        "--set", dest="set_name", choices=("training", "validation"), default="validation"
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per validation workload")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--policies", default="tokenscale," + ",".join(FAMILIES))
+    parser.add_argument("--only", default="", help="comma-separated workload names to keep")
+    parser.add_argument("--json", dest="json_path", default="out/evaluate.json")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    only = {n.strip() for n in args.only.split(",") if n.strip()}
+    works = _set(args.set_name, args.seeds)
+    jobs = [
+        (args.set_name, args.seeds, i, seed, names)
+        for i, w in enumerate(works)
+        if not only or w.name in only
+        for seed in w.seeds
+    ]
+    with Pool(args.jobs) as pool:
+        done = pool.map(_job, jobs, chunksize=1)
+    Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_path).write_text(json.dumps(done, indent=1) + "\n")
+    print(table(done))
+    under = [
+        (d["workload"], d["seed"], r["policy"], r["config"])
+        for d in done
+        for r in d["runs"]
+        if r["gpu_hours"] < r["bound_at_own"] * (1 - 1e-12)
+    ]
+    for u in under:
+        print(f"UNDER THE LOWER BOUND (a bug in the bound): {u}")
+    return 1 if under else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The training and validation sets, the synthetic shapes, and the seed statistics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tokenscale.bench.evaluate import interval, table
+from tokenscale.bench.sets import training, validation
+from tokenscale.bench.shapes import SHAPES
+
+
+def test_no_workload_and_seed_is_in_both_sets() -> None:
+    train = {(w.name, s) for w in training() for s in w.seeds}
+    valid = {(w.name, s) for w in validation() for s in w.seeds}
+    assert train and valid and not train & valid
+    assert all(len(w.seeds) >= 5 for w in validation())
+    assert {"flash-crowd", "on-off", "steep-ramp", "long-prompt", "prefill-heavy"} <= {
+        w.name for w in validation()
+    }
+
+
+def per_minute(name: str) -> np.ndarray:
+    t = SHAPES[name](1)
+    return np.bincount((t.arrival // 60).astype(np.int64), minlength=60) / 60.0
+
+
+def test_rate_shapes() -> None:
+    flash = per_minute("flash-crowd")
+    assert flash[31] > 4 * flash[10]  # 5x for three minutes from minute 30
+    on_off = per_minute("on-off")
+    assert on_off[2] > 4 * on_off[7]
+    ramp = per_minute("steep-ramp")
+    assert ramp[25] > 5 * ramp[5]
+
+
+def test_token_shapes() -> None:
+    ctx = SHAPES["long-context"](1)
+    assert ctx.prompt.min() >= 10_000
+    pre = SHAPES["prefill-heavy"](1)
+    assert np.median(pre.prompt) > 1500 and np.median(pre.output) < 40
+    assert np.median(SHAPES["long-prompt"](1).prompt) > 2500
+
+
+def test_interval_is_students_t() -> None:
+    mean, half = interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    # sd 1.581, t(0.975, 4) 2.776: 2.776 x 1.581 / sqrt(5) = 1.963
+    assert mean == 3.0 and half == pytest.approx(1.963, abs=1e-3)
+    assert math.isnan(interval([2.0])[1])
+
+
+def test_table_reports_mean_interval_and_bound_ratio() -> None:
+    done = [
+        {
+            "workload": "w",
+            "seed": s,
+            "bound_at_99": 5.0,
+            "runs": [
+                {"policy": "tokenscale", "config": "defaults", "slo_attainment": a, "gpu_hours": g}
+            ],
+        }
+        for s, a, g in ((1, 0.995, 9.0), (2, 0.985, 11.0))
+    ]
+    text = table(done)
+    assert (
+        "| w | 2 | tokenscale (defaults) | 99.00% ± 6.35% | 10.00 ± 12.71 | 1/2 | 2.00x |" in text
+    )
