@@ -53,6 +53,10 @@ def wait_for(
 
 
 OWNER_LABEL = "tokenscale.io/e2e-run"
+RESTRICTED_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
 
 
 def run_owner() -> str:
@@ -152,7 +156,9 @@ class Cluster:
         doc = {
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": name, "labels": {OWNER_LABEL: owner}},
+            # The real API server enforces Pod Security "restricted" on every pod the tests make
+            # (worker pods included), as a hardened production namespace would.
+            "metadata": {"name": name, "labels": {OWNER_LABEL: owner, **RESTRICTED_LABELS}},
         }
         self.kubectl("create", "-f", "-", stdin=yaml.safe_dump(doc))
 

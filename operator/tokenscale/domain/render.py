@@ -26,8 +26,15 @@ DRAIN_GRACE_SECONDS = 120
 PRESTOP_SLEEP_SECONDS = 5
 QUEUE_PER_SLOT = 4
 TUNING_DIR = posixpath.dirname(contract.TUNING_PATH)
-# Hugging Face downloads land here (an emptyDir: the root filesystem may be read-only).
+# Hugging Face downloads land here (an emptyDir: the root filesystem is read-only).
 MODEL_CACHE_DIR = "/var/cache/huggingface"
+# The worker image's user (worker_image/Dockerfile `USER 1000`); numeric so the kubelet can check
+# runAsNonRoot without reading /etc/passwd.
+WORKER_UID = 1000
+# A writable home on an emptyDir: vLLM writes ~/.cache/vllm (VLLM_CACHE_ROOT: compile and CUDA
+# graph caches) and ~/.config/vllm at start, torch and Triton their kernel caches under
+# XDG_CACHE_HOME; with HOME here the root filesystem stays read-only.
+HOME_DIR = "/home/worker"
 
 
 def owner_reference(ref: ServiceRef) -> dict[str, Any]:
@@ -123,11 +130,13 @@ def _volumes(
         {"name": "tuning", "configMap": {"name": names.tuning_configmap_name(ref)}},
         {"name": "model-cache", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
+        {"name": "home", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "tuning", "mountPath": TUNING_DIR, "readOnly": True},
         {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
         {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "home", "mountPath": HOME_DIR},
     ]
     if plan.tensor_parallel > 1:
         # NCCL exchanges tensors through shared memory; the default 64 MiB /dev/shm is too small.
@@ -150,19 +159,18 @@ def _env(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> list[dict[s
     env: list[dict[str, Any]] = [
         {"name": contract.CONFIG_ENV, "value": json.dumps(config, sort_keys=True)},
         {"name": "HF_HOME", "value": MODEL_CACHE_DIR},
+        {"name": "HOME", "value": HOME_DIR},
+        {"name": "XDG_CACHE_HOME", "value": f"{HOME_DIR}/.cache"},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{HOME_DIR}/.cache/vllm"},
     ]
-    # Secrets reach the container only as references, never as values in the Deployment.
-    for env_name, ref_ in (
-        ("HF_TOKEN", spec.secrets.hub_token),
-        (contract.API_KEY_ENV, spec.secrets.api_key),
-    ):
-        if ref_ is not None:
-            env.append(
-                {
-                    "name": env_name,
-                    "valueFrom": {"secretKeyRef": {"name": ref_.name, "key": ref_.key}},
-                }
-            )
+    token = spec.secrets.hub_token
+    if token is not None:
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}},
+            }
+        )
     return env
 
 
@@ -196,7 +204,14 @@ def _container(
         },
         "volumeMounts": mounts,
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+        # Pod Security Admission "restricted": no privilege escalation, no capabilities, non-root,
+        # and a read-only root filesystem (every path vLLM writes is a volume above).
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        },
         **probes(spec, plan),
     }
 
@@ -234,6 +249,17 @@ def _pod_spec(
         "affinity": _affinity(spec, plan, placement),
         "terminationGracePeriodSeconds": DRAIN_GRACE_SECONDS,
         "enableServiceLinks": False,
+        # The worker never calls the Kubernetes API: no ServiceAccount token in the pod.
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": WORKER_UID,
+            "runAsGroup": WORKER_UID,
+            # Volumes (a model claim included) are group-writable/readable by the worker.
+            "fsGroup": WORKER_UID,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
     if spec.resources.node_selector:
         pod["nodeSelector"] = dict(sorted(spec.resources.node_selector.items()))
