@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tests.tools import vllm_python
 from tokenscale_worker.config import WorkerConfig
+from tokenscale_worker.extra_args_guard import option_problems
+from tokenscale_worker.extra_args_policy import REFUSED
 from tokenscale_worker.launcher import PLANNED_FLAGS, build_vllm_args
+from tokenscale_worker.vllm_options import walk
 
 pytestmark = pytest.mark.contract
 
@@ -94,3 +98,103 @@ def test_every_planned_flag_is_a_real_vllm_option(vllm_parse: dict[str, object])
     assert isinstance(options, list)
     missing = [f for f in PLANNED_FLAGS if f not in options]
     assert missing == [], f"vLLM no longer knows {missing}; update launcher.PLANNED_FLAGS"
+
+
+# --- The extraArgs guard against vLLM's own parser ------------------------------------------
+# vllm_options.json must be vLLM's option table, and the guard's reading of each hostile argument
+# (which destination it sets, or that vLLM refuses it) must be vLLM's own.
+
+ROOT = Path(__file__).parents[2]
+
+# Runs inside the vLLM environment: `vllm serve --model m <argv>` parsed as vLLM's CLI main() does
+# (top-level parser, serve subcommand), reporting the destinations each argv changed, or an error.
+HOSTILE_PARSE = r"""
+import contextlib, io, json, sys
+from vllm.entrypoints.cli.serve import ServeSubcommand
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+def parse(argv):
+    parser = FlexibleArgumentParser(prog="vllm")
+    parser.add_argument("-v", "--version", action="version", version="x")
+    ServeSubcommand().subparser_init(parser.add_subparsers(required=False, dest="subparser"))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return vars(parser.parse_args(["serve", "--model", "m", *argv]))
+
+base = parse([])
+out = []
+for argv in json.load(sys.stdin):
+    try:
+        ns = parse(argv)
+    except (SystemExit, Exception) as exc:
+        out.append({"error": type(exc).__name__})
+        continue
+    out.append({"changed": sorted(k for k in ns if ns[k] != base.get(k))})
+json.dump(out, sys.stdout)
+"""
+
+# The issue's bypasses, then more of the same family; values differ from vLLM's defaults so the
+# destination shows up as changed.
+HOSTILE_ARGVS: list[list[str]] = [
+    ["-qfp8"], ["--tensor-parallel=8"], ["--max-model=1000000"], ["--gpu-memory=0.99"],
+    ["--hos=0.0.0.0"], ["--por=9000"], ["--trust-remote-code"], ["--pipeline-parallel-size", "4"],
+    ["-dp", "4"], ["--uds", "/tmp/x.sock"], ["--allowed-local-media-path", "/"],
+    ["--hf-token", "hf_secret"], ["--api-key", "sk-secret"],
+    ["-t", "2"], ["-tp=2"], ["--tensor_parallel_size=2"], ["--max_model_len=4096"],
+    ["--served_model_name=x"], ["--quant", "fp8"], ["-q", "fp8"], ["-n", "2"], ["-r", "1"],
+    ["-pcp", "2"], ["--data-parallel-size-l", "2"], ["--kv-cache-dt", "fp8"],
+    ["--enable-prefix", "--no-enable-chunked"], ["--trust-rem"], ["--chat-templ", "x.jinja"],
+    ["--tool-parser-pl", "p.py"], ["--hf_token=x"], ["--api_k", "k"], ["--revis", "main"],
+    ["--dtyp", "float16"], ["--max-num-s", "8"], ["--max-num-b", "1024"],
+    ["--gpu_memory_utilization=0.5"], ["--host", "0.0.0.0"], ["--port", "9001"],
+    ["--seed", "7"], ["--enforce-eager"], ["--max-logp=5"], ["-O3"], ["-O", "2"],
+    ["--speculative-config.method", "ngram"], ["--reasoning-parser", "deepseek_r1"],
+    ["-dc", '{"a":1}'], ["--disable-log-requests"], ["--max", "5"], ["7"], ["-dp4"],
+    ["--omni"], ["--tokenizer-mode", "slow"], ["--tokeniz", "x"], ["--", "--port", "9000"],
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def vllm_hostile() -> dict[str, object]:
+    python = vllm_python()
+    env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu"}
+    snapshot = subprocess.run(
+        [python, str(ROOT / "hack" / "vllm_options_snapshot.py")], capture_output=True,
+        text=True, timeout=600, check=False, env=env,
+    )  # fmt: skip
+    assert snapshot.returncode == 0, snapshot.stderr[-4000:]
+    parsed = subprocess.run(
+        [python, "-c", HOSTILE_PARSE], input=json.dumps(HOSTILE_ARGVS), capture_output=True,
+        text=True, timeout=600, check=False, env=env,
+    )  # fmt: skip
+    assert parsed.returncode == 0, parsed.stderr[-4000:]
+    return {"snapshot": snapshot.stdout, "results": json.loads(parsed.stdout)}
+
+
+@pytest.mark.timeout(2400)
+def test_option_snapshot_is_vllms_table(vllm_hostile: dict[str, object]) -> None:
+    checked_in = (ROOT / "worker_image" / "tokenscale_worker" / "vllm_options.json").read_text()
+    assert vllm_hostile["snapshot"] == checked_in, (
+        "vLLM's option table changed: regenerate with hack/vllm_options_snapshot.py "
+        "and review extra_args_policy.REFUSED"
+    )
+
+
+@pytest.mark.timeout(2400)
+@pytest.mark.parametrize(
+    "index", range(len(HOSTILE_ARGVS)), ids=[" ".join(a) for a in HOSTILE_ARGVS]
+)
+def test_guard_reads_arguments_as_vllm_does(vllm_hostile: dict[str, object], index: int) -> None:
+    argv = HOSTILE_ARGVS[index]
+    results = vllm_hostile["results"]
+    assert isinstance(results, list)
+    vllm = results[index]
+    ours = walk(argv)
+    if any(res.kind != "option" for _, res in ours):
+        # The guard calls it unknown, ambiguous or a stray value: vLLM must refuse the line.
+        assert "error" in vllm, f"vLLM accepted {argv}: {vllm}"
+        return
+    assert "changed" in vllm, f"vLLM refused {argv} ({vllm}) but the guard resolved it"
+    for _, res in ours:
+        assert res.options[0].dest in vllm["changed"], (argv, res, vllm)
+    refused = {res.options[0].dest for _, res in ours} & set(REFUSED)
+    assert bool(option_problems(argv)) == bool(refused)
