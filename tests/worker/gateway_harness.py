@@ -146,6 +146,8 @@ class RawResponse:
 async def read_response(reader: asyncio.StreamReader) -> RawResponse:
     """One HTTP/1.1 response, its body framed by Content-Length or chunked."""
     head = await reader.readuntil(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 1"):  # 100 Continue before the real answer
+        head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
     headers = {}

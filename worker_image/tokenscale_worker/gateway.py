@@ -219,7 +219,8 @@ class Gateway:
             body = await read_body(request, self.limits, self.bodies)
         except BodyRefusedError as err:
             self.metrics.rejected.labels(f"body_{err.status}").inc()
-            resp = error_response(err.status, err.message, err.err_type)
+            retry = {"Retry-After": "1"} if err.status == 503 else None
+            resp = error_response(err.status, err.message, err.err_type, headers=retry)
             if err.status == 408:
                 resp.force_close()  # the client is not sending; do not wait for more
             return resp
