@@ -19,7 +19,13 @@ from typing import Any
 from tokenscale.bench.baselines import FAMILIES
 from tokenscale.bench.bound import lower_bound
 from tokenscale.bench.scenario import Scenario
-from tokenscale.bench.search import Searched, at_attainment, global_setting, search
+from tokenscale.bench.search import (
+    Searched,
+    at_attainment,
+    global_setting,
+    search,
+    sweep_tokenscale,
+)
 from tokenscale.bench.sets import Workload, training, validation
 from tokenscale.bench.suite import workload_key
 
@@ -28,6 +34,23 @@ def _set(name: str) -> list[Workload]:
     """The standard two of the training set (the long-output day's short prompts leave every
     baseline's attainment to its first minutes, not its threshold), or the validation set."""
     return training()[:2] if name == "training" else validation()
+
+
+def _sweep(args: tuple[str, int]) -> dict[str, Any]:
+    """tokenscale's utilization target swept on one workload: its GPU-hours at 99.0%."""
+    set_name, index = args
+    work = _set(set_name)[index]
+    scenario = work.scenario(Scenario(), work.seeds[0])
+    trace = work.trace(scenario, work.seeds[0])
+    initial = lower_bound(scenario, trace).warm_start()
+    runs = sweep_tokenscale(scenario, trace, initial)
+    pts = [(r.slo_attainment, r.gpu_hours) for _, r in runs]
+    return {
+        "workload": work.name,
+        "points": [[u, round(r.slo_attainment, 5), round(r.gpu_hours, 3)] for u, r in runs],
+        "gpu_hours_at_99": at_attainment(pts),
+        "bound_at_99": lower_bound(scenario, trace).gpu_hours(0.99),
+    }
 
 
 def _job(args: tuple[str, int, str]) -> tuple[int, str, Searched, str]:
@@ -73,8 +96,21 @@ def main(argv: list[str] | None = None) -> int:
         "--set", dest="set_name", choices=("training", "validation"), default="training"
     )
     parser.add_argument("--json", dest="json_path", default="out/tune.json")
+    parser.add_argument(
+        "--tokenscale-sweep",
+        action="store_true",
+        help="sweep tokenscale's utilization target instead of searching the baselines",
+    )
     args = parser.parse_args(argv)
     workloads = _set(args.set_name)
+    if args.tokenscale_sweep:
+        with Pool(args.jobs) as pool:
+            swept = pool.map(_sweep, [(args.set_name, i) for i in range(len(workloads))], 1)
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_path).write_text(json.dumps(swept, indent=1) + "\n")
+        for row in swept:
+            print(row)
+        return 0
     jobs = [(args.set_name, i, f) for i in range(len(workloads)) for f in FAMILIES]
     with Pool(args.jobs) as pool:
         done = pool.map(_job, jobs, chunksize=1)
