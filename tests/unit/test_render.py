@@ -120,6 +120,18 @@ def test_api_key_comes_from_the_secret_never_inline() -> None:
     assert "value" not in env[contract.API_KEY_ENV]
 
 
+def test_worker_stops_before_the_kubelet_kills_it() -> None:
+    """preStop sleep + --drain-grace + the worker's bounded shutdown fit the termination grace:
+    the drain deadline, not SIGKILL, decides which requests are cut."""
+    from tokenscale_worker.runner import SHUTDOWN_MARGIN_S
+
+    pod = deployment()["spec"]["template"]["spec"]
+    worker = pod["containers"][0]
+    grace = float(worker["args"][worker["args"].index("--drain-grace") + 1])
+    pre_stop = worker["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop + grace + SHUTDOWN_MARGIN_S < pod["terminationGracePeriodSeconds"]
+
+
 def test_no_api_key_env_unless_the_spec_asks() -> None:
     names_ = [e["name"] for e in container(deployment())["env"]]
     assert contract.API_KEY_ENV not in names_
