@@ -187,21 +187,28 @@ async def test_body_memory_budget_sheds_with_503() -> None:
 # -- clients that stop reading ---------------------------------------------------------------------
 
 
-async def test_stalled_reader_is_cut_off_and_its_slot_freed() -> None:
+async def test_stalled_readers_are_cut_off_and_their_slots_freed() -> None:
+    """The issue's case: two streams that stop reading held a cap of 2 for good."""
     limits = GatewayLimits(write_timeout_s=0.3)
-    async with gateway_on_stub(cap=1, limits=limits) as gw:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", gw.port))
-        sock.sendall(request_bytes("POST", "/v1/completions", b'{"stub": "flood"}'))
-        # The client never reads. The gateway must give up on it, close the engine request and
-        # free the slot (the bound is generous: the write deadline is 0.3 s).
-        await until(lambda: gw.engine.cancelled == 1, 30, "engine request cancelled")
-        await until(lambda: gw.gateway.admission.in_flight == 0, 30, "slot freed")
+    async with gateway_on_stub(cap=2, limits=limits) as gw:
+        socks = []
+        for _ in range(2):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", gw.port))
+            sock.sendall(request_bytes("POST", "/v1/completions", b'{"stub": "flood"}'))
+            socks.append(sock)
+        # The clients never read. The gateway must give up on them, close the engine requests
+        # and free the slots (the bound is generous: the write deadline is 0.3 s).
+        await until(lambda: gw.engine.cancelled == 2, 30, "engine requests cancelled")
+        await until(lambda: gw.gateway.admission.in_flight == 0, 30, "slots freed")
         assert gw.engine.running == 0
-        ok = await raw_request(gw.port, request_bytes("POST", "/v1/completions", ANSWER))
-        assert ok.status == 200  # cap 1: the slot really is free
-        sock.close()
+        oks = await asyncio.gather(
+            *(raw_request(gw.port, request_bytes("POST", "/v1/completions", ANSWER)) for _ in "ab")
+        )
+        assert [ok.status for ok in oks] == [200, 200]  # cap 2: the slots really are free
+        for sock in socks:
+            sock.close()
 
 
 # -- routes ----------------------------------------------------------------------------------------
