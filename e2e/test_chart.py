@@ -67,10 +67,8 @@ def test_second_release_without_crds_installs_and_uninstalls(
         assert cluster.get("role", "two-tokenscale", ns) is not None
         cluster.helm("upgrade", "two", CHART, "-n", ns, "--reuse-values", "--set", "logLevel=debug")
         dep = cluster.get("deployment", "two-tokenscale", ns)
-        assert (
-            dep is not None
-            and "--verbose" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
-        )
+        env = [] if dep is None else dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert {"name": "TOKENSCALE_LOG_LEVEL", "value": "debug"} in env
         cluster.helm("uninstall", "two", "-n", ns, "--wait")
         assert cluster.get("role", "two-tokenscale", ns) is None
         assert cluster.get("crd", "inferenceservices.tokenscale.io") is not None

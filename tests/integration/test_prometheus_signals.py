@@ -4,6 +4,7 @@ a hostile service name cannot change a query, and a tick costs the same five que
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -12,12 +13,17 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from openai import OpenAI
 
+from tests.conftest import minimal_spec
 from tests.tools import cluster_tool
 from tokenscale.adapters.prometheus import PrometheusSignals, PrometheusUnavailableError
+from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain.autoscale import tick_status
+from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.signals import ServiceSignals, WorkloadFacts, to_observation
 
 pytestmark = pytest.mark.integration
@@ -163,6 +169,61 @@ def check_signals(signals: dict[tuple[str, str], ServiceSignals]) -> None:
 
 
 def test_prometheus_down_is_a_clear_error() -> None:
-    source = PrometheusSignals(f"http://127.0.0.1:{free_port()}", timeout_s=1)
-    with pytest.raises(PrometheusUnavailableError, match="did not answer"):
+    url = f"http://127.0.0.1:{free_port()}"
+    source = PrometheusSignals(url, timeout_s=1)
+    with pytest.raises(PrometheusUnavailableError) as caught:
         source.fetch()
+    assert str(caught.value) == f"Prometheus at {url} did not answer (connection refused)"
+    assert metrics_message(caught.value, replicas=2) == (
+        f"Prometheus at {url} did not answer (connection refused); replicas held at 2; check "
+        "that Prometheus runs and prometheus.url points at it"
+    )
+
+
+def metrics_message(error: PrometheusUnavailableError, replicas: int) -> str:
+    """The MetricsAvailable message a service's status would carry after this failure."""
+    spec = InferenceServiceSpec.model_validate(minimal_spec())
+    decision = Decision(
+        replicas, 8, "metrics missing; hold", replicas, False, "auto", ScalerState()
+    )
+    patch = tick_status(spec, {}, decision, Observation(), time.time(), 1, error.outage)
+    return str(next(c for c in patch["conditions"] if c["type"] == "MetricsAvailable")["message"])
+
+
+def test_a_real_prometheus_that_stops_and_returns(tmp_path: Path) -> None:
+    """Answers, is stopped (refused: one readable message, no query, no retry warnings), is
+    started again on the same port (answers again)."""
+    (tmp_path / "prometheus.yml").write_text("global: {scrape_interval: 1s}\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    source = PrometheusSignals(url, timeout_s=5)
+    with running_prometheus(tmp_path, port):
+        assert source.fetch() == {}  # no workers: an answer with no series
+    with pytest.raises(PrometheusUnavailableError) as caught:
+        source.fetch()
+    message = metrics_message(caught.value, replicas=3)
+    assert message.startswith(f"Prometheus at {url} did not answer (connection refused); ")
+    assert "query" not in message and "%" not in message and "Error" not in message
+    with running_prometheus(tmp_path, port):
+        assert source.fetch() == {}
+    assert source.outage is None
+
+
+@contextlib.contextmanager
+def running_prometheus(work: Path, port: int) -> Iterator[None]:
+    proc = subprocess.Popen(
+        [
+            cluster_tool("prometheus"),
+            f"--config.file={work}/prometheus.yml",
+            f"--storage.tsdb.path={work}/data",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready")
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

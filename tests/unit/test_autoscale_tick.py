@@ -12,6 +12,7 @@ from tokenscale.domain import autoscale, capacity
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.catalog import GFD_PRODUCTS
 from tokenscale.domain.observation import Decision, Observation, ScalerState
+from tokenscale.domain.status import MetricsOutage, PrometheusProblem
 from tokenscale.handlers import cache
 
 NOW = 1_800_000_000.0
@@ -134,7 +135,11 @@ def test_tokenscale_alone_owning_replicas_is_no_conflict() -> None:
 def test_conflict_is_adopted_only_after_a_quiet_period() -> None:
     status = autoscale.conflict_status({}, "kubectl", 7, NOW, 1)
     cond = next(c for c in status["conditions"] if c["type"] == "ScalingConflict")
-    assert cond["status"] == "True" and "kubectl set replicas to 7" in cond["message"]
+    assert cond["status"] == "True"
+    assert cond["message"] == (
+        "kubectl set replicas to 7; tokenscale stopped scaling this service; remove the other "
+        "autoscaler, or leave the count alone for 300 s to hand it back"
+    )
     assert not autoscale.conflict_resolved(status, 7, NOW + 10)
     assert autoscale.conflict_resolved(status, 7, NOW + autoscale.CONFLICT_QUIET_S)
     moved = autoscale.conflict_status(status, "kubectl", 9, NOW + 100, 1)
@@ -154,15 +159,57 @@ def decision(replicas: int, previous: int, applied: bool = True, reason: str = "
 
 
 @pytest.mark.parametrize(
-    ("ttft", "itl", "expected"),
-    [(0.4, 0.03, "True"), (1.4, 0.03, "False"), (0.4, 0.09, "False"), (None, None, "Unknown")],
+    ("ttft", "itl", "expected", "column"),
+    [
+        (0.4, 0.03, "True", "True"),
+        (1.4, 0.03, "False", "False"),
+        (0.4, 0.09, "False", "False"),
+        (None, None, "Unknown", "NoTraffic"),
+    ],
 )
-def test_slo_condition(ttft: float | None, itl: float | None, expected: str) -> None:
+def test_slo_condition(ttft: float | None, itl: float | None, expected: str, column: str) -> None:
     spec, _ = spec_and_plan()
-    status, _, message = autoscale.slo_condition(spec, Observation(ttft_s=ttft, itl_s=itl))
-    assert status == expected
+    obs = Observation(sampled_at=NOW, ttft_s=ttft, itl_s=itl, arrival_rate=1.0)
+    patch = autoscale.tick_status(spec, {}, decision(2, 2), obs, NOW, 1)
+    slo = next(c for c in patch["conditions"] if c["type"] == "SLOMet")
+    assert slo["status"] == expected
+    assert patch["sloMet"] == column
     if expected == "False":
-        assert ">" in message
+        assert ">" in slo["message"]
+
+
+def test_missed_objective_message_has_the_figures() -> None:
+    spec, _ = spec_and_plan()
+    condition, fields = autoscale.slo_condition(spec, Observation(ttft_s=1.4, itl_s=0.09))
+    assert condition.value.message(**fields) == (
+        "TTFT p95 1.40 s > 1 s; ITL p95 90 ms > 50 ms; status.lastDecisions says what the "
+        "autoscaler does about it"
+    )
+
+
+OUTAGE = MetricsOutage("http://127.0.0.1:9", PrometheusProblem.REFUSED)
+
+
+def test_prometheus_down_says_what_happened_what_was_done_and_what_to_check() -> None:
+    spec, _ = spec_and_plan()
+    patch = autoscale.tick_status(spec, {}, decision(3, 3), Observation(), NOW, 1, OUTAGE)
+    conds = {c["type"]: c for c in patch["conditions"]}
+    assert conds["MetricsAvailable"]["message"] == (
+        "Prometheus at http://127.0.0.1:9 did not answer (connection refused); replicas held at "
+        "3; check that Prometheus runs and prometheus.url points at it"
+    )
+    # No figures is not "no traffic": the objective is unknown, and the column says why.
+    assert (conds["SLOMet"]["status"], conds["SLOMet"]["reason"]) == ("Unknown", "NoMetrics")
+    assert patch["sloMet"] == "NoMetrics"
+
+
+def test_no_series_is_no_metrics_too() -> None:
+    spec, _ = spec_and_plan()
+    patch = autoscale.tick_status(spec, {}, decision(1, 1), Observation(), NOW, 1)
+    conds = {c["type"]: c for c in patch["conditions"]}
+    assert conds["MetricsAvailable"]["reason"] == "NoSeries"
+    assert "replicas held at 1" in conds["MetricsAvailable"]["message"]
+    assert patch["sloMet"] == "NoMetrics"
 
 
 def test_tick_status_records_decisions_and_state() -> None:
@@ -193,13 +240,33 @@ def test_prometheus_down_is_reported_and_history_is_bounded() -> None:
                 Observation(),
                 NOW + i,
                 1,
-                metrics_error="Prometheus at http://p:9090 did not answer",
+                OUTAGE,
             ),
         }
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["MetricsAvailable"]["status"] == "False"
     assert conds["MetricsAvailable"]["reason"] == "PrometheusUnavailable"
     assert len(status["lastDecisions"]) == autoscale.MAX_DECISIONS
+    # Oldest first, the newest last: `kubectl describe` lists them in the order they happened.
+    assert [d["replicas"] for d in status["lastDecisions"]] == list(range(7, 17))
+
+
+def test_only_a_decision_that_changes_something_is_recorded_and_written() -> None:
+    spec, _ = spec_and_plan()
+    obs = Observation(sampled_at=NOW, ttft_s=0.5, itl_s=0.02, arrival_rate=3.0)
+    first = autoscale.tick_status(spec, {}, decision(2, 2, reason="3.0 req/s; hold 2"), obs, NOW, 1)
+    assert autoscale.new_decision({}, first) == first["lastDecisions"][-1]
+    # The same hold with other figures in its reason: no record, no log line, no status write.
+    held = autoscale.tick_status(
+        spec, first, decision(2, 2, reason="3.1 req/s; hold 2"), obs, NOW + 15, 1
+    )
+    assert held["lastDecisions"] == first["lastDecisions"]
+    assert autoscale.new_decision(first, held) is None
+    assert not autoscale.status_changed(first, held)
+    scaled = autoscale.tick_status(spec, held, decision(4, 2, reason="2 → 4"), obs, NOW + 30, 1)
+    assert [d["replicas"] for d in scaled["lastDecisions"]] == [2, 4]
+    assert autoscale.new_decision(held, scaled) == scaled["lastDecisions"][-1]
+    assert autoscale.status_changed(held, scaled)
 
 
 def test_advisory_decision_keeps_last_applied() -> None:

@@ -118,3 +118,25 @@ def test_operator_dockerfile_matches_the_chart() -> None:
     assert re.search(r"^USER 65532", text, re.M)
     dep = next(d for d in render() if d["kind"] == "Deployment")
     assert dep["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 65532
+
+
+def operator_env(*sets: str) -> dict[str, str]:
+    dep = next(d for d in render(*sets) if d["kind"] == "Deployment")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_log_level_and_format_reach_the_operator() -> None:
+    env = operator_env()
+    assert (env["TOKENSCALE_LOG_LEVEL"], env["TOKENSCALE_LOG_FORMAT"]) == ("info", "text")
+    env = operator_env("logLevel=warning", "logFormat=json")
+    assert (env["TOKENSCALE_LOG_LEVEL"], env["TOKENSCALE_LOG_FORMAT"]) == ("warning", "json")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("logFormat=yaml", "logFormat"), ("logLevel=verbose", "logLevel")],
+)
+def test_bad_log_values_fail_before_anything_is_created(setting: str, message: str) -> None:
+    proc = helm("template", "t", str(CHART), "--set", setting, check=False)
+    assert proc.returncode != 0 and message in proc.stderr

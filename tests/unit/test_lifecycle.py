@@ -120,11 +120,14 @@ def test_conditions_ready_progressing_capacity() -> None:
 
 
 def test_transition_time_moves_only_when_status_changes() -> None:
-    first = status.set_condition([], "Ready", "False", "NoReadyReplicas", "0 of 1", NOW, 1)
-    same = status.set_condition(first, "Ready", "False", "NoReadyReplicas", "0 of 1", LATER, 1)
-    flipped = status.set_condition(same, "Ready", "True", "Serving", "1 of 1", LATER, 1)
+    none = status.Condition.READY_NONE
+    first = status.set_condition([], none, NOW, 1, replicas=1)
+    same = status.set_condition(first, none, LATER, 1, replicas=2)
+    flipped = status.set_condition(same, status.Condition.READY, LATER, 1, ready=1, replicas=1)
     assert same[0]["lastTransitionTime"] == NOW
+    assert same[0]["message"].startswith("0 of 2 replicas ready")
     assert flipped[0]["lastTransitionTime"] == LATER
+    assert (flipped[0]["status"], flipped[0]["reason"]) == ("True", "Serving")
 
 
 def test_infeasible_plan_sets_planned_and_ready_false() -> None:
@@ -133,3 +136,32 @@ def test_infeasible_plan_sets_planned_and_ready_false() -> None:
     conds = {c["type"]: c for c in status.planned_conditions([], result, NOW, 1)}
     assert conds["Planned"]["status"] == "False" and conds["Planned"]["reason"] == "Infeasible"
     assert conds["Ready"]["status"] == "False" and "756 GiB" in conds["Ready"]["message"]
+
+
+def test_an_unusable_spec_says_what_to_fix_and_that_nothing_was_created() -> None:
+    problems = "spec.scaling.maxReplicas: Input should be greater than or equal to 1"
+    conds = {c["type"]: c for c in status.unusable_conditions([], problems, NOW, 3)}
+    for kind in ("Planned", "Ready"):
+        assert conds[kind]["reason"] == "InvalidSpec"
+        assert conds[kind]["message"] == (
+            f"{problems}; nothing is created or changed until the spec is fixed"
+        )
+    assert status.unusable_event(problems) == ("Warning", "InvalidSpec", conds["Ready"]["message"])
+
+
+def test_pending_replicas_name_the_fix() -> None:
+    state = WorkloadState(
+        exists=True,
+        replicas=3,
+        current=3,
+        ready=1,
+        updated=3,
+        unschedulable=2,
+        unschedulable_message="0/4 nodes are available: 4 Insufficient nvidia.com/gpu.",
+    )
+    conds = {c["type"]: c for c in status.workload_conditions([], state, NOW, 1)}
+    assert conds["CapacityLimited"]["message"] == (
+        "1 of 3 replicas fit on schedulable GPUs and 2 pods are Pending (0/4 nodes are "
+        "available: 4 Insufficient nvidia.com/gpu); add GPU nodes of the planned kind or lower "
+        "scaling.maxReplicas"
+    )

@@ -25,7 +25,9 @@ from typing import Any
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from tokenscale.adapters.prometheus_errors import classify, display_url
 from tokenscale.domain.signals import ServiceKey, ServiceSignals
+from tokenscale.domain.status import MetricsOutage
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,12 @@ def build_queries(window: str, namespaces: Sequence[str] = ()) -> QueryPlan:
 
 
 class PrometheusUnavailableError(RuntimeError):
-    """Prometheus could not be queried; the message says how (down, slow, refused)."""
+    """Prometheus could not be queried; `outage` says where and why, in words (refused, timed
+    out, not found, an HTTP status, not a query result); the message is its summary."""
+
+    def __init__(self, outage: MetricsOutage) -> None:
+        super().__init__(outage.summary())
+        self.outage = outage
 
 
 def _key(metric: dict[str, str]) -> ServiceKey | None:
@@ -156,18 +163,28 @@ class PrometheusSignals:
     def __init__(
         self, url: str, window: str = "1m", timeout_s: float = 5.0, namespaces: Sequence[str] = ()
     ) -> None:
+        # Retry only an overloaded Prometheus's 5xx answers within a tick. A refused or timed-out
+        # connection is not retried: the next tick asks again, and urllib3 would log a warning
+        # carrying the whole URL-encoded query for every retry of every tick.
         retry = Retry(
             total=2,
+            connect=0,
+            read=0,
+            other=0,
+            status=2,
             backoff_factor=0.3,
             status_forcelist=(500, 502, 503, 504),
             allowed_methods=("GET", "POST"),
         )
-        self.client = PrometheusConnect(url=url, disable_ssl=True, retry=retry)
+        # "http://p:9090/" would send "//api/v1/query".
+        self.client = PrometheusConnect(url=url.rstrip("/"), disable_ssl=True, retry=retry)
         self.url = url
+        self.shown_url = display_url(url)
         self.timeout_s = timeout_s
         self.plan = build_queries(window, namespaces)
         self.queries_sent = 0
         self.errors = 0
+        self.outage: MetricsOutage | None = None  # the failure state last logged
 
     def _query(self, promql: str) -> list[dict[str, Any]]:
         self.queries_sent += 1
@@ -177,17 +194,33 @@ class PrometheusSignals:
                 params={"timeout": prometheus_duration(self.timeout_s)},
                 timeout=self.timeout_s,
             )
+            if not isinstance(result, list):
+                raise TypeError(f"data.result is {type(result).__name__}, not a list")
         except Exception as exc:  # requests, urllib3 and the client's own errors alike
             self.errors += 1
-            message = f"Prometheus at {self.url} did not answer: {exc}"
-            raise PrometheusUnavailableError(message) from exc
+            outage = classify(exc, self.shown_url, self.timeout_s)
+            self._log_change(outage, exc)
+            raise PrometheusUnavailableError(outage) from exc
         return result
+
+    def _log_change(self, outage: MetricsOutage | None, exc: BaseException | None = None) -> None:
+        """One line when Prometheus starts failing, fails differently, or answers again; the
+        exception's full text once, at debug level. Never a line per tick."""
+        if outage == self.outage:
+            return
+        if outage is not None:
+            log.warning("%s; every service's replicas are held until it answers", outage.summary())
+            log.debug("Prometheus query failed: %s", _details(exc))
+        else:
+            log.info("Prometheus at %s answers again", self.shown_url)
+        self.outage = outage
 
     def fetch(self) -> dict[ServiceKey, ServiceSignals]:
         """All services' signals; raises PrometheusUnavailableError when any query fails (a partial
         picture would read as 'no load' and must not drive a scale-down)."""
         started = time.monotonic()
         answers = {name: self._query(q) for name, q in self.plan.queries.items()}
+        self._log_change(None)
         ttft = _group_buckets(answers["ttft"], "engine")
         queue = _group_buckets(answers["ttft"], "queue")
         itl = _group_buckets(answers["itl"])
@@ -212,3 +245,12 @@ class PrometheusSignals:
             )
             for key in keys
         }
+
+
+def _details(exc: BaseException | None) -> str:
+    """The exception chain for the debug log, with the URL-encoded query cut out."""
+    parts: list[str] = []
+    while exc is not None and len(parts) < 4:
+        parts.append(f"{type(exc).__name__}: {exc}")
+        exc = exc.__cause__ or exc.__context__
+    return re.sub(r"\?query=[^\s'\")]*", "?query=...", " <- ".join(parts))

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tokenscale.adapters.logs import FORMATS, LEVELS
+
 
 @dataclass(frozen=True)
 class AutoscaleSettings:
@@ -47,3 +49,32 @@ class AutoscaleSettings:
             enabled=env.get("TOKENSCALE_AUTOSCALE", "on") != "off",
             capacity_aware=env.get("TOKENSCALE_CAPACITY_AWARE", "on") != "off",
         )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The operator's log: level (debug, info, warning, error) and format (text, json)."""
+
+    level: str = "info"
+    format: str = "text"
+
+    @classmethod
+    def resolve(
+        cls,
+        level: str | None = None,
+        fmt: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> LogSettings:
+        """A command-line value wins over TOKENSCALE_LOG_LEVEL / TOKENSCALE_LOG_FORMAT; a bad
+        value fails start-up naming the variable and the values it takes."""
+        env = os.environ if env is None else env
+        chosen = []
+        for name, given, allowed, default in (
+            ("TOKENSCALE_LOG_LEVEL", level, LEVELS, cls.level),
+            ("TOKENSCALE_LOG_FORMAT", fmt, FORMATS, cls.format),
+        ):
+            value = (given or env.get(name) or default).lower()
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} must be one of {', '.join(allowed)}")
+            chosen.append(value)
+        return cls(level=chosen[0], format=chosen[1])

@@ -157,10 +157,15 @@ def announce_recommendation(recommended: int, current: int, previous: int | None
     return recommended != current and recommended != previous
 
 
-def slo_condition(spec: InferenceServiceSpec, obs: Observation) -> tuple[str, str, str]:
-    """SLOMet from the observed percentiles: (status, reason, message)."""
+def slo_condition(
+    spec: InferenceServiceSpec, obs: Observation, metrics_missing: bool = False
+) -> tuple[conditions.Condition, dict[str, object]]:
+    """SLOMet from the observed percentiles: the template and its fields. Without metrics the
+    objective is unknown (NoMetrics), not met by default and not "no traffic"."""
+    if metrics_missing:
+        return conditions.Condition.SLO_NO_METRICS, {}
     if obs.ttft_s is None and obs.itl_s is None:
-        return "Unknown", "NoTraffic", "no requests in the window"
+        return conditions.Condition.SLO_NO_TRAFFIC, {}
     pct = f"p{spec.slo.percentile:g}"
     misses = []
     if obs.ttft_s is not None and obs.ttft_s > spec.slo.ttft_seconds:
@@ -168,10 +173,29 @@ def slo_condition(spec: InferenceServiceSpec, obs: Observation) -> tuple[str, st
     if obs.itl_s is not None and obs.itl_s > spec.slo.itl_seconds:
         misses.append(f"ITL {pct} {obs.itl_s * 1000:.0f} ms > {spec.slo.itl_seconds * 1000:.0f} ms")
     if misses:
-        return "False", "ObjectiveMissed", "; ".join(misses)
+        return conditions.Condition.SLO_MISSED, {"misses": "; ".join(misses)}
     ttft = "n/a" if obs.ttft_s is None else f"{obs.ttft_s:.2f} s"
     itl = "n/a" if obs.itl_s is None else f"{obs.itl_s * 1000:.0f} ms"
-    return "True", "WithinObjective", f"TTFT {pct} {ttft}, ITL {pct} {itl}"
+    return conditions.Condition.SLO_MET, {"pct": pct, "ttft": ttft, "itl": itl}
+
+
+def slo_column(condition: conditions.Condition) -> str:
+    """status.sloMet, the SLO-MET column: True or False, else why it cannot say (NoMetrics,
+    NoTraffic), so an empty TTFT-P95 column never goes unexplained."""
+    template = condition.value
+    return template.status if template.status != "Unknown" else template.reason
+
+
+def metrics_condition(
+    obs: Observation, replicas: int, outage: conditions.MetricsOutage | None
+) -> tuple[conditions.Condition, dict[str, object]]:
+    """MetricsAvailable: read, Prometheus unavailable (why, and what to check), or no series."""
+    if outage is not None:
+        fields = {"url": outage.url, "problem": outage.what(), "remedy": outage.remedy()}
+        return conditions.Condition.PROMETHEUS_UNAVAILABLE, {**fields, "replicas": replicas}
+    if obs.sampled_at is None:
+        return conditions.Condition.NO_SERIES, {"replicas": replicas}
+    return conditions.Condition.METRICS, {}
 
 
 def observed_status(obs: Observation, now: float) -> dict[str, Any]:
@@ -201,15 +225,22 @@ def decision_record(decision: Decision, now: float) -> dict[str, Any]:
 
 
 def worth_recording(decision: Decision, history: list[dict[str, Any]]) -> bool:
-    """A decision enters lastDecisions when it changes something or says something new."""
+    """A decision enters lastDecisions when it changes the replica count or the cap (or is the
+    first): a hold whose figures moved is not news, and recording it would write status on
+    every tick."""
     if not history:
         return True
     last = history[-1]
-    return (
-        decision.replicas != last.get("replicas")
-        or decision.concurrency_cap != last.get("concurrencyCap")
-        or decision.reason.split(";")[0] != str(last.get("reason", "")).split(";")[0]
+    return decision.replicas != last.get("replicas") or decision.concurrency_cap != last.get(
+        "concurrencyCap"
     )
+
+
+def new_decision(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The decision record a tick's patch adds to lastDecisions, if any (the one log line)."""
+    before = list(old_status.get("lastDecisions") or [])
+    after = list(patch.get("lastDecisions") or [])
+    return after[-1] if after and (not before or after[-1] != before[-1]) else None
 
 
 def tick_status(
@@ -219,42 +250,25 @@ def tick_status(
     obs: Observation,
     now: float,
     generation: int,
-    metrics_error: str | None = None,
+    outage: conditions.MetricsOutage | None = None,
 ) -> dict[str, Any]:
     """The status patch after one decision."""
     stamp = rfc3339(now)
     conds: conditions.Conditions = list(old_status.get("conditions") or [])
-    metrics = ("True", "Scraped", "latency and load read from Prometheus")
-    if metrics_error:
-        metrics = ("False", "PrometheusUnavailable", f"{metrics_error}; replicas held")
-    elif obs.sampled_at is None:
-        metrics = (
-            "False",
-            "NoSeries",
-            "Prometheus has no series for this service yet (is its PodMonitor or scrape "
-            "configuration selected by Prometheus?); replicas held",
-        )
-    conds = conditions.set_condition(conds, "MetricsAvailable", *metrics, stamp, generation)
-    conds = conditions.set_condition(conds, "SLOMet", *slo_condition(spec, obs), stamp, generation)
+    metrics, fields = metrics_condition(obs, decision.replicas, outage)
+    conds = conditions.set_condition(conds, metrics, stamp, generation, **fields)
+    slo, fields = slo_condition(spec, obs, metrics is not conditions.Condition.METRICS)
+    conds = conditions.set_condition(conds, slo, stamp, generation, **fields)
     if decision.capacity_limited:
         conds = conditions.set_condition(
             conds,
-            "CapacityLimited",
-            "True",
-            "NotEnoughGPUs",
-            decision.capacity_message,
+            conditions.Condition.NOT_ENOUGH_GPUS,
             stamp,
             generation,
+            shortfall=decision.capacity_message.removeprefix("capacity-limited: "),
+            replicas=decision.replicas,
         )
-    conds = conditions.set_condition(
-        conds,
-        "ScalingConflict",
-        "False",
-        "SoleWriter",
-        "tokenscale alone sets replicas",
-        stamp,
-        generation,
-    )
+    conds = conditions.set_condition(conds, conditions.Condition.SOLE_WRITER, stamp, generation)
     history = list(old_status.get("lastDecisions") or [])
     if worth_recording(decision, history):
         history = [*history, decision_record(decision, now)][-MAX_DECISIONS:]
@@ -270,6 +284,7 @@ def tick_status(
     patch: dict[str, Any] = {
         "conditions": conds,
         "desiredReplicas": decision.replicas,
+        "sloMet": slo_column(slo),
         "observed": observed_status(obs, now),
         "lastDecisions": history,
         "autoscaler": state,
@@ -319,19 +334,14 @@ def conflict_status(
     old_status: Mapping[str, Any], writer: str, replicas: int, now: float, generation: int
 ) -> dict[str, Any]:
     """Stop and say so: someone else is writing the replica count."""
-    message = (
-        f"{writer} set replicas to {replicas}; tokenscale stopped scaling this service (remove "
-        f"the other autoscaler, or leave the count alone for {CONFLICT_QUIET_S:.0f} s to hand it "
-        "back)"
-    )
     conds = conditions.set_condition(
         list(old_status.get("conditions") or []),
-        "ScalingConflict",
-        "True",
-        "ForeignWriter",
-        message,
+        conditions.Condition.FOREIGN_WRITER,
         rfc3339(now),
         generation,
+        writer=writer,
+        replicas=replicas,
+        quiet=f"{CONFLICT_QUIET_S:.0f}",
     )
     state = dict(old_status.get("autoscaler") or {})
     seen = state.get("conflict") or {}

@@ -14,19 +14,22 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from tokenscale.adapters import metrics
+from tokenscale.adapters import logs, metrics
 from tokenscale.adapters.kube import Kube
 from tokenscale.adapters.prometheus import PrometheusSignals, PrometheusUnavailableError
 from tokenscale.adapters.settings import AutoscaleSettings
 from tokenscale.domain import autoscale, capacity, lifecycle, names, render
-from tokenscale.domain.observation import Observation, ScalerState
+from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.scaling import decide
 from tokenscale.domain.signals import ServiceKey, ServiceSignals, to_observation
+from tokenscale.domain.status import Event, MetricsOutage, event_message
 from tokenscale.handlers import cache, runtime
 from tokenscale.handlers.lifecycle import service_ref
 
 log = logging.getLogger(__name__)
 WRITERS = 8
+# A failure that repeats every tick is logged (with its traceback) when it starts or changes.
+FAILURES = logs.ErrorStates(log)
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -42,20 +45,22 @@ def tick(kube: Kube, source: PrometheusSignals, settings: AutoscaleSettings) -> 
     started, now = time.monotonic(), time.time()
     services = cache.services()
     sent_before = source.queries_sent
-    error: str | None = None
+    outage: MetricsOutage | None = None
     try:
         signals = source.fetch()
-    except PrometheusUnavailableError as exc:
-        signals, error = {}, str(exc)
+    except PrometheusUnavailableError as exc:  # the adapter logs each change of state once
+        signals, outage = {}, exc.outage
         metrics.QUERY_ERRORS.inc()
     nodes = kube.gpu_nodes() if settings.capacity_aware else None
 
     def one(item: tuple[ServiceKey, dict[str, Any]]) -> None:
         key, body = item
         try:
-            tick_service(kube, key, body, signals.get(key), error, nodes, now)
-        except Exception:  # one bad service must not stop the others
-            log.exception("autoscale tick failed for %s/%s", *key)
+            tick_service(kube, key, body, signals.get(key), outage, nodes, now)
+        except Exception as exc:  # one bad service must not stop the others
+            FAILURES.failed(key, exc, "autoscale tick failed for %s/%s", *key)
+        else:
+            FAILURES.recovered(key, "autoscale tick for %s/%s works again", *key)
 
     # The decisions are milliseconds; the writes are round trips. When every service has news
     # (Prometheus just went away: MetricsAvailable flips on all 300) they overlap.
@@ -70,7 +75,7 @@ def tick_service(
     key: ServiceKey,
     body: dict[str, Any],
     signals: ServiceSignals | None,
-    error: str | None,
+    outage: MetricsOutage | None,
     nodes: list[autoscale.GpuNode] | None,
     now: float,
 ) -> None:
@@ -105,34 +110,50 @@ def tick_service(
             current_cap=cap_now,
             schedulable_replicas=schedulable,
         )
-        if error
+        if outage
         else to_observation(signals or ServiceSignals(), spec.slo.percentile, now, facts)
     )
     decision = decide(spec, plan, observation, state, now)
-    patch = autoscale.tick_status(spec, status, decision, observation, now, ref.generation, error)
+    patch = autoscale.tick_status(spec, status, decision, observation, now, ref.generation, outage)
     if _write_status(kube, key, ref, patch, version):
+        _log_decision(ref, autoscale.new_decision(status, patch), decision.mode)
         _act(kube, ref, decision, replicas, cap_now, status.get("desiredReplicas"))
     _count(key, decision, replicas)
+
+
+def _log_decision(ref: names.ServiceRef, record: dict[str, Any] | None, mode: str) -> None:
+    """One line per decision that changed something (the ones status.lastDecisions keeps)."""
+    if record is None:
+        return
+    fields = {k: record.get(k) for k in ("replicas", "previousReplicas", "concurrencyCap")}
+    log.info(
+        "%s (%s mode, replicas %d, cap %d)",
+        record["reason"],
+        mode,
+        record["replicas"],
+        record["concurrencyCap"],
+        extra=logs.about(ref.namespace, ref.name, **fields, mode=mode, reason=record["reason"]),
+    )
 
 
 def _act(
     kube: Kube,
     ref: names.ServiceRef,
-    decision: Any,
+    decision: Decision,
     replicas: int,
     cap_now: Any,
     previous_desired: int | None,
 ) -> None:
     if decision.mode == "advisory":
         if autoscale.announce_recommendation(decision.replicas, replicas, previous_desired):
-            kube.event(ref, "Normal", "Recommendation", f"advisory: {decision.reason}")
+            kube.event(ref, *event_message(Event.RECOMMENDATION, reason=decision.reason))
         return
     if not decision.applied:
         return
     if decision.replicas != replicas:
         kube.scale(ref, names.deployment_name(ref), decision.replicas)
-        kind = "ScaledUp" if decision.replicas > replicas else "ScaledDown"
-        kube.event(ref, "Normal", kind, decision.reason)
+        kind = Event.SCALED_UP if decision.replicas > replicas else Event.SCALED_DOWN
+        kube.event(ref, *event_message(kind, reason=decision.reason))
     if decision.concurrency_cap != cap_now:
         kube.apply(render.make_configmap(ref, decision.concurrency_cap))
 
@@ -160,7 +181,7 @@ def _write_status(
     return True
 
 
-def _count(key: ServiceKey, decision: Any, replicas: int) -> None:
+def _count(key: ServiceKey, decision: Decision, replicas: int) -> None:
     kind = "hold"
     if decision.replicas > replicas:
         kind = "scale_up"
@@ -180,8 +201,10 @@ async def run_loop(settings: AutoscaleSettings) -> None:
         started = time.monotonic()
         try:
             await asyncio.to_thread(tick, runtime.kube(), source, settings)
-        except Exception:
-            log.exception("autoscale tick failed")
+        except Exception as exc:
+            FAILURES.failed("tick", exc, "autoscale tick failed")
+        else:
+            FAILURES.recovered("tick", "autoscale ticks work again")
         await asyncio.sleep(max(0.0, settings.interval_seconds - (time.monotonic() - started)))
 
 

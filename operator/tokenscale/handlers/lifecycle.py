@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from tokenscale.adapters import metrics
+from tokenscale.adapters import logs, metrics
 from tokenscale.adapters.kube import Kube
 from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION
 from tokenscale.domain import capacity, lifecycle, names, placement, render, status
@@ -37,11 +37,11 @@ def reconcile(kube: Kube, body: kopf.Body | dict[str, Any]) -> None:
     now = runtime.now_rfc3339()
     spec = lifecycle.parse_spec(dict(body["spec"]))
     if isinstance(spec, lifecycle.SpecError):
-        return _report_unusable(kube, ref, old_status, conds, now, "InvalidSpec", spec.message)
+        return _report_unusable(kube, ref, old_status, conds, now, spec.message)
     result = capacity.plan(spec)
-    conds = status.planned_conditions(conds, result, now, ref.generation)
     if isinstance(result, capacity.Infeasible):
-        return _report_unusable(kube, ref, old_status, conds, now, "Infeasible", result.reason)
+        return _report_unusable(kube, ref, old_status, conds, now, result)
+    conds = status.planned_conditions(conds, result, now, ref.generation)
     cap = lifecycle.concurrency_cap(spec, result, old_status)
     podmonitor = kube.has_resource("monitoring.coreos.com/v1", "PodMonitor")
     gpu_nodes = placement.from_env(os.environ)
@@ -76,23 +76,20 @@ def _report_unusable(
     old_status: dict[str, Any],
     conds: status.Conditions,
     now: str,
-    reason: str,
-    message: str,
+    problem: capacity.Infeasible | str,
 ) -> None:
     """Ready=False with the reason, one Warning Event per new reason, nothing created, and no
     exception: kopf must not retry a spec only a person can fix."""
+    conds = status.unusable_conditions(conds, problem, now, ref.generation)
+    ready = next(c for c in conds if c["type"] == "Ready")
     already = any(
-        c.get("type") == "Ready" and c.get("message") == message
+        c.get("type") == "Ready" and c.get("message") == ready["message"]
         for c in old_status.get("conditions") or []
     )
-    conds = status.set_condition(conds, "Ready", "False", reason, message, now, ref.generation)
-    if reason == "InvalidSpec":
-        conds = status.set_condition(
-            conds, "Planned", "False", reason, message, now, ref.generation
-        )
     kube.patch_status(ref, {"observedGeneration": ref.generation, "conditions": conds})
     if not already:
-        kube.event(ref, "Warning", reason, message)
+        kube.event(ref, *status.unusable_event(problem))
+        log.warning("%s", ready["message"], extra=logs.about(ref.namespace, ref.name))
 
 
 def _warn_on_new_capacity_limit(
@@ -104,7 +101,9 @@ def _warn_on_new_capacity_limit(
     )
     now = next((c for c in conds if c["type"] == "CapacityLimited"), None)
     if now and now["status"] == "True" and not was:
-        kube.event(ref, "Warning", "CapacityLimited", now["message"])
+        message = now["message"]
+        kube.event(ref, *status.event_message(status.Event.CAPACITY_LIMITED, message=message))
+        log.warning("%s", message, extra=logs.about(ref.namespace, ref.name))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

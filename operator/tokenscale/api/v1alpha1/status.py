@@ -49,7 +49,11 @@ class PlanStatus(_Model):
 class ObservedStatus(_Model):
     """Latency and load as last read from Prometheus."""
 
-    ttft_seconds: float | None = Field(default=None, description="TTFT at the SLO percentile.")
+    ttft_seconds: float | None = Field(
+        default=None,
+        description="Time to first token at spec.slo.percentile over the Prometheus window, "
+        "gateway queue wait included (the TTFT-P95 column).",
+    )
     itl_seconds: float | None = Field(default=None, description="ITL at the SLO percentile.")
     e2e_seconds: float | None = Field(
         default=None, alias="e2eSeconds", description="E2E at the SLO percentile."
@@ -82,10 +86,19 @@ class InferenceServiceStatus(_Model):
     replicas: int | None = Field(default=None, description="Replicas that exist.")
     ready_replicas: int | None = Field(default=None, description="Replicas ready to serve.")
     desired_replicas: int | None = Field(default=None, description="Replicas tokenscale wants.")
+    slo_met: Literal["True", "False", "NoMetrics", "NoTraffic"] | None = Field(
+        default=None,
+        description="The SLO-MET column: True or False as the SLOMet condition says, else why it "
+        "cannot say: NoMetrics (Prometheus unavailable or no series; the MetricsAvailable "
+        "condition says why) or NoTraffic (no request finished in the Prometheus window).",
+    )
     plan: PlanStatus | None = Field(default=None, description="Capacity plan in force.")
     observed: ObservedStatus | None = Field(default=None, description="Last observed latency.")
     last_decisions: list[DecisionRecord] = Field(
-        default_factory=list, max_length=10, description="Most recent decisions, newest last."
+        default_factory=list,
+        max_length=10,
+        description="The last ten decisions that changed the replica count or the concurrency "
+        "cap, oldest first (a hold whose figures moved is not recorded).",
     )
     autoscaler: dict[str, Any] | None = Field(
         default=None,
