@@ -15,8 +15,9 @@ from tokenscale.domain import catalog
 from tokenscale_worker import contract
 from tokenscale_worker.auth import load_api_key
 from tokenscale_worker.config import WorkerConfig, load_config
+from tokenscale_worker.engine_profile import select as select_engine_profile
 from tokenscale_worker.gateway import Gateway
-from tokenscale_worker.launcher import vllm_command
+from tokenscale_worker.launcher import engine_env, vllm_command
 from tokenscale_worker.limits import GatewayLimits
 from tokenscale_worker.sim.metrics import parse_labels
 from tokenscale_worker.sim.profile import build_profile
@@ -140,10 +141,14 @@ async def serve(args: argparse.Namespace) -> int:
         )
     else:
         cfg = _vllm_config(args)
-        argv = vllm_command(cfg)
-        log.info("starting engine: %s", argv)
+        profile = select_engine_profile()
+        argv = vllm_command(cfg, profile)
+        log.info("starting engine (profile %s): %s", profile.name, argv)
         try:
-            proc = await asyncio.create_subprocess_exec(*argv)
+            # Its own process group: vLLM's engine-core child is stopped with it (_stop_process).
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=engine_env(profile), start_new_session=True
+            )
         except FileNotFoundError:
             raise ValueError(
                 f"{argv[0]!r} is not on PATH: run the worker image, or use --engine sim"
@@ -215,3 +220,7 @@ async def _stop_process(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
+    # vLLM's engine core runs in a child process of the server: whatever of the group is left
+    # after the server exited (killed, or a crash) goes with it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
