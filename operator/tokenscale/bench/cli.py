@@ -2,7 +2,7 @@
 
 tokenscale bench                                  # embedded default workload, all policies
 tokenscale bench --trace AzureLLMInferenceTrace_conv.csv --rate-scale 6
-tokenscale bench --policies tokenscale,oracle --batch-tuning off --json out.json --plot out.png
+tokenscale bench --policies tokenscale,kpa --batch-tuning off --json out.json --plot out.png
 tokenscale bench --workload long-output --batch-tuning off   # where the live batch cap matters
 tokenscale bench --check-targets                  # the issue's targets; non-zero on a miss
 """
@@ -10,16 +10,48 @@ tokenscale bench --check-targets                  # the issue's targets; non-zer
 from __future__ import annotations
 
 import argparse
-import sys
+import math
 
 import numpy as np
+from pydantic import ValidationError
 
 from tokenscale.bench import report
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.suite import ALL_POLICIES, run_suite
-from tokenscale.bench.traces import Trace, TraceError, load
+from tokenscale.bench.traces import Trace, TraceError, load, span_text
 from tokenscale.bench.workload import WORKLOADS
+from tokenscale.cli.usage import (
+    EXIT_BAD_INPUT,
+    EXIT_CODES_HELP,
+    EXIT_INFEASIBLE,
+    EXIT_USAGE,
+    CliError,
+    OneLineParser,
+    fail,
+    integer,
+    number,
+    validation_lines,
+    writable_file,
+)
 from tokenscale.domain import catalog
+
+PROG = "tokenscale bench"
+# The replay steps every 2 s and ticks every 15 s through the whole span, so time and the
+# per-tick series grow with the span: a week-long trace (the Azure 2024 traces) is the most it
+# takes; a longer or sparser one is cut with --duration.
+MAX_SPAN_S = 8 * 86400.0
+# Memory grows with the replayed requests (trace rows x --rate-scale): ~100 bytes each.
+MAX_REQUESTS = 5_000_000
+MAX_RATE_SCALE = 1000.0
+# The scenario field each option fills, to name the option in a refusal.
+OPTION_OF_FIELD = {
+    "slo.ttftSeconds": "--slo-ttft",
+    "slo.itlSeconds": "--slo-itl",
+    "slo.percentile": "--slo-percentile",
+    "scaling.coldStartSeconds": "--cold-start",
+    "scaling.maxReplicas": "--max-replicas",
+    "scaling": "--max-replicas",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,20 +70,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rate-scale",
-        type=float,
+        type=number(0.0, MAX_RATE_SCALE, low_open=True),
         default=None,
         help="multiply the request rate (default 1 for the embedded workload, 6 for a trace file)",
     )
-    parser.add_argument("--duration", type=float, default=None, help="replay the first N seconds")
+    parser.add_argument(
+        "--duration",
+        type=number(0.0, low_open=True),
+        default=None,
+        help="replay the first N seconds",
+    )
     parser.add_argument("--model", default=d.model, choices=sorted(catalog.MODELS))
     parser.add_argument("--gpu", default=d.gpu, choices=sorted(catalog.GPUS))
     parser.add_argument("--quantization", default=d.quantization, choices=sorted(catalog.QUANTS))
-    parser.add_argument("--slo-ttft", type=float, default=d.ttft_s, help="TTFT objective, s")
-    parser.add_argument("--slo-itl", type=float, default=d.itl_s, help="ITL objective, s")
-    parser.add_argument("--slo-percentile", type=float, default=d.percentile)
-    parser.add_argument("--cold-start", type=float, default=d.cold_start_s, help="seconds")
-    parser.add_argument("--max-replicas", type=int, default=d.max_replicas)
-    parser.add_argument("--seed", type=int, default=d.seed)
+    positive = number(0.0, low_open=True)
+    parser.add_argument("--slo-ttft", type=positive, default=d.ttft_s, help="TTFT objective, s")
+    parser.add_argument("--slo-itl", type=positive, default=d.itl_s, help="ITL objective, s")
+    parser.add_argument("--slo-percentile", type=number(0.0, 100.0), default=d.percentile)
+    parser.add_argument("--cold-start", type=number(0.0), default=d.cold_start_s, help="seconds")
+    parser.add_argument("--max-replicas", type=integer(1), default=d.max_replicas)
+    parser.add_argument("--seed", type=integer(0), default=d.seed)
     parser.add_argument(
         "--policies",
         default=",".join(ALL_POLICIES),
@@ -91,33 +129,98 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
     )
 
 
+def _bounded(base: Trace, scale: float, duration: float | None) -> None:
+    """Refuse, before allocating anything for it, a replay too large for memory or time."""
+    if len(base) * scale > MAX_REQUESTS:
+        raise CliError(
+            f"--rate-scale {scale:g} makes {len(base)} requests {math.ceil(len(base) * scale)}, "
+            f"above {MAX_REQUESTS}; lower --rate-scale or cut the trace with --duration",
+            EXIT_USAGE,
+        )
+    span = min(base.duration, duration) if duration is not None else base.duration
+    if span > MAX_SPAN_S:
+        raise CliError(
+            f"{base.name} spans {span_text(base.duration)}, above the {span_text(MAX_SPAN_S)} "
+            f"a replay takes; pass --duration N (at most {MAX_SPAN_S:.0f}) to replay the first "
+            "N seconds",
+            EXIT_USAGE,
+        )
+
+
 def load_trace(args: argparse.Namespace, scenario: Scenario) -> Trace:
     if args.trace:
-        base = load(args.trace)
+        try:
+            base = load(args.trace)
+        except TraceError as e:
+            raise CliError(str(e), EXIT_BAD_INPUT) from None
         scale = 6.0 if args.rate_scale is None else args.rate_scale
+        print(f"read {args.trace}: {base.summary()}")
     else:
         base = WORKLOADS[args.workload](args.seed)
         scale = 1.0 if args.rate_scale is None else args.rate_scale
-    return base.scaled(scale, args.duration, scenario.max_model_len)
+    _bounded(base, scale, args.duration)
+    trace = base.scaled(scale, args.duration, scenario.max_model_len)
+    if not len(trace):
+        raise CliError(
+            f"--rate-scale {scale:g} with --duration {args.duration} keeps no request of "
+            f"{base.name} ({base.summary()}); raise them",
+            EXIT_USAGE,
+        )
+    print(f"replaying {trace.name}: {trace.summary()}")
+    return trace
+
+
+def _policy_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ALL_POLICIES]
+    if unknown or not names:
+        problem = f"unknown {', '.join(unknown)}" if unknown else "no policy named"
+        raise CliError(
+            f"--policies {text!r}: {problem}; choose from {','.join(ALL_POLICIES)}", EXIT_USAGE
+        )
+    return names
+
+
+def _planned(scenario: Scenario) -> None:
+    """Fail early: options the spec refuses are usage errors, a scenario that fits no GPU count
+    is infeasible (exit 3, as for `tokenscale plan`)."""
+    try:
+        scenario.plan  # noqa: B018
+    except ValidationError as e:
+
+        def option(loc: tuple[int | str, ...]) -> str:
+            return OPTION_OF_FIELD.get(".".join(map(str, loc)), "options")
+
+        raise CliError("\n".join(validation_lines(e, "spec", option)), EXIT_USAGE) from None
+    except ValueError as e:
+        raise CliError(str(e), EXIT_INFEASIBLE) from None
+
+
+def _check_targets(args: argparse.Namespace) -> int:
+    from tokenscale.bench.targets import check
+
+    try:
+        return check(args)
+    except TraceError as e:
+        return fail(PROG, CliError(str(e), EXIT_BAD_INPUT))
+
+
+def _prepare(args: argparse.Namespace) -> tuple[list[str], Scenario, Trace]:
+    names = _policy_names(args.policies)
+    writable_file("--json", args.json_path)
+    writable_file("--plot", args.plot)
+    scenario = scenario_from(args)
+    _planned(scenario)
+    return names, scenario, load_trace(args, scenario)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.check_targets:
-        from tokenscale.bench.targets import check
-
-        return check(args)
-    names = [n.strip() for n in args.policies.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(ALL_POLICIES))
-    if unknown:
-        print(f"unknown policies {unknown}; choose from {', '.join(ALL_POLICIES)}", file=sys.stderr)
-        return 2
-    scenario = scenario_from(args)
+        return _check_targets(args)
     try:
-        trace = load_trace(args, scenario)
-        scenario.plan  # noqa: B018  (fail early with the planner's reason)
-    except (TraceError, ValueError, OSError) as e:
-        print(f"tokenscale bench: {e}", file=sys.stderr)
-        return 2
+        names, scenario, trace = _prepare(args)
+    except CliError as e:
+        return fail(PROG, e)
     results = run_suite(scenario, trace, names, args.batch_tuning == "off", not args.no_progress)
     print(
         f"{trace.name}: {len(trace)} requests over {trace.duration / 60:.0f} min, "
@@ -126,20 +229,24 @@ def run(args: argparse.Namespace) -> int:
     )
     print(report.table(results))
     meta = {**scenario.describe(), "trace": trace.name, "requests": len(trace)}
-    if args.json_path:
-        report.write_json(args.json_path, meta, results)
-    if args.plot:
-        counts = np.bincount((trace.arrival // 60).astype(np.int64)).tolist()
-        report.plot(
-            args.plot, f"{trace.name} — {scenario.model} on {scenario.gpu}", counts, results
-        )
+    try:
+        if args.json_path:
+            report.write_json(args.json_path, meta, results)
+        if args.plot:
+            counts = np.bincount((trace.arrival // 60).astype(np.int64)).tolist()
+            report.plot(
+                args.plot, f"{trace.name} — {scenario.model} on {scenario.gpu}", counts, results
+            )
+    except OSError as e:  # checked before the run; the disk can still fill up or vanish
+        return fail(PROG, CliError(f"{e.filename}: cannot write ({e.strerror})", EXIT_BAD_INPUT))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="tokenscale bench",
+    parser = OneLineParser(
+        prog=PROG,
         description=__doc__,
+        epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)

@@ -7,25 +7,42 @@ Mooncake (Qin et al., FAST 2025; kvcache-ai/Mooncake `FAST25-release/traces`), o
 per line, `timestamp` in milliseconds from the trace start:
     {"timestamp": 27482, "input_length": 6955, "output_length": 52, "hash_ids": [...]}
 
-A bad row raises `TraceError` naming the file, the line and what was wrong.
+Both are read a line at a time (memory grows with the rows, never with a line's length or the
+time the trace spans) and strictly: a bad row raises `TraceError` naming the file, the line, the
+field and the fix. Refused: token counts that are not whole numbers from 1 to `MAX_TOKENS`;
+timestamps that are not plain numbers (booleans, strings, NaN, Infinity), negative, or beyond
+`MAX_TIMESTAMP_MS`; Azure timestamps that are not `YYYY-MM-DD HH:MM:SS[.digits]`; a key twice
+in one JSON object; lines that are not UTF-8.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import math
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from tokenscale.bench.trace_rows import RowError, mooncake_row, token_count
+
 F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 # The Azure conversation trace is not shipped with the project (it is the user's data): found
 # through TOKENSCALE_AZURE_TRACE, else beside the checkout in ../shared/data.
 AZURE_TRACE_ENV = "TOKENSCALE_AZURE_TRACE"
+AZURE_HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
+# A Mooncake row with a 128k-token prompt carries ~250 hash ids (~3 KB); 1 MiB is no real row.
+MAX_LINE_BYTES = 1 << 20
+JITTER_S = 30.0
+_AZURE_TIMESTAMP = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[ T]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?"
+)
 
 
 def default_azure_trace() -> Path:
@@ -36,12 +53,17 @@ def default_azure_trace() -> Path:
     return checkout.parent / "shared" / "data" / "AzureLLMInferenceTrace_conv.csv"
 
 
-JITTER_S = 30.0
-I64 = npt.NDArray[np.int64]
-
-
 class TraceError(ValueError):
     """A trace file that cannot be read, with file and line number."""
+
+
+def span_text(seconds: float) -> str:
+    """A duration for people: 3599.5 s -> '1.0 h (3599.5 s)'."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days ({seconds:.0f} s)"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h ({seconds:.1f} s)"
+    return f"{seconds:.1f} s"
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,10 @@ class Trace:
     def duration(self) -> float:
         return float(self.arrival[-1]) if len(self.arrival) else 0.0
 
+    def summary(self) -> str:
+        """'19366 requests over 1.0 h (3599.5 s)'."""
+        return f"{len(self)} requests over {span_text(self.duration)}"
+
     def scaled(
         self,
         rate_scale: float = 1.0,
@@ -71,8 +97,10 @@ class Trace:
         shape: x6 overlays 6 copies of every request, each shifted by a seeded uniform jitter of
         up to +/-30 s (x2.5: two copies plus a copy of half the requests; x0.5 keeps half).
         Then keep the first `duration` seconds and clip prompt + output to `max_tokens`."""
-        if rate_scale <= 0:
-            raise TraceError(f"--rate-scale must be positive, got {rate_scale}")
+        if not (math.isfinite(rate_scale) and rate_scale > 0):
+            raise TraceError(f"--rate-scale must be a finite number > 0, got {rate_scale}")
+        if duration is not None and not (math.isfinite(duration) and duration > 0):
+            raise TraceError(f"--duration must be a finite number of seconds > 0, got {duration}")
         rng = np.random.default_rng(seed)
         whole, frac = int(rate_scale), rate_scale - int(rate_scale)
         parts = [np.arange(len(self.arrival))] * whole
@@ -94,94 +122,125 @@ class Trace:
         return Trace(name, arrival, prompt, output)
 
 
-def _sorted(name: str, arrival: list[float], prompt: list[int], output: list[int]) -> Trace:
-    a = np.asarray(arrival, dtype=np.float64)
-    order = np.argsort(a, kind="stable")
-    a = a[order] - (a[order][0] if len(a) else 0.0)
-    p = np.asarray(prompt, dtype=np.int64)[order]
-    o = np.asarray(output, dtype=np.int64)[order]
-    return Trace(name, a, p, o)
+class _Columns:
+    """Rows accumulated as they are read, then sorted into a `Trace`."""
+
+    def __init__(self) -> None:
+        self.arrival: list[float] = []
+        self.prompt: list[int] = []
+        self.output: list[int] = []
+
+    def add(self, arrival: float, prompt: int, output: int) -> None:
+        self.arrival.append(arrival)
+        self.prompt.append(prompt)
+        self.output.append(output)
+
+    def trace(self, path: Path) -> Trace:
+        if not self.arrival:
+            raise TraceError(f"{path}: no requests; the trace needs at least one row")
+        a = np.asarray(self.arrival, dtype=np.float64)
+        order = np.argsort(a, kind="stable")
+        a = a[order] - a[order][0]
+        p = np.asarray(self.prompt, dtype=np.int64)[order]
+        o = np.asarray(self.output, dtype=np.int64)[order]
+        return Trace(path.stem, a, p, o)
 
 
-def _positive(path: Path, line: int, field: str, value: object) -> int:
+def _open(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line, decoded as UTF-8, each at most MAX_LINE_BYTES."""
+    if path.is_dir():
+        raise TraceError(f"{path}: is a directory; give a trace file")
     try:
-        n = int(str(value).strip())
-    except ValueError:
-        raise TraceError(f"{path}:{line}: {field} must be an integer, got {value!r}") from None
-    if n < 1:
-        raise TraceError(f"{path}:{line}: {field} must be at least 1, got {n}")
-    return n
+        f = path.open("rb")
+    except OSError as e:
+        raise TraceError(f"{path}: cannot open ({e.strerror}); check the path") from None
+    with f:
+        line = 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            line += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise TraceError(
+                    f"{path}:{line}: line longer than {MAX_LINE_BYTES} bytes; not a trace row"
+                )
+            try:
+                text = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise TraceError(
+                    f"{path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x}); "
+                    "save the trace as UTF-8 text"
+                ) from None
+            yield line, text
+
+
+def _csv_fields(path: Path, line: int, text: str) -> list[str]:
+    try:
+        return next(csv.reader([text]), [])
+    except csv.Error as e:
+        raise TraceError(f"{path}:{line}: not a CSV row ({e})") from None
+
+
+def _azure_timestamp(text: str) -> float:
+    """Seconds since the epoch, the fraction read digit by digit (Python's datetime takes at
+    most 6 fractional digits; the Azure files carry 7). Naive times are UTC (no DST jumps)."""
+    match = _AZURE_TIMESTAMP.fullmatch(text.strip())
+    if match is None:
+        raise RowError(f"TIMESTAMP {text!r} is not 'YYYY-MM-DD HH:MM:SS[.fraction]'")
+    day, clock, frac = match.groups()
+    try:
+        base = datetime.fromisoformat(f"{day} {clock}").replace(tzinfo=UTC)
+    except ValueError as e:
+        raise RowError(f"TIMESTAMP {text!r} is no calendar time ({e})") from None
+    return base.timestamp() + (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
 def load_azure(path: str | Path) -> Trace:
     """Azure LLM inference trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens)."""
     path = Path(path)
-    arrival: list[float] = []
-    prompt: list[int] = []
-    output: list[int] = []
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:3]] != [
-            "TIMESTAMP",
-            "ContextTokens",
-            "GeneratedTokens",
-        ]:
-            raise TraceError(f"{path}:1: expected header TIMESTAMP,ContextTokens,GeneratedTokens")
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) < 3:
-                raise TraceError(f"{path}:{line}: expected 3 columns, got {len(row)}")
-            arrival.append(_timestamp(path, line, row[0]))
-            prompt.append(_positive(path, line, "ContextTokens", row[1]))
-            output.append(_positive(path, line, "GeneratedTokens", row[2]))
-    if not arrival:
-        raise TraceError(f"{path}: no requests")
-    return _sorted(path.stem, arrival, prompt, output)
-
-
-def _timestamp(path: Path, line: int, text: str) -> float:
-    # Python parses at most 6 fractional digits; the Azure files carry 7.
-    text = text.strip()
-    head, _, frac = text.partition(".")
-    try:
-        base = datetime.fromisoformat(head)
-        return base.timestamp() + (float("0." + frac) if frac else 0.0)
-    except ValueError:
-        raise TraceError(
-            f"{path}:{line}: TIMESTAMP {text!r} is not 'YYYY-MM-DD HH:MM:SS[.fraction]'"
-        ) from None
+    rows = _open(path)
+    first = next(rows, None)
+    header = _csv_fields(path, 1, first[1]) if first else []
+    if [h.strip() for h in header] != AZURE_HEADER:
+        raise TraceError(f"{path}:1: expected the header line {','.join(AZURE_HEADER)}")
+    columns = _Columns()
+    for line, text in rows:
+        if not text.strip():
+            continue
+        row = _csv_fields(path, line, text)
+        if len(row) != len(AZURE_HEADER):
+            raise TraceError(f"{path}:{line}: expected 3 columns, got {len(row)}")
+        try:
+            columns.add(
+                _azure_timestamp(row[0]),
+                token_count("ContextTokens", row[1]),
+                token_count("GeneratedTokens", row[2]),
+            )
+        except RowError as e:
+            raise TraceError(f"{path}:{line}: {e}") from None
+    return columns.trace(path)
 
 
 def load_mooncake(path: str | Path) -> Trace:
     """Mooncake JSONL (timestamp ms, input_length, output_length)."""
     path = Path(path)
-    arrival: list[float] = []
-    prompt: list[int] = []
-    output: list[int] = []
-    with path.open() as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-                ts = float(row["timestamp"])
-            except json.JSONDecodeError as e:
-                raise TraceError(f"{path}:{line}: not JSON ({e.msg})") from None
-            except (KeyError, TypeError, ValueError):
-                raise TraceError(f"{path}:{line}: needs a numeric 'timestamp' (ms)") from None
-            arrival.append(ts / 1000.0)
-            prompt.append(_positive(path, line, "input_length", row.get("input_length")))
-            output.append(_positive(path, line, "output_length", row.get("output_length")))
-    if not arrival:
-        raise TraceError(f"{path}: no requests")
-    return _sorted(path.stem, arrival, prompt, output)
+    columns = _Columns()
+    for line, text in _open(path):
+        if not text.strip():
+            continue
+        try:
+            columns.add(*mooncake_row(text))
+        except RowError as e:
+            raise TraceError(f"{path}:{line}: {e}") from None
+    return columns.trace(path)
 
 
 def load(path: str | Path) -> Trace:
     """Pick the reader by extension: .csv is Azure, .jsonl/.json is Mooncake."""
-    suffix = Path(path).suffix.lower()
+    path = Path(path)
+    if not path.exists():
+        raise TraceError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise TraceError(f"{path}: is a directory; give a trace file")
+    suffix = path.suffix.lower()
     if suffix == ".csv":
         return load_azure(path)
     if suffix in (".jsonl", ".json"):
