@@ -131,6 +131,7 @@ class RawResponse:
     status: int
     headers: dict[str, str]
     body: bytes
+    informational: int = 0  # 1xx responses before this one (100 Continue)
 
     def json(self) -> dict[str, object]:
         data = json.loads(self.body)
@@ -146,7 +147,9 @@ class RawResponse:
 async def read_response(reader: asyncio.StreamReader) -> RawResponse:
     """One HTTP/1.1 response, its body framed by Content-Length or chunked."""
     head = await reader.readuntil(b"\r\n\r\n")
+    informational = 0
     while head.startswith(b"HTTP/1.1 1"):  # 100 Continue before the real answer
+        informational += 1
         head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -156,10 +159,10 @@ async def read_response(reader: asyncio.StreamReader) -> RawResponse:
             k, _, v = line.partition(":")
             headers[k.strip().lower()] = v.strip()
     if headers.get("transfer-encoding") == "chunked":
-        return RawResponse(status, headers, await _read_chunked(reader))
+        return RawResponse(status, headers, await _read_chunked(reader), informational)
     length = int(headers.get("content-length", "0"))
     body = await reader.readexactly(length) if length else b""
-    return RawResponse(status, headers, body)
+    return RawResponse(status, headers, body, informational)
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

@@ -350,3 +350,17 @@ async def test_sigterm_exits_within_drain_grace_plus_margin_with_streams_in_flig
     assert code == 1  # not everything finished in the grace: the exit code says so
     assert all(isinstance(r, aiohttp.ClientError) for r in results)  # streams were cut, not done
     assert not any(line.strip() == b"data: [DONE]" for line in received)
+
+
+async def test_expect_continue_is_answered_from_the_headers() -> None:
+    """A body the gateway would refuse is refused before the client is told to send it."""
+    async with gateway_on_stub(api_key="k3y") as gw:
+        big = "POST /v1/completions HTTP/1.1\r\nHost: g\r\nExpect: 100-continue\r\n"
+        for extra, status in (("Authorization: Bearer k3y\r\nContent-Length: 90000000\r\n", 413),
+                              ("Content-Length: 10\r\n", 401)):  # fmt: skip
+            resp = await raw_request(gw.port, (big + extra + "\r\n").encode())
+            assert (resp.status, resp.informational) == (status, 0)
+        ok = (big + "Authorization: Bearer k3y\r\nContent-Length: 2\r\n\r\n{}").encode()
+        resp = await raw_request(gw.port, ok)
+        assert (resp.status, resp.informational) == (200, 1)
+        assert gw.engine.paths() == ["/v1/completions"]

@@ -53,13 +53,13 @@ async def read_body(request: web.Request, limits: GatewayLimits, budget: BodyBud
     limit = limits.max_body_bytes
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise _too_large(limit, f"Content-Length is {declared}")
+        raise too_large(limit, f"Content-Length is {declared}")
     body = bytearray()
     try:
         async with asyncio.timeout(limits.read_timeout_s):
             while chunk := await request.content.readany():
                 if len(body) + len(chunk) > limit:
-                    raise _too_large(limit, f"more than {limit} bytes were sent")
+                    raise too_large(limit, f"more than {limit} bytes were sent")
                 if not budget.take(len(chunk)):
                     raise BodyRefusedError(
                         503,
@@ -82,7 +82,7 @@ async def read_body(request: web.Request, limits: GatewayLimits, budget: BodyBud
     return bytes(body)
 
 
-def _too_large(limit: int, what: str) -> BodyRefusedError:
+def too_large(limit: int, what: str) -> BodyRefusedError:
     return BodyRefusedError(
         413,
         f"request body too large: {what}, the limit is {limit} bytes (worker option "

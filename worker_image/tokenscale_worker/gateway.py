@@ -28,7 +28,7 @@ from prometheus_client import generate_latest
 
 from tokenscale_worker.admission import Admission, Verdict, retry_after_s
 from tokenscale_worker.auth import authorized
-from tokenscale_worker.bodies import BodyBudget, BodyRefusedError, read_body
+from tokenscale_worker.bodies import BodyBudget, BodyRefusedError, read_body, too_large
 from tokenscale_worker.contract import (
     ENGINE_HEALTH_TIMEOUT_S,
     HEALTH_PATH,
@@ -85,7 +85,7 @@ class Gateway:
     def app(self) -> web.Application:
         # Bodies are read by bodies.read_body with its own limit; aiohttp's is never reached.
         app = web.Application(client_max_size=self.limits.max_body_bytes + 1)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch, expect_handler=self._expect)
         app.on_startup.append(self._open)
         app.on_cleanup.append(self._close)
         return app
@@ -205,6 +205,27 @@ class Gateway:
         if route.kind is Kind.CAPPED and self.admission.draining:
             self.metrics.rejected.labels("draining").inc()
             return self._draining()
+        return None
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """`Expect: 100-continue`: a refusal known from the headers is sent instead of the
+        100 Continue, so the client never uploads a body that would be refused."""
+        refused = self._refused(request, classify(request.method, request.path))
+        declared = request.content_length
+        if refused is None and declared is not None and declared > self.limits.max_body_bytes:
+            err = too_large(self.limits.max_body_bytes, f"Content-Length is {declared}")
+            self.metrics.rejected.labels("body_413").inc()
+            refused = error_response(err.status, err.message, err.err_type)
+        if refused is not None:
+            refused.force_close()  # the client may send the body anyway; do not read it
+            return refused
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return error_response(
+                417, "only 'Expect: 100-continue' is understood", "ExpectationFailedError"
+            )
+        if request.version == aiohttp.HttpVersion11:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # as aiohttp's own handler: the response starts later
         return None
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
