@@ -55,7 +55,7 @@ def test_text_lines_name_the_service(stream: io.StringIO) -> None:
     logs.configure("info", "text", stream)
     handler._log_decision(ServiceRef("chat", "team-a"), RECORD, "advisory")
     text = stream.getvalue()
-    assert "[INFO   ] [team-a/chat] 14.2 req/s needs 4 replicas" in text
+    assert "INFO tokenscale.handlers.autoscale: [team-a/chat] 14.2 req/s needs 4 replicas" in text
     assert text.count("\n") == 1
 
 

@@ -39,10 +39,10 @@ def _prefix(record: logging.LogRecord) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """`[time] logger [LEVEL] [namespace/name] message`."""
+    """`[time] LEVEL logger: [namespace/name] message`."""
 
     def __init__(self) -> None:
-        super().__init__("[%(asctime)s] %(name)-20.20s [%(levelname)-7.7s] %(message)s")
+        super().__init__("[%(asctime)s] %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         prefix = _prefix(record)
@@ -71,7 +71,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "tokenscale", None) or {})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 class QuietHandlerSuccess(logging.Filter):

@@ -231,9 +231,8 @@ def worth_recording(decision: Decision, history: list[dict[str, Any]]) -> bool:
     if not history:
         return True
     last = history[-1]
-    return decision.replicas != last.get("replicas") or decision.concurrency_cap != last.get(
-        "concurrencyCap"
-    )
+    decided = (decision.replicas, decision.concurrency_cap)
+    return decided != (last.get("replicas"), last.get("concurrencyCap"))
 
 
 def new_decision(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any] | None:
