@@ -127,3 +127,15 @@ def test_run_takes_log_flags() -> None:
     assert (args.log_level, args.log_format) == ("error", "json")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--log-format", "yaml"])
+
+
+def test_run_refuses_a_bad_log_variable_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tokenscale.cli import main
+
+    monkeypatch.setenv("TOKENSCALE_LOG_LEVEL", "loud")
+    assert main(["run", "-n", "team-a"]) == 2
+    assert capsys.readouterr().err == (
+        "tokenscale run: TOKENSCALE_LOG_LEVEL='loud' must be one of debug, info, warning, error\n"
+    )

@@ -91,9 +91,15 @@ def _run_operator(args: argparse.Namespace) -> int:
     from tokenscale.handlers import autoscale, children, lifecycle, runtime, startup
 
     del autoscale, children, lifecycle, startup  # imported for their handler registrations
-    log_settings = LogSettings.resolve("debug" if args.verbose else args.log_level, args.log_format)
+    try:  # fail fast, in one line naming the malformed variable
+        log_settings = LogSettings.resolve(
+            "debug" if args.verbose else args.log_level, args.log_format
+        )
+        settings = AutoscaleSettings.from_env()
+    except ValueError as exc:
+        print(f"tokenscale run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     logs.configure(log_settings.level, log_settings.format)
-    settings = AutoscaleSettings.from_env()  # fails fast, naming a malformed variable
     runtime.configure(dry_run=args.dry_run)
     metrics.serve(settings.metrics_port)
     kopf.run(
