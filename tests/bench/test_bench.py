@@ -85,7 +85,7 @@ def test_cli_json_shape(tmp_path: Path) -> None:
 def test_cli_bad_trace_is_a_clear_error(tmp_path: Path, capsys: object) -> None:
     f = tmp_path / "t.csv"
     f.write_text("nope\n")
-    assert main(["--trace", str(f), "--no-progress"]) == 2
+    assert main(["--trace", str(f), "--no-progress"]) == 4  # bad input file
 
 
 def test_plot_keeps_tokenscale_and_the_cheapest_passing_config_per_policy() -> None:

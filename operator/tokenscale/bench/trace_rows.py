@@ -40,16 +40,23 @@ def _in_range(field: str, n: int) -> int:
     return n
 
 
+def token_cell(field: str, text: str) -> int:
+    """A count from a CSV cell: ASCII digits only (no '12.0', '1_000' or other scripts)."""
+    text = text.strip()
+    if not _INTEGER.fullmatch(text):
+        raise RowError(f"{field} must be an integer, got {_shown(text)}; give a token count")
+    if len(text.lstrip("+-").lstrip("0")) > _MAX_DIGITS:
+        raise RowError(f"{field} {_shown(text)} is above {MAX_TOKENS}; fix the row")
+    return _in_range(field, int(text))
+
+
 def token_count(field: str, value: object) -> int:
-    """A count from a CSV cell (ASCII digits) or a JSON value (an integer, never a bool)."""
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        text = value.strip()
-        if len(text.lstrip("+-").lstrip("0")) > _MAX_DIGITS:
-            raise RowError(f"{field} {_shown(text)} is above {MAX_TOKENS}; fix the row")
-        return _in_range(field, int(text))
+    """A count from a JSON value: an integer (not a bool, a float or a string)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return _in_range(field, value)
-    raise RowError(f"{field} must be an integer, got {_shown(value)}; give a token count")
+    raise RowError(
+        f"{field} must be an integer, got {_shown(value)}; give a token count as a JSON integer"
+    )
 
 
 def timestamp_seconds(value: object) -> float:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from tokenscale.bench.trace_rows import RowError, mooncake_row, token_count
+from tokenscale.bench.trace_rows import RowError, mooncake_row, token_cell
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -179,9 +179,10 @@ def _csv_fields(path: Path, line: int, text: str) -> list[str]:
         raise TraceError(f"{path}:{line}: not a CSV row ({e})") from None
 
 
-def _azure_timestamp(text: str) -> float:
-    """Seconds since the epoch, the fraction read digit by digit (Python's datetime takes at
-    most 6 fractional digits; the Azure files carry 7). Naive times are UTC (no DST jumps)."""
+def _azure_timestamp(text: str) -> tuple[int, float]:
+    """Whole seconds since the epoch and the fraction, read digit by digit (Python's datetime
+    takes at most 6 fractional digits; the Azure files carry 7, finer than a float holding
+    epoch seconds resolves). Naive times are UTC (no DST jumps)."""
     match = _AZURE_TIMESTAMP.fullmatch(text.strip())
     if match is None:
         raise RowError(f"TIMESTAMP {text!r} is not 'YYYY-MM-DD HH:MM:SS[.fraction]'")
@@ -190,7 +191,7 @@ def _azure_timestamp(text: str) -> float:
         base = datetime.fromisoformat(f"{day} {clock}").replace(tzinfo=UTC)
     except ValueError as e:
         raise RowError(f"TIMESTAMP {text!r} is no calendar time ({e})") from None
-    return base.timestamp() + (int(frac) / 10 ** len(frac) if frac else 0.0)
+    return int(base.timestamp()), (int(frac) / 10 ** len(frac) if frac else 0.0)
 
 
 def load_azure(path: str | Path) -> Trace:
@@ -202,6 +203,7 @@ def load_azure(path: str | Path) -> Trace:
     if [h.strip() for h in header] != AZURE_HEADER:
         raise TraceError(f"{path}:1: expected the header line {','.join(AZURE_HEADER)}")
     columns = _Columns()
+    origin: int | None = None  # the first row's second: arrivals stay small, exact floats
     for line, text in rows:
         if not text.strip():
             continue
@@ -209,10 +211,12 @@ def load_azure(path: str | Path) -> Trace:
         if len(row) != len(AZURE_HEADER):
             raise TraceError(f"{path}:{line}: expected 3 columns, got {len(row)}")
         try:
+            seconds, fraction = _azure_timestamp(row[0])
+            origin = seconds if origin is None else origin
             columns.add(
-                _azure_timestamp(row[0]),
-                token_count("ContextTokens", row[1]),
-                token_count("GeneratedTokens", row[2]),
+                seconds - origin + fraction,
+                token_cell("ContextTokens", row[1]),
+                token_cell("GeneratedTokens", row[2]),
             )
         except RowError as e:
             raise TraceError(f"{path}:{line}: {e}") from None
