@@ -203,6 +203,20 @@ def test_prometheus_down_says_what_happened_what_was_done_and_what_to_check() ->
     assert patch["sloMet"] == "NoMetrics"
 
 
+def test_an_outage_empties_the_ttft_column_once() -> None:
+    spec, _ = spec_and_plan()
+    seen = Observation(sampled_at=NOW, ttft_s=0.41, itl_s=0.02, arrival_rate=3.0)
+    before = autoscale.tick_status(spec, {}, decision(3, 3), seen, NOW, 1)
+    assert before["observed"]["ttftSeconds"] == 0.41
+    down = autoscale.tick_status(spec, before, decision(3, 3), Observation(), NOW + 15, 1, OUTAGE)
+    # null in a merge patch deletes the stored figure: TTFT-P95 shows nothing, not 0.41.
+    assert down["observed"]["ttftSeconds"] is None
+    assert autoscale.status_changed(before, down)
+    stored = {**down, "observed": {"sampledAt": down["observed"]["sampledAt"]}}
+    again = autoscale.tick_status(spec, stored, decision(3, 3), Observation(), NOW + 30, 1, OUTAGE)
+    assert not autoscale.status_changed(stored, again)  # the outage goes on: no write per tick
+
+
 def test_no_series_is_no_metrics_too() -> None:
     spec, _ = spec_and_plan()
     patch = autoscale.tick_status(spec, {}, decision(1, 1), Observation(), NOW, 1)

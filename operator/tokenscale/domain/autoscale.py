@@ -208,8 +208,10 @@ def observed_status(obs: Observation, now: float) -> dict[str, Any]:
         "waiting": obs.waiting,
         "kvCacheUsage": obs.kv_cache_usage,
     }
-    # Three significant figures: enough to read, and steady load does not rewrite status.
-    rounded = {k: float(f"{v:.3g}") for k, v in figures.items() if v is not None}
+    # Three significant figures: enough to read, and steady load does not rewrite status. A
+    # missing figure is sent as null, which deletes the stored one (a merge patch keeps what it
+    # does not name): without metrics TTFT-P95 goes empty rather than show the last reading.
+    rounded = {k: None if v is None else float(f"{v:.3g}") for k, v in figures.items()}
     return {**rounded, "sampledAt": rfc3339(now)}
 
 
