@@ -10,7 +10,7 @@ import pytest
 
 from tests.hostile.conftest import Record
 from tests.hostile.harness import console, in_process, verdict
-from tokenscale.bench.cli import ALL_POLICIES
+from tokenscale.bench.suite import ALL_POLICIES
 from tokenscale.cli import main
 
 B = "tokenscale bench"

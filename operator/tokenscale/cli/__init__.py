@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from tokenscale.cli import crds as cli_crds
 from tokenscale.cli import plan as cli_plan
-from tokenscale.cli.usage import EXIT_CODES_HELP, EXIT_USAGE, OneLineParser, integer
+from tokenscale.cli.usage import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    OneLineParser,
+    Subcommands,
+    integer,
+)
 
 
-def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_run(sub: Subcommands) -> None:
     run = sub.add_parser(
         "run",
         help="run the operator",
@@ -69,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_bench(sub: Subcommands) -> None:
     try:
         from tokenscale.bench import cli as bench_cli
     except ImportError:  # the benchmark needs the optional `bench` extra (numpy, matplotlib)
@@ -113,6 +121,17 @@ def _run_operator(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:  # `tokenscale plan ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(f"{build_parser().prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run_operator(args)
     if args.command == "crds":

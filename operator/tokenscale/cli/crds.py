@@ -8,14 +8,21 @@ import sys
 from pathlib import Path
 
 from tokenscale.api import crdgen
-from tokenscale.cli.usage import EXIT_CODES_HELP, EXIT_DRIFT, EXIT_USAGE, CliError, fail
+from tokenscale.cli.usage import (
+    EXIT_CODES_HELP,
+    EXIT_DRIFT,
+    EXIT_USAGE,
+    CliError,
+    Subcommands,
+    fail,
+)
 
 PROG = "tokenscale crds"
 # The file that marks a repository root: the chart the CRD template is written into.
 ROOT_MARKER = Path("charts") / "tokenscale" / "Chart.yaml"
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: Subcommands) -> None:
     crds = sub.add_parser(
         "crds",
         help="generate crds/ and the chart's CRD templates from the API models",

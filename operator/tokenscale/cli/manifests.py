@@ -106,7 +106,8 @@ def _documents(path: Path, text: str) -> list[tuple[yaml.Node, Any]]:
     try:
         while loader.check_node():
             node = loader.get_node()
-            documents.append((node, loader.construct_document(node)))
+            if node is not None:
+                documents.append((node, loader.construct_document(node)))
     except yaml.YAMLError as e:
         raise _yaml_problem(path, e, text) from None
     except RecursionError:

@@ -16,6 +16,7 @@ from tokenscale.cli.usage import (
     EXIT_INFEASIBLE,
     EXIT_USAGE,
     CliError,
+    Subcommands,
     fail,
     integer,
     validation_lines,
@@ -32,7 +33,7 @@ OPTION_OF_FIELD = {
 }
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: Subcommands) -> None:
     plan = sub.add_parser(
         "plan",
         help="print the capacity plan (GPUs, quantization, KV cache, batch) for a service",

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeAlias
 
 from pydantic import ValidationError
 
@@ -25,6 +25,7 @@ EXIT_DRIFT = 1
 EXIT_USAGE = 2
 EXIT_INFEASIBLE = 3
 EXIT_BAD_INPUT = 4
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 
 EXIT_CODES_HELP = (
     "exit status: 0 success, 1 generated files drifted (crds --check), 2 usage error "
@@ -46,6 +47,10 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see `{self.prog} --help`\n")
+
+
+# The subcommand registry every command adds itself to (generic only to type checkers).
+Subcommands: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
 
 
 def fail(prog: str, error: CliError) -> int:
