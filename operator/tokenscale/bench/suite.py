@@ -129,14 +129,18 @@ BOUND_CURVE = (0.95, 0.97, 0.98, 0.985, 0.99, 0.9925, 0.995, 0.9975, 0.999)
 
 def bound_row(bound: LowerBound, attainment: float = 0.99) -> RunResult:
     """The lower bound as a table row: GPU-hours at `attainment`, the curve for the plot."""
+    nan = float("nan")  # latencies: the bound serves no request of its own
     return RunResult(
-        "lower bound",
-        f"at {attainment:.1%}",
-        attainment,
-        bound.gpu_hours(attainment),
-        *([float("nan")] * 4),
-        0,
-        0,
+        policy="lower bound",
+        config=f"at {attainment:.1%}",
+        slo_attainment=attainment,
+        gpu_hours=bound.gpu_hours(attainment),
+        ttft_p50_s=nan,
+        ttft_p95_s=nan,
+        ttft_p99_s=nan,
+        itl_p95_s=nan,
+        scale_events=0,
+        rejected=0,
         curve=[(a, bound.gpu_hours(a)) for a in BOUND_CURVE],
     )
 
