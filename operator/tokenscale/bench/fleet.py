@@ -104,11 +104,15 @@ class Fleet:
         cold_start_s: float,
         gpus_per_replica: int,
         seed: int,
+        cold_start_sigma: float = 0.0,
     ) -> None:
         self.profile = profile
         self.trace = trace
         self.rec = rec
         self.cold_start_s = cold_start_s
+        # > 0: each pod's cold start is lognormal with median cold_start_s (a drawn world)
+        self.cold_start_sigma = cold_start_sigma
+        self.np_rng = np.random.default_rng(seed)
         self.gpus_per_replica = gpus_per_replica
         self.rng = random.Random(seed)
         self.alive: list[Replica] = []  # starting, ready and draining
@@ -122,10 +126,15 @@ class Fleet:
     # -- pods -------------------------------------------------------------------------------
 
     def start(self, n: int, now: float, warm: bool = False) -> None:
-        ready = now if warm else now + self.cold_start_s
         for _ in range(n):
+            ready = now if warm else now + self._cold_start()
             self.alive.append(Replica(self.profile, now, ready, self.cap))
         self._refresh(now)
+
+    def _cold_start(self) -> float:
+        if self.cold_start_sigma <= 0:
+            return self.cold_start_s
+        return self.cold_start_s * float(self.np_rng.lognormal(0.0, self.cold_start_sigma))
 
     def active(self) -> list[Replica]:
         return [r for r in self.alive if r.drain_at is None]

@@ -84,6 +84,7 @@ def simulate(
         scenario.cold_start_s,
         scenario.plan.gpus_per_replica,
         scenario.seed,
+        scenario.cold_start_sigma,
     )
     fleet.set_cap(policy.initial_cap(scenario))
     fleet.start(initial_replicas, 0.0, warm=True)

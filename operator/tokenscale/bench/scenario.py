@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan, plan
-from tokenscale_worker.sim.profile import EngineProfile, build_profile
+from tokenscale_worker.sim.profile import EngineProfile, build_profile, perturbed
+
+COLD_START_SIGMA = 0.35
 
 HF_REPOS = {
     "llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct",
@@ -45,6 +49,11 @@ class Scenario:
     sample_s: float = 2.0
     batch_tuning: bool = True
     seed: int = 1
+    # "known": the simulator is the planner's roofline. "drawn": per run (from the seed) the
+    # hardware's decode and prefill speed are drawn within +/-25% of it and every pod's cold
+    # start from a long tail around cold_start_s (lognormal, median cold_start_s, sigma 0.35:
+    # p99 2.3x); the policy is told neither.
+    world: str = "known"
 
     def spec(self, **scaling: Any) -> InferenceServiceSpec:
         base: dict[str, Any] = {
@@ -81,6 +90,22 @@ class Scenario:
 
     @cached_property
     def profile(self) -> EngineProfile:
+        base = self.belief
+        if self.world == "known":
+            return base
+        if self.world != "drawn":
+            raise ValueError(f"world {self.world!r}: choose known or drawn")
+        rng = np.random.default_rng([self.seed, 25])
+        decode, prefill = rng.uniform(0.75, 1.25, 2)
+        return perturbed(base, float(decode), float(prefill))
+
+    @property
+    def cold_start_sigma(self) -> float:
+        return COLD_START_SIGMA if self.world == "drawn" else 0.0
+
+    @cached_property
+    def belief(self) -> EngineProfile:
+        """The engine as the planner's roofline has it."""
         p = self.plan
         return build_profile(
             self.model,
@@ -107,4 +132,6 @@ class Scenario:
             "max_num_seqs": p.max_num_seqs,
             "tick_s": self.tick_s,
             "seed": self.seed,
+            "world": self.world,
+            "engine": self.profile.name,
         }

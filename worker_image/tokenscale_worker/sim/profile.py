@@ -21,7 +21,7 @@ per output token, against ~7.6 ms measured (docs/simulator.md cites the sources)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tokenscale.domain import catalog
 
@@ -106,7 +106,8 @@ def build_profile(
     """Derive a profile from the catalog; raise `InfeasibleProfileError` when the model cannot run.
 
     KV capacity, Llama-3.1-8B bf16 on one H100 at 0.9 utilisation:
-    80 x 0.9 = 72 GiB - 14.96 GiB weights - 2 GiB reserved = 55.04 GiB / 128 KiB = 450 887 tokens.
+    79.65 x 0.9 = 71.69 GiB - 14.96 GiB weights - 2 GiB reserved = 54.73 GiB / 128 KiB = 448 331
+    tokens (79.65 GiB: nvidia-smi's usable 81559 MiB, catalog.GPUS).
     """
     m, g, q = catalog.model(model_id), catalog.gpu(gpu_id), catalog.quant(quant_id)
     tp = tensor_parallel_size
@@ -168,3 +169,22 @@ def smallest_feasible_tp(model_id: str, gpu_id: str, quant_id: str = "none", **k
 def blocks_for(tokens: int, block_size: int = BLOCK_SIZE) -> int:
     """KV blocks a sequence of `tokens` tokens occupies: 1000 tokens -> 63 blocks of 16."""
     return math.ceil(tokens / block_size)
+
+
+def perturbed(profile: EngineProfile, decode_speed: float, prefill_speed: float) -> EngineProfile:
+    """The same engine on hardware `decode_speed` times as fast at reading memory (weights and
+    KV cache) and `prefill_speed` times as fast at compute: the benchmark's drawn world, where
+    the planner's roofline is the belief and this is the truth. 0.8 / 1.1: decode steps take
+    1.25x as long, prefill 0.91x."""
+    if decode_speed <= 0 or prefill_speed <= 0:
+        raise ValueError(
+            f"decode_speed {decode_speed} and prefill_speed {prefill_speed} must be > 0"
+        )
+    return replace(
+        profile,
+        name=f"{profile.name} (decode x{decode_speed:.2f}, prefill x{prefill_speed:.2f})",
+        weight_s=profile.weight_s / decode_speed,
+        kv_read_s_per_token=profile.kv_read_s_per_token / decode_speed,
+        flop_s_per_token=profile.flop_s_per_token / prefill_speed,
+        attn_s_per_pair=profile.attn_s_per_pair / prefill_speed,
+    )
