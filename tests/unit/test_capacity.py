@@ -46,7 +46,8 @@ def test_llama_405b_bf16_is_infeasible_with_actionable_reason() -> None:
     result = plan_of("llama-3.1-405b", "h100-80gb")
     assert isinstance(result, Infeasible)
     assert "756 GiB" in result.reason
-    assert "640 GiB" in result.reason
+    # Eight H100s hold 8 x 79.65 GiB = 637 GiB usable (nvidia-smi's 81559 MiB each), not 640.
+    assert "637 GiB" in result.reason
     assert "fp8" in result.reason and "378 GiB" in result.reason
 
 
@@ -131,3 +132,26 @@ def test_weights_kv_arithmetic_matches_worked_numbers() -> None:
     assert capacity.weights_gib(
         catalog.model("llama-3.1-405b"), catalog.quant("none")
     ) == pytest.approx(756, abs=1)
+
+
+@pytest.mark.parametrize(
+    ("gpu_id", "nvidia_smi_mib"),
+    [
+        ("h100-80gb", 81559),
+        ("h200-141gb", 143771),
+        ("a100-80gb", 81920),
+        ("a100-40gb", 40960),
+        ("l40s-48gb", 46068),
+        ("l4-24gb", 23034),
+    ],
+)
+def test_gpu_memory_is_what_nvidia_smi_reports(gpu_id: str, nvidia_smi_mib: int) -> None:
+    assert catalog.gpu(gpu_id).memory_gib == pytest.approx(nvidia_smi_mib / 1024, abs=0.01)
+
+
+def test_an_l4_plan_counts_the_usable_22_5_gib_not_24() -> None:
+    # Llama-3.1-8B bf16 on one L4: 22.49 x 0.9 = 20.24 GiB usable - 14.96 GiB weights - 1 GiB
+    # reserve - 0.125 GiB activations = 4.2 GiB of KV cache (24 GiB would have given 5.5).
+    result = plan_of("llama-3.1-8b", "l4-24gb")
+    assert isinstance(result, Plan)
+    assert result.kv_cache_gib == pytest.approx(4.2, abs=0.05)

@@ -1,9 +1,10 @@
 """Facts the planner, the simulator and the benchmark share: GPU kinds, model architectures and
 quantization formats.
 
-Figures come from vendor data sheets and the models' published `config.json` files. Memory is in
-GiB as the planner counts it (an "80 GB" H100 is treated as 80 GiB, which is what vLLM's
-`--gpu-memory-utilization` is applied to within a few percent).
+Figures come from vendor data sheets and the models' published `config.json` files. Memory is the
+usable total `nvidia-smi` reports (and torch.cuda.mem_get_info, which vLLM's
+`--gpu-memory-utilization` is applied to), not the marketing figure: an "L4 24GB" has 22.5 GiB,
+so planning with 24 would promise a KV cache about 25% larger than vLLM finds.
 """
 
 from __future__ import annotations
@@ -73,15 +74,26 @@ class QuantFormat:
     needs_native_fp8: bool = False
 
 
+def _mib(total_mib: int) -> float:
+    """nvidia-smi's memory total (MiB) in GiB: 23034 MiB -> 22.49 GiB."""
+    return round(total_mib / 1024, 2)
+
+
+# Usable memory: the "Memory-Usage" total nvidia-smi prints for each part (NVML's
+# nvmlDeviceGetMemoryInfo total, also GFD's nvidia.com/gpu.memory label), e.g. "0MiB / 81559MiB":
+#   H100 80GB HBM3 (SXM5)  81559 MiB = 79.65 GiB    H200 (SXM)        143771 MiB = 140.4 GiB
+#   A100-SXM4-80GB         81920 MiB = 80.0 GiB     A100-SXM4-40GB     40960 MiB = 40.0 GiB
+#   L40S                   46068 MiB = 44.99 GiB    L4                 23034 MiB = 22.49 GiB
+# (nvidia-smi output on these parts, as published in vendor and user guides; ECC on).
 GPUS: dict[str, GpuKind] = {
     g.id: g
     for g in (
-        GpuKind("h100-80gb", "NVIDIA H100 80GB SXM", 80, 3350, 989, True, 4.00, 8),
-        GpuKind("h200-141gb", "NVIDIA H200 141GB SXM", 141, 4800, 989, True, 5.00, 8),
-        GpuKind("a100-80gb", "NVIDIA A100 80GB SXM", 80, 2039, 312, False, 2.50, 8),
-        GpuKind("a100-40gb", "NVIDIA A100 40GB SXM", 40, 1555, 312, False, 1.80, 8),
-        GpuKind("l40s-48gb", "NVIDIA L40S 48GB", 48, 864, 362, True, 1.60, 8),
-        GpuKind("l4-24gb", "NVIDIA L4 24GB", 24, 300, 121, True, 0.80, 8),
+        GpuKind("h100-80gb", "NVIDIA H100 80GB SXM", _mib(81559), 3350, 989, True, 4.00, 8),
+        GpuKind("h200-141gb", "NVIDIA H200 141GB SXM", _mib(143771), 4800, 989, True, 5.00, 8),
+        GpuKind("a100-80gb", "NVIDIA A100 80GB SXM", _mib(81920), 2039, 312, False, 2.50, 8),
+        GpuKind("a100-40gb", "NVIDIA A100 40GB SXM", _mib(40960), 1555, 312, False, 1.80, 8),
+        GpuKind("l40s-48gb", "NVIDIA L40S 48GB", _mib(46068), 864, 362, True, 1.60, 8),
+        GpuKind("l4-24gb", "NVIDIA L4 24GB", _mib(23034), 300, 121, True, 0.80, 8),
     )
 }
 
