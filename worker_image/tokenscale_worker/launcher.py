@@ -92,15 +92,33 @@ def validate_extra_args(args: Sequence[str]) -> list[str]:
     return problems + option_problems(items, skip=reported)
 
 
+# s3:// has no loader yet (no init container, no --load-format runai_streamer): refused here and
+# by the API server (ModelSpec's CEL rule) with the same advice.
+S3_NOT_WIRED = (
+    "spec.model.source: s3:// sources are not supported yet (no loader is wired); copy the weights "
+    "onto a PersistentVolumeClaim and use pvc://claim/path, or use hf://org/name"
+)
+
+
 def resolve_model(source: str, models_dir: str = MODELS_DIR) -> str:
     """The value of vLLM's --model for a model source.
 
     hf://meta-llama/Llama-3.1-8B-Instruct -> meta-llama/Llama-3.1-8B-Instruct (downloaded by vLLM)
-    pvc://models-claim/llama/8b            -> /models/llama/8b (the claim is mounted at /models)
-    s3://bucket/llama/8b                   -> /models/bucket/llama/8b (synced by an init container)
+    pvc://models-claim/llama/8b            -> /models/llama/8b (the renderer mounts the claim's
+                                              root at /models: render._volumes)
+    s3://bucket/llama/8b                   -> refused: not wired yet (the API server refuses it too)
     llama-3.1-8b (a catalog id)            -> its Hugging Face repository
+
+    A `.` or `..` segment is refused: pvc://claim/../../etc/passwd would leave the claim.
     """
     scheme, sep, rest = source.partition("://")
+    if sep and any(part in (".", "..") for part in rest.split("/")):
+        raise LauncherError(
+            f"model source {source!r} has a . or .. path segment, which would leave the claim or "
+            "repository; give the path inside it"
+        )
+    if scheme == "s3":
+        raise LauncherError(S3_NOT_WIRED)
     if not sep:
         if source in catalog.MODELS:
             return catalog.MODELS[source].hf_repo
@@ -114,11 +132,8 @@ def resolve_model(source: str, models_dir: str = MODELS_DIR) -> str:
     if scheme == "pvc" and rest:
         claim_path = rest.split("/", 1)[1] if "/" in rest else ""
         return str(PurePosixPath(models_dir, claim_path))
-    if scheme == "s3" and rest:
-        return str(PurePosixPath(models_dir, rest))
     raise LauncherError(
-        f"model source {source!r} is not understood; use hf://org/name, pvc://claim/path or "
-        "s3://bucket/path"
+        f"model source {source!r} is not understood; use hf://org/name or pvc://claim/path"
     )
 
 

@@ -144,13 +144,13 @@ def _volumes(
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     source = spec.model.source
     if source.startswith("pvc://"):
+        # The claim's root is mounted at MODELS_DIR, so pvc://claim/llama/8b is /models/llama/8b:
+        # the path the launcher gives vLLM (launcher.resolve_model).
         claim = source.removeprefix("pvc://").split("/", 1)[0]
         volumes.append(
             {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
-        mounts.append(
-            {"name": "model", "mountPath": f"{contract.MODELS_DIR}/{claim}", "readOnly": True}
-        )
+        mounts.append({"name": "model", "mountPath": contract.MODELS_DIR, "readOnly": True})
     return volumes, mounts
 
 

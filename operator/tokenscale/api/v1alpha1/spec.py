@@ -77,6 +77,11 @@ class ModelSpec(_Model):
             "spec.model.source must not contain . or .. path segments: they would leave the "
             "claim or bucket; give the path inside it",
         ),
+        Rule(
+            "!self.source.startsWith('s3://')",
+            "spec.model.source: s3:// sources are not supported yet (no loader is wired); copy the "
+            "weights onto a PersistentVolumeClaim and use pvc://claim/path, or use hf://org/name",
+        ),
     )
 
     source: str = Field(
