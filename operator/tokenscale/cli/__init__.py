@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from tokenscale.cli import crds as cli_crds
 from tokenscale.cli import plan as cli_plan
+from tokenscale.cli import render as cli_render
 from tokenscale.cli.usage import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     cli_crds.add_parser(sub)
     cli_plan.add_parser(sub)
+    cli_render.add_parser(sub)
     _add_bench(sub)
     return parser
 
@@ -138,6 +140,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cli_crds.run(args)
     if args.command == "plan":
         return cli_plan.run(args)
+    if args.command == "render":
+        return cli_render.run(args)
     if args.command == "bench":
         from tokenscale.bench import cli as bench_cli
 
