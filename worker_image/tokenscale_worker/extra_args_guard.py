@@ -32,8 +32,7 @@ def _spelled(res: Resolved) -> str:
     return f" (vLLM reads {head!r} as {option.name})"
 
 
-def refusal(field: str, res: Resolved) -> str | None:
-    """The message for one resolved argument, or None when it may pass."""
+def _vllm_refuses(field: str, res: Resolved) -> str:
     if res.kind == "unknown":
         return (
             f"{field} ({res.arg!r}) is not an option of vLLM {table().version}, the version the "
@@ -45,16 +44,30 @@ def refusal(field: str, res: Resolved) -> str | None:
             f"{field} ({res.arg!r}) is an ambiguous abbreviation (it could be {names}, ...), "
             "which vLLM refuses; spell the option out"
         )
-    if res.kind == "value":
-        return (
-            f"{field} ({res.arg!r}) is a value with no option before it to take it; put the "
-            "option it belongs to in the item before it, e.g. '--seed', '7'"
-        )
-    rule = REFUSED.get(res.options[0].dest)
-    if rule is None:
+    return (
+        f"{field} ({res.arg!r}) is a value with no option before it to take it; put the "
+        "option it belongs to in the item before it, e.g. '--seed', '7'"
+    )
+
+
+def refusal(field: str, res: Resolved) -> str | None:
+    """The message for one resolved argument, or None when it may pass."""
+    refused = [o for o in res.options if o.dest in REFUSED]
+    if res.kind == "ambiguous" and refused:
+        # vLLM refuses the ambiguity, but spelling it out would not help: say why.
+        names = sorted({canonical(o.dest) for o in res.options})
+        listed = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        option, how = refused[0], f" (it abbreviates {listed})"
+    elif res.kind != "option":
+        return _vllm_refuses(field, res)
+    elif refused:
+        option, how = refused[0], _spelled(res)
+    else:
         return None
-    name = canonical(res.options[0].dest)
-    head = f"{field} ({res.arg!r}) sets {name}{_spelled(res)}, {GROUP_TITLES[rule.group]}"
+    rule = REFUSED[option.dest]
+    verb = "may set" if res.kind == "ambiguous" else "sets"
+    name = canonical(option.dest)
+    head = f"{field} ({res.arg!r}) {verb} {name}{how}, {GROUP_TITLES[rule.group]}"
     if rule.group in ("plan", "model"):
         return f"{head}; remove it from extraArgs and set {rule.use} instead"
     if rule.group == "secret":

@@ -131,13 +131,15 @@ def resolve(arg: str) -> Resolved:
 
 def _values_taken(res: Resolved, rest: list[str]) -> int:
     """How many of the following items argparse (or vLLM's dotted-key folding) consumes."""
-    if res.kind != "option":
+    if res.kind == "value":
         return 0
     if res.takes_next:
         return min(1, len(rest))
     if res.explicit_value:
         return 0
-    arity = res.options[0].arity
+    # An unknown or ambiguous option is refused anyway; taking the value after it (as the option
+    # would) keeps that value from being reported a second time as a stray.
+    arity = res.options[0].arity if res.kind == "option" else "?"
     limit = {"0": 0, "1": 1, "?": 1}.get(arity, len(rest))
     taken = 0
     while taken < limit and taken < len(rest) and resolve(rest[taken]).kind == "value":

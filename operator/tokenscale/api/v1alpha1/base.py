@@ -15,9 +15,11 @@ from tokenscale.api.v1alpha1 import cel
 # Kubernetes quantities, ASCII only: pydantic's regex engine reads \d and \w as Unicode classes
 # while the API server's (Go RE2) reads them as ASCII, so patterns spell their classes out.
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|Ki|Mi|Gi|Ti|Pi)?$"
-# One argument per list item: whitespace or shell syntax means a shell string was pasted in.
-# RE2 syntax (the API server's and cel-python's): `\s` is [\t\n\f\r ].
-SHELL_CHARS_CEL = "[\\\\s;&|$`<>]"
+# One argument per list item: whitespace, control characters or shell syntax mean a shell string
+# was pasted in. RE2 syntax (the API server's and cel-python's); RE2's `\s` is only [\t\n\f\r ],
+# so whitespace is spelled as Unicode classes: separators (\pZ: space, no-break space, ...) and
+# control and format characters (\pC: tab, newline, vertical tab, ...), a superset of Python's \s.
+SHELL_CHARS_CEL = "[\\\\pZ\\\\pC;&|$`<>]"
 DEFAULT_WORKER_IMAGE = "tokenscale/worker:0.1.0"
 # DNS-1035 label: Service names (the InferenceService name becomes one) must be these.
 DNS1035_LABEL = "^[a-z]([-a-z0-9]*[a-z0-9])?$"

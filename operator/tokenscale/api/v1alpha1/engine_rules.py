@@ -69,7 +69,8 @@ def _prefix_regex(words: Iterable[str]) -> str:
 def _short_spellings(name: str) -> list[str]:
     """argparse spellings of a single-dash option: itself, its proper prefixes (`-t` for `-tp`),
     and for a two-character option anything glued to it (`-qfp8`)."""
-    found = [_literal(name[:n]) for n in range(2, len(name))]
+    # A prefix stands alone or before a dotted key (`-t.x 1`, which vLLM folds into `-t <json>`).
+    found = [_literal(name[:n]) + "([.].*)?" for n in range(2, len(name))]
     found.append(_literal(name) + (".*" if len(name) == 2 else "([=.].*)?"))
     return found
 

@@ -23,6 +23,15 @@ _FIXES = {
 }
 
 
+# The accepted forms of the fields checked by a pattern, said in words instead of the regex.
+_FORMS = {
+    "spec.model.source": "use hf://org/name, pvc://claim/path or s3://bucket/path (ASCII letters, "
+    "digits, _ . - in names)",
+    "spec.resources.cpu": "use a Kubernetes quantity such as 8 or 500m",
+    "spec.resources.memory": "use a Kubernetes quantity such as 64Gi or 512Mi",
+}
+
+
 def _path(prefix: str, loc: tuple[str | int, ...]) -> str:
     path = prefix
     for part in loc:
@@ -41,10 +50,14 @@ def problems(exc: ValidationError, prefix: str = "spec") -> list[str]:
     lines: list[str] = []
     for err in exc.errors():
         message = err["msg"].removeprefix("Value error, ")
+        path = _path(prefix, err["loc"])
         if err["type"] == "value_error" and message.startswith(("spec.", "metadata.")):
             line = message
+        elif err["type"] == "string_pattern_mismatch":
+            form = _FORMS.get(path, f"kubectl explain inferenceservice.{path} says the form")
+            line = f"{path}: {err['input']!r} is not in the accepted form; {form}"
         else:
-            line = f"{_path(prefix, err['loc'])}: {message}"
+            line = f"{path}: {message}"
             fix = _FIXES.get(err["type"])
             if fix and err["type"] not in ("missing", "extra_forbidden"):
                 line += f" (got {err['input']!r}); {fix}"
