@@ -119,6 +119,22 @@ BAD_SPECS: list[tuple[str, Any, str]] = [
     ("model.dtype", "float64", "dtype"),
     ("secrets.hubToken", {"key": "token"}, "name"),
     ("engine.unknownField", True, "unknownField"),
+    # Strict types and the hostile-input issue's cases (the API server's own wording differs,
+    # but names the field or carries the rule's message).
+    ("model.maxModelLen", "8192", "maxModelLen"),
+    ("engine.enablePrefixCaching", "yes", "enablePrefixCaching"),
+    ("resources.gpusPerReplica", "4", "gpusPerReplica"),
+    ("resources.priorityClassName", "system-node-critical", "must not be a system-* class"),
+    ("engine.image", "evil; rm -rf /", "must be an image reference"),
+    ("engine.extraArgs", ["--tensor-parallel=8"], "sets"),
+    ("engine.extraArgs", ["--hos=0.0.0.0"], "sets"),
+    ("engine.extraArgs", ["--trust-remote-code"], "sets"),
+    ("engine.extraArgs", ["--hf-token", "x"], "--hf-token"),
+    (
+        "model",
+        {"source": "pvc://models/llama", "architecture": "llama-3.1-8b", "revision": "main"},
+        "revision applies only to hf:// sources",
+    ),
 ]
 
 
@@ -134,7 +150,10 @@ def test_bad_spec_rejected_with_field_named(field: str, value: Any, expected: st
 
 # Cases the OpenAPI part of the schema catches on its own (the rest are CEL rules, or unknown
 # fields, which the API server prunes or rejects under strict field validation).
-CEL_ONLY = ("must", "exactly", "applies", "one argument", "gpusPerReplica", "unknownField")
+CEL_ONLY = (
+    "must", "exactly", "applies", "one argument", "gpusPerReplica", "unknownField", "sets",
+    "--hf-token",
+)  # fmt: skip
 SCHEMA_ONLY_CASES = [c for c in BAD_SPECS if not any(m in c[2] for m in CEL_ONLY)]
 
 
@@ -154,3 +173,36 @@ def test_bad_spec_rejected_by_generated_schema(field: str, value: Any, expected:
     doc["spec"] = set_in(minimal_spec(), field, value)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft4Validator(SCHEMA).validate(doc)
+
+
+def _rules(node: dict[str, Any]) -> list[str]:
+    found = [r["rule"] for r in node.get("x-kubernetes-validations", [])]
+    for child in (node.get("properties") or {}).values():
+        found += _rules(child)
+    if isinstance(node.get("items"), dict):
+        found += _rules(node["items"])
+    return found
+
+
+def test_every_cel_rule_in_the_crd_is_a_model_rule_that_python_evaluates() -> None:
+    """One definition per rule: the CRD carries exactly the models' Rule texts, and each compiles
+    with cel-python, which evaluates it when a spec is parsed."""
+    from tokenscale.api.v1alpha1 import cel
+    from tokenscale.api.v1alpha1.base import _Model
+
+    def model_rules(model: type[_Model]) -> set[str]:
+        found = {r.rule for r in model.RULES}
+        for field in model.model_fields.values():
+            for arg in getattr(field.annotation, "__args__", ()) or (field.annotation,):
+                inner = getattr(arg, "__args__", (arg,))
+                for candidate in inner:
+                    if isinstance(candidate, type) and issubclass(candidate, _Model):
+                        found |= model_rules(candidate)
+        return found
+
+    from tokenscale.api.v1alpha1 import InferenceService
+
+    crd_rules = set(_rules(SCHEMA))
+    assert crd_rules == model_rules(InferenceService)
+    assert all(cel.compiles(rule) for rule in crd_rules)
+    assert len(crd_rules) >= 20

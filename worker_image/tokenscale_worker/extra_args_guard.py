@@ -68,7 +68,7 @@ def refusal(field: str, res: Resolved) -> str | None:
     verb = "may set" if res.kind == "ambiguous" else "sets"
     name = canonical(option.dest)
     head = f"{field} ({res.arg!r}) {verb} {name}{how}, {GROUP_TITLES[rule.group]}"
-    if rule.group in ("plan", "model"):
+    if rule.group in ("parallel", "plan", "model"):
         return f"{head}; remove it from extraArgs and set {rule.use} instead"
     if rule.group == "secret":
         return f"{head}; remove it and use {rule.use}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Group = Literal["plan", "model", "contract", "code", "secret"]
+Group = Literal["parallel", "plan", "model", "contract", "code", "secret"]
 
 
 @dataclass(frozen=True)
@@ -26,28 +26,28 @@ _PLAIN = "the gateway reaches the engine over plain HTTP on 127.0.0.1:8001"
 
 REFUSED: dict[str, Refusal] = {
     # The capacity plan: these decide GPUs, memory and batch sizes.
-    "tensor_parallel_size": Refusal("plan", _GPUS),
-    "pipeline_parallel_size": Refusal("plan", _GPUS),
-    "data_parallel_size": Refusal("plan", _GPUS),
-    "data_parallel_size_local": Refusal("plan", _GPUS),
-    "data_parallel_rank": Refusal("plan", _GPUS),
-    "data_parallel_start_rank": Refusal("plan", _GPUS),
-    "data_parallel_address": Refusal("plan", _GPUS),
-    "data_parallel_rpc_port": Refusal("plan", _GPUS),
-    "data_parallel_backend": Refusal("plan", _GPUS),
-    "data_parallel_external_lb": Refusal("plan", _GPUS),
-    "data_parallel_hybrid_lb": Refusal("plan", _GPUS),
-    "data_parallel_multi_port_external_lb": Refusal("plan", _GPUS),
-    "data_parallel_supervisor_port": Refusal("plan", _GPUS),
-    "decode_context_parallel_size": Refusal("plan", _GPUS),
-    "prefill_context_parallel_size": Refusal("plan", _GPUS),
-    "nnodes": Refusal("plan", _GPUS),
-    "node_rank": Refusal("plan", _GPUS),
-    "master_addr": Refusal("plan", _GPUS),
-    "master_port": Refusal("plan", _GPUS),
-    "distributed_executor_backend": Refusal("plan", _GPUS),
-    "enable_elastic_ep": Refusal("plan", _GPUS),
-    "elastic_ep_max_dp_size": Refusal("plan", _GPUS),
+    "tensor_parallel_size": Refusal("parallel", _GPUS),
+    "pipeline_parallel_size": Refusal("parallel", _GPUS),
+    "data_parallel_size": Refusal("parallel", _GPUS),
+    "data_parallel_size_local": Refusal("parallel", _GPUS),
+    "data_parallel_rank": Refusal("parallel", _GPUS),
+    "data_parallel_start_rank": Refusal("parallel", _GPUS),
+    "data_parallel_address": Refusal("parallel", _GPUS),
+    "data_parallel_rpc_port": Refusal("parallel", _GPUS),
+    "data_parallel_backend": Refusal("parallel", _GPUS),
+    "data_parallel_external_lb": Refusal("parallel", _GPUS),
+    "data_parallel_hybrid_lb": Refusal("parallel", _GPUS),
+    "data_parallel_multi_port_external_lb": Refusal("parallel", _GPUS),
+    "data_parallel_supervisor_port": Refusal("parallel", _GPUS),
+    "decode_context_parallel_size": Refusal("parallel", _GPUS),
+    "prefill_context_parallel_size": Refusal("parallel", _GPUS),
+    "nnodes": Refusal("parallel", _GPUS),
+    "node_rank": Refusal("parallel", _GPUS),
+    "master_addr": Refusal("parallel", _GPUS),
+    "master_port": Refusal("parallel", _GPUS),
+    "distributed_executor_backend": Refusal("parallel", _GPUS),
+    "enable_elastic_ep": Refusal("parallel", _GPUS),
+    "elastic_ep_max_dp_size": Refusal("parallel", _GPUS),
     "quantization": Refusal("plan", "spec.quantization.method"),
     "quantization_config": Refusal("plan", "spec.quantization.method"),
     "kv_cache_dtype": Refusal("plan", _KV),
@@ -118,6 +118,7 @@ REFUSED: dict[str, Refusal] = {
 }
 
 GROUP_TITLES: dict[Group, str] = {
+    "parallel": "which tokenscale derives from the spec",
     "plan": "which tokenscale derives from the spec",
     "model": "which tokenscale derives from the spec",
     "contract": "which the worker contract fixes",

@@ -99,11 +99,13 @@ def allowed_exceptions(group: Group) -> str | None:
 
 
 _GROUP_MESSAGES: dict[Group, str] = {
-    "plan": "spec.engine.extraArgs sets, perhaps abbreviated (--tensor-parallel=8, -qfp8), an "
-    "option tokenscale plans: set spec.resources.gpusPerReplica (tensor, pipeline, data or "
-    "context parallelism), spec.quantization.method (--quantization), spec.model.maxModelLen, "
-    "spec.model.dtype, or spec.engine.gpuMemoryUtilization, maxNumSeqs, maxNumBatchedTokens, "
-    "enablePrefixCaching, enableChunkedPrefill instead",
+    "parallel": "spec.engine.extraArgs sets, perhaps abbreviated (--tensor-parallel=8, -dp 4), "
+    "tensor, pipeline, data or context parallelism or multi-node options: tokenscale plans them; "
+    "set spec.resources.gpusPerReplica (one replica on one node) and spec.scaling instead",
+    "plan": "spec.engine.extraArgs sets, perhaps abbreviated (--max-model=8192, -qfp8), an "
+    "option tokenscale plans: set spec.quantization.method (--quantization), "
+    "spec.model.maxModelLen, spec.model.dtype, or spec.engine.gpuMemoryUtilization, maxNumSeqs, "
+    "maxNumBatchedTokens, enablePrefixCaching, enableChunkedPrefill instead",
     "model": "spec.engine.extraArgs sets, perhaps abbreviated, the model, its name, revision or "
     "tokenizer: set spec.model.source, spec.model.servedName or spec.model.revision instead",
     "contract": "spec.engine.extraArgs sets, perhaps abbreviated, an option the worker contract "
@@ -128,5 +130,5 @@ def _extra_args_rule(group: Group) -> Rule:
     )
 
 
-GROUPS: tuple[Group, ...] = ("plan", "model", "contract", "code", "secret")
+GROUPS: tuple[Group, ...] = ("parallel", "plan", "model", "contract", "code", "secret")
 EXTRA_ARGS_RULES: tuple[Rule, ...] = tuple(_extra_args_rule(group) for group in GROUPS)

@@ -31,6 +31,16 @@ ModelArchId = Literal[
     "mixtral-8x7b",
 ]
 QuantMethod = Literal["none", "fp8", "awq", "gptq", "int8"]
+CheckpointFormatId = Literal[
+    "auto",
+    "bf16",
+    "fp8",
+    "fbgemm_fp8",
+    "compressed-tensors-fp8",
+    "compressed-tensors-int8",
+    "awq",
+    "gptq",
+]
 
 
 class CustomArchitecture(_Model):
@@ -119,6 +129,15 @@ class ModelSpec(_Model):
     dtype: Literal["auto", "bfloat16", "float16"] = Field(
         default="bfloat16", description="Activation and unquantized weight dtype (vLLM --dtype)."
     )
+    checkpoint_format: CheckpointFormatId = Field(
+        default="auto",
+        description="How the checkpoint stores its weights (its config.json quantization_config): "
+        "bf16 (unquantized, also fp16), fp8, fbgemm_fp8 (e.g. meta-llama/Llama-3.1-405B-Instruct-"
+        "FP8), compressed-tensors-fp8, compressed-tensors-int8, awq or gptq; auto (default) is "
+        "what spec.quantization.method implies: bf16 for none and fp8 (quantized on the fly), "
+        "awq, gptq, compressed-tensors-int8 for int8. vLLM reads a quantized checkpoint's format "
+        "itself; --quantization is passed only to quantize unquantized weights on the fly.",
+    )
 
 
 class QuantizationSpec(_Model):
@@ -176,7 +195,8 @@ class EngineSpec(_Model):
         description="Worker image (vLLM plus the tokenscale gateway): an image reference "
         "such as registry.example.com/team/worker:1.2 or name@sha256:<64 hex digits>.",
     )
-    extra_args: list[Annotated[str, Field(max_length=1024)]] = Field(
+    # 512 characters an item, 64 items: bounds the API server's CEL cost for the extraArgs rules.
+    extra_args: list[Annotated[str, Field(max_length=512)]] = Field(
         default_factory=list,
         max_length=64,
         description="Extra vLLM arguments, one per item. Options tokenscale plans "
