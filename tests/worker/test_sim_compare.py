@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tokenscale_worker.sim import EngineProfile
@@ -9,6 +11,7 @@ from tokenscale_worker.sim.compare import (
     StepCosts,
     bursty_trace,
     fit_step_costs,
+    frontend_arrivals,
     measured_profile,
     percentile,
     simulate,
@@ -23,8 +26,10 @@ def step(c: StepCosts, seqs: int, tokens: int) -> float:
 
 def test_fit_recovers_the_coefficients_of_exact_measurements() -> None:
     decode = [(n, step(COSTS, n, n)) for n in (1, 2, 4, 8)]
-    prefill = [(p, step(COSTS, 1, p)) for p in (32, 128, 384)]
+    frontend = 0.005
+    prefill = [(p, frontend + step(COSTS, 1, p)) for p in (32, 128, 384)]
     got = fit_step_costs(decode, prefill)
+    assert got.frontend_s == pytest.approx(frontend)
     assert got.fixed_s == pytest.approx(COSTS.fixed_s)
     assert got.per_seq_s == pytest.approx(COSTS.per_seq_s)
     assert got.per_token_s == pytest.approx(COSTS.per_token_s)
@@ -65,6 +70,21 @@ def test_bursts_larger_than_the_cap_wait_and_clear() -> None:
     wider = simulate(profile(max_num_seqs=64), bursty_trace())
     assert max(n for _, n in wider.waiting) == 0
     assert percentile(list(wider.ttft.values()), 99) < percentile(list(res.ttft.values()), 99)
+
+
+def test_a_serial_front_end_spreads_a_burst() -> None:
+    """14 requests within 50 ms through a 20 ms front end reach the scheduler one by one, 20 ms
+    apart at least; the first is alone in its prefill step either way, so its TTFT grows by
+    exactly the front end's 20 ms."""
+    trace = bursty_trace(bursts=((0.0, 14),))
+    reached = frontend_arrivals(trace, 0.02)
+    gaps = [b.arrival - a.arrival for a, b in itertools.pairwise(reached)]
+    assert min(gaps) >= 0.02 - 1e-12
+    assert all(r.arrival >= t.arrival + 0.02 - 1e-12 for r, t in zip(reached, trace, strict=True))
+    direct = simulate(profile(), trace)
+    fronted = simulate(profile(), trace, frontend_s=0.02)
+    first = trace[0].req_id
+    assert fronted.ttft[first] == pytest.approx(direct.ttft[first] + 0.02)
 
 
 def test_percentile_is_nearest_rank() -> None:

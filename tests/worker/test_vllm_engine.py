@@ -1,0 +1,332 @@
+"""The production path for real: `tokenscale-worker serve --engine vllm` runs real vLLM (CPU build,
+the tiny model) as its child, with the argument list the launcher builds from the worker config the
+operator renders; the `openai` client talks to the gateway in front of it.
+
+One engine for the module (it takes about a minute to start); the drain test stops it, so it runs
+last. Built by `make setup` (parts vllm and model); nothing here installs anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import openai
+import pytest
+from prometheus_client import generate_latest
+
+from tests.worker.conftest import wait_until_ready
+from tests.worker.metric_parity import autoscaler_families, prometheus_scraping, shapes
+from tests.worker.vllm_worker import SERVED, VllmWorker, rendered_config, vllm_worker
+from tokenscale.adapters.prometheus import GAUGES, RATES, PrometheusSignals
+from tokenscale.domain.signals import ServiceSignals
+from tokenscale_worker.sim.metrics import SimMetrics
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+# Start-up: ~50 s on a quiet 2-core machine, 150 s seen while other builds ran; a deadline, not a
+# measurement.
+START_DEADLINE_S = 600.0
+# No random end-of-sequence from the random model: every request yields exactly max_tokens.
+EXACT = {"ignore_eos": True}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmWorker]:
+    with vllm_worker(tmp_path_factory.mktemp("vllm-worker")) as worker:
+        try:
+            asyncio.run(wait_until_ready(f"{worker.base}/ready", START_DEADLINE_S))
+        except AssertionError:
+            raise AssertionError(worker.log_path.read_text()[-4000:]) from None
+        yield worker
+
+
+def client(worker: VllmWorker) -> openai.AsyncOpenAI:
+    # No retries: a 429 or 503 must reach the test, not be retried away.
+    return openai.AsyncOpenAI(base_url=f"{worker.base}/v1", api_key="unused", max_retries=0)
+
+
+async def test_completion(engine: VllmWorker) -> None:
+    async with client(engine) as c:
+        out = await c.completions.create(
+            model=SERVED, prompt="The autoscaler", max_tokens=12, extra_body=EXACT
+        )
+    assert out.model == SERVED
+    assert out.choices[0].finish_reason == "length"
+    assert out.usage is not None and out.usage.completion_tokens == 12
+    assert out.usage.prompt_tokens > 0
+
+
+async def test_chat_completion(engine: VllmWorker) -> None:
+    async with client(engine) as c:
+        out = await c.chat.completions.create(
+            model=SERVED,
+            messages=[{"role": "user", "content": "How many replicas?"}],
+            max_tokens=10,
+            extra_body=EXACT,
+        )
+    assert out.choices[0].message.role == "assistant"
+    assert out.usage is not None and out.usage.completion_tokens == 10
+    # The chat template added the role markers: more prompt tokens than the text alone.
+    assert out.usage.prompt_tokens > 4
+
+
+async def test_streaming_relays_what_the_engine_generates(engine: VllmWorker) -> None:
+    """Greedy decoding is deterministic: the streamed text equals the same request unstreamed."""
+    ask = {"model": SERVED, "prompt": "tokens per second", "max_tokens": 24, "temperature": 0.0}
+    async with client(engine) as c:
+        whole = await c.completions.create(**ask, extra_body=EXACT)  # type: ignore[call-overload]
+        stream = await c.completions.create(  # type: ignore[call-overload]
+            **ask, stream=True, stream_options={"include_usage": True}, extra_body=EXACT
+        )
+        pieces, usage, chunks = [], None, 0
+        async for chunk in stream:
+            chunks += 1
+            if chunk.choices:
+                pieces.append(chunk.choices[0].text)
+            usage = chunk.usage or usage
+    assert usage is not None and usage.completion_tokens == 24
+    assert chunks > 2, "the answer came as one piece, not streamed"
+    assert "".join(pieces) == whole.choices[0].text
+
+
+class FirstTokens:
+    """Set when `target` streams have had their first token."""
+
+    def __init__(self, target: int) -> None:
+        self.target, self.count, self.reached = target, 0, asyncio.Event()
+
+    def seen(self) -> None:
+        self.count += 1
+        if self.count >= self.target:
+            self.reached.set()
+
+
+Sample = tuple[float, float, float]
+
+
+@dataclass
+class Stream:
+    first: FirstTokens | None = None
+    tokens: int = 0
+    first_at: float | None = None
+    finished: str | None = None
+    error: str | None = None
+    retry_after: int | None = None
+
+
+async def run_stream(c: openai.AsyncOpenAI, log: Stream, max_tokens: int) -> Stream:
+    try:
+        stream = await c.completions.create(
+            model=SERVED,
+            prompt="queue " * 8,
+            max_tokens=max_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body=EXACT,
+        )
+        async for chunk in stream:
+            if chunk.choices:
+                if log.first_at is None and log.first is not None:
+                    log.first.seen()
+                log.first_at = log.first_at or time.monotonic()
+                log.finished = chunk.choices[0].finish_reason or log.finished
+            if chunk.usage:
+                log.tokens = chunk.usage.completion_tokens
+    except openai.APIStatusError as err:
+        log.error = repr(err)
+        retry = err.response.headers.get("Retry-After")
+        log.retry_after = int(retry) if retry else None
+    except openai.APIError as err:
+        log.error = repr(err)
+    return log
+
+
+async def gateway_sample(base: str) -> Sample:
+    """(concurrency cap, in flight, queued), as the gateway's /ready reports them."""
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/ready") as resp:
+        load = await resp.json()
+    return load["concurrencyCap"], load["inFlight"], load["queued"]
+
+
+async def test_lowered_cap_is_followed_while_streams_run(engine: VllmWorker) -> None:
+    """48 streams of 400 tokens under cap 8 (about 19 200 tokens: tens of seconds of work for the
+    engine, so the queue is still full when the cap drops to 2, however slow this client is). By
+    construction (in-flight requests are never cut, admissions pause until in flight < cap): from
+    the moment the gateway reports cap 2, in flight never rises above max(2, its previous value)
+    and comes down to 2, and every request still completes in full."""
+    engine.set_tuning(8, 64)
+    await until(lambda s: s[0] == 8, engine.base)
+    async with client(engine) as c:
+        first = FirstTokens(1)
+        logs = [Stream(first) for _ in range(48)]
+        tasks = [asyncio.create_task(run_stream(c, lg, 400)) for lg in logs]
+        await first.reached.wait()
+        engine.set_tuning(2, 64)
+        samples = [await until(lambda s: s[0] == 2, engine.base)]
+        while not all(t.done() for t in tasks):
+            samples.append(await gateway_sample(engine.base))
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*tasks)
+    in_flight = [s[1] for s in samples]
+    assert in_flight[0] > 2, f"the queue emptied before the cap changed: {in_flight[:5]}"
+    for before, after in itertools.pairwise(in_flight):
+        assert after <= max(2, before), f"admitted above the lowered cap: {in_flight}"
+    assert min(in_flight) <= 2, f"in flight never came down to the cap: {in_flight}"
+    assert [(lg.error, lg.tokens, lg.finished) for lg in logs] == [(None, 400, "length")] * 48
+
+
+async def test_overflow_is_refused_with_429(engine: VllmWorker) -> None:
+    """Cap 1, queue 1, ten requests of 400 tokens sent at once: while the first runs (400 engine
+    steps) at most one more may wait, so the others get 429 with Retry-After; every accepted
+    request completes in full, none is lost."""
+    engine.set_tuning(1, 1)
+    await until(lambda s: s[0] == 1, engine.base)
+    async with client(engine) as c:
+        logs = [Stream() for _ in range(10)]
+        await asyncio.gather(*(run_stream(c, lg, 400) for lg in logs))
+    refused = [lg for lg in logs if lg.error is not None]
+    accepted = [lg for lg in logs if lg.error is None]
+    assert refused, "no request was refused with cap 1 and queue 1"
+    assert all(lg.error and "RateLimitError" in lg.error for lg in refused), refused[0].error
+    assert all(lg.retry_after is not None and 1 <= lg.retry_after <= 60 for lg in refused)
+    assert len(accepted) >= 2 and all(lg.tokens == 400 for lg in accepted)
+    engine.set_tuning(8, 64)
+    await until(lambda s: s[0] == 8, engine.base)
+
+
+async def engine_metrics_text(worker: VllmWorker) -> str:
+    async with aiohttp.ClientSession() as session, session.get(f"{worker.base}/metrics") as resp:
+        return await resp.text()
+
+
+async def test_simulator_exports_what_the_autoscaler_reads_as_vllm_does(engine: VllmWorker) -> None:
+    """For every engine family the Prometheus adapter queries: same type, label names and
+    histogram buckets in the simulator as in this vLLM (a vLLM bump that renames or reshapes one
+    fails here). Alternatives the adapter joins with `or` need the current name in vLLM."""
+    async with client(engine) as c:  # at least one request, so every labelled series exists
+        await c.completions.create(model=SERVED, prompt="parity", max_tokens=3, extra_body=EXACT)
+    real = shapes(await engine_metrics_text(engine))
+    max_model_len = rendered_config()["maxModelLen"]
+    sim = shapes(generate_latest(SimMetrics(SERVED, max_model_len).registry).decode())
+    checked = []
+    for group in autoscaler_families():
+        current = group[0]
+        assert current in real, f"vLLM no longer exports {current}; the adapter queries it"
+        for name in group:
+            if name in real:
+                assert sim.get(name) == real[name], f"{name}: simulator {sim.get(name)}"
+                checked.append(name)
+    assert len(checked) == len(autoscaler_families()), checked  # one name of each group
+
+
+def test_adapter_queries_return_every_signal_from_real_vllm(
+    engine: VllmWorker, tmp_path: Path
+) -> None:
+    """A real Prometheus scrapes the gateway (gateway and vLLM metrics in one scrape) under
+    steady traffic; one fetch of the adapter returns every histogram, rate and gauge."""
+    engine.set_tuning(8, 64)
+    asyncio.run(until(lambda s: s[0] == 8, engine.base))
+    labels = {"namespace": "team-a", "tokenscale_io_service": "tiny"}
+    target = engine.base.removeprefix("http://")
+    stop = threading.Event()
+    sender = threading.Thread(target=steady_traffic, args=(engine.base, stop), daemon=True)
+    with prometheus_scraping(target, labels, tmp_path) as url:
+        sender.start()
+        try:
+            signals = fetch_until_complete(PrometheusSignals(url, window="30s"), ("team-a", "tiny"))
+        finally:
+            stop.set()
+            sender.join(timeout=60)
+    # The histograms and rates were checked while fetching; the gauges need no movement.
+    assert set(GAUGES) <= set(signals.gauges), sorted(signals.gauges)
+    assert signals.gauges["cap"] == 8 and signals.gauges["targets_up"] == 1
+
+
+def steady_traffic(base: str, stop: threading.Event) -> None:
+    c = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+    for _ in range(5000):  # bounded even if `stop` is never set
+        if stop.is_set():
+            return
+        c.completions.create(model=SERVED, prompt="hello " * 50, max_tokens=20, extra_body=EXACT)
+
+
+def fetch_until_complete(source: PrometheusSignals, key: tuple[str, str]) -> ServiceSignals:
+    """Fetch until every histogram and rate has moved over two scrapes (what a rate needs);
+    after two minutes of traffic, what is still missing fails the test."""
+    deadline = time.monotonic() + 120
+    while True:
+        found = source.fetch().get(key, ServiceSignals())
+        missing = [
+            name
+            for name in ("ttft_buckets", "queue_wait_buckets", "itl_buckets", "e2e_buckets")
+            if not getattr(found, name)
+        ] + sorted(set(RATES) - {"rejected"} - set(found.rates))
+        if not missing:
+            return found
+        assert time.monotonic() < deadline, f"signals never returned: {missing}"
+        time.sleep(1)
+
+
+async def test_sigterm_drains_streams_then_stops_vllm(engine: VllmWorker) -> None:
+    """SIGTERM with 4 streams running and 8 queued (cap 4): /ready turns 503 and new work gets 503
+    while the queue drains; every stream ends with all its tokens (so vLLM served until the
+    gateway had drained), then the worker exits 0 and vLLM's whole process group is gone."""
+    engine.set_tuning(4, 64)
+    await until(lambda s: s[0] == 4, engine.base)
+    vllm_pid = engine.engine_pid()
+    async with client(engine) as c, aiohttp.ClientSession() as probe:
+        first = FirstTokens(4)
+        logs = [Stream(first) for _ in range(12)]
+        tasks = [asyncio.create_task(run_stream(c, lg, 400)) for lg in logs]
+        await first.reached.wait()
+        engine.proc.terminate()
+        # Three rounds of 400-token streams are left: the gateway is still draining.
+        ready = await status_once(probe, "GET", f"{engine.base}/ready")
+        late = await status_once(probe, "POST", f"{engine.base}/v1/completions")
+        await asyncio.gather(*tasks)
+    assert (ready, late) == (503, 503)
+    assert [(lg.error, lg.tokens) for lg in logs] == [(None, 400)] * 12, "lost or cut streams"
+    assert await asyncio.to_thread(engine.proc.wait, 60) == 0
+    await asyncio.to_thread(wait_until_gone, vllm_pid)  # vLLM and its engine core
+
+
+def wait_until_gone(pgid: int) -> None:
+    """Returns once no live process is left in the group (SIGKILLed ones take a moment)."""
+    while live_in_group(pgid):
+        time.sleep(0.1)
+
+
+def live_in_group(pgid: int) -> list[int]:
+    """Processes of the group that are not zombies."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while listed
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+async def status_once(session: aiohttp.ClientSession, method: str, url: str) -> int:
+    body = {"model": SERVED, "prompt": "too late", "max_tokens": 4}
+    async with session.request(method, url, json=body if method == "POST" else None) as resp:
+        return resp.status
+
+
+# Polling helpers: each waits for a state the test caused, bounded by the module's timeout.
+
+
+async def until(pred: Callable[[Sample], bool], base: str) -> Sample:
+    while True:
+        sample = await gateway_sample(base)
+        if pred(sample):
+            return sample
+        await asyncio.sleep(0.05)
