@@ -11,6 +11,7 @@ import pytest
 from tokenscale_worker.config import ConfigError, WorkerConfig, load_config
 from tokenscale_worker.contract import CONFIG_ENV, ENGINE_PORT, GATEWAY_PORT
 from tokenscale_worker.launcher import (
+    PLANNED_FLAGS,
     LauncherError,
     build_vllm_args,
     resolve_model,
@@ -176,3 +177,23 @@ def test_config_errors_name_the_field(tmp_path: Path, text: str, fragment: str) 
 def test_missing_config_says_how_to_provide_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=CONFIG_ENV):
         load_config(str(tmp_path / "absent.json"), env={})
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["-qfp8"], ["--tensor-parallel=8"], ["--hos=0.0.0.0"], ["--hf-token", "x"],
+     ["--trust-remote-code"], ["-t", "2"], ["--max_model_len=4096"]],
+)  # fmt: skip
+def test_worker_refuses_every_spelling_at_start(argv: list[str]) -> None:
+    """The worker runs the same guard before exec: a spec that reached it by another path (an
+    older operator, a hand-written config) still cannot override the plan."""
+    with pytest.raises(LauncherError) as err:
+        build_vllm_args(cfg(extraArgs=argv))
+    assert str(err.value).startswith(f"spec.engine.extraArgs[0] ({argv[0]!r}) sets --")
+
+
+def test_planned_flags_list_every_spelling_of_a_refused_destination() -> None:
+    assert PLANNED_FLAGS["-tp"] == PLANNED_FLAGS["--tensor-parallel-size"] == "parallel"
+    assert PLANNED_FLAGS["--no-enable-prefix-caching"] == "plan"
+    assert PLANNED_FLAGS["--device-memory-utilization"] == "plan"
+    assert "--seed" not in PLANNED_FLAGS and "--enforce-eager" not in PLANNED_FLAGS
