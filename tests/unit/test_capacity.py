@@ -39,7 +39,8 @@ def test_llama_70b_awq_fits_one_h100() -> None:
     result = plan_of("llama-3.1-70b", "h100-80gb", "awq")
     assert isinstance(result, Plan)
     assert result.gpus_per_replica == 1
-    assert result.vllm_quantization == "awq"
+    # An AWQ checkpoint: vLLM reads its quantization_config (and picks Marlin); no flag.
+    assert result.quantization == "awq" and result.vllm_quantization is None
 
 
 def test_llama_405b_bf16_is_infeasible_with_actionable_reason() -> None:
@@ -99,7 +100,7 @@ def test_custom_architecture_is_planned() -> None:
         "kvHeads": 40,
         "headDim": 128,
     }
-    result = plan_of("x", "a100-80gb", model={"source": "s3://bucket/m13b", "parameters": shape})
+    result = plan_of("x", "a100-80gb", model={"source": "pvc://bucket/m13b", "parameters": shape})
     assert isinstance(result, Plan)
     assert result.model_name == "m13b"
 
@@ -155,3 +156,57 @@ def test_an_l4_plan_counts_the_usable_22_5_gib_not_24() -> None:
     result = plan_of("llama-3.1-8b", "l4-24gb")
     assert isinstance(result, Plan)
     assert result.kv_cache_gib == pytest.approx(4.2, abs=0.05)
+
+
+def plan_ckpt(method: str, stored: str, arch: str = "llama-3.1-70b") -> Plan | Infeasible:
+    raw = minimal_spec(
+        model={"source": "hf://org/m", "architecture": arch, "checkpointFormat": stored},
+        resources={"gpu": "h100-80gb"},
+        quantization={"method": method},
+    )
+    return capacity.plan(InferenceServiceSpec.model_validate(raw))
+
+
+@pytest.mark.parametrize(
+    ("method", "stored", "flag", "deprecated"),
+    [
+        ("none", "bf16", None, False),
+        ("fp8", "bf16", "fp8", False),  # online: vLLM quantizes bf16 weights at load
+        ("fp8", "fp8", None, False),  # pre-quantized: vLLM reads quantization_config
+        ("fp8", "fbgemm_fp8", None, True),
+        ("fp8", "compressed-tensors-fp8", None, False),
+        ("int8", "compressed-tensors-int8", None, False),
+        ("awq", "awq", None, False),
+        ("gptq", "auto", None, False),
+        ("fp8", "auto", "fp8", False),
+    ],
+)
+def test_quantization_flag_only_for_online_quantization(
+    method: str, stored: str, flag: str | None, deprecated: bool
+) -> None:
+    result = plan_ckpt(method, stored)
+    assert isinstance(result, Plan)
+    assert result.vllm_quantization == flag
+    assert result.allow_deprecated_quantization is deprecated
+
+
+@pytest.mark.parametrize(
+    ("method", "stored", "fragment"),
+    [
+        ("fp8", "awq", "checkpointFormat awq stores awq weights; spec.quantization.method fp8"),
+        ("none", "fbgemm_fp8", "set it to fp8 (or auto)"),
+        ("awq", "bf16", "spec.quantization.method awq needs a checkpoint stored that way"),
+    ],
+)
+def test_a_method_the_checkpoint_cannot_run_is_refused(
+    method: str, stored: str, fragment: str
+) -> None:
+    result = plan_ckpt(method, stored)
+    assert isinstance(result, Infeasible)
+    assert fragment in result.reason
+
+
+def test_auto_with_a_quantized_checkpoint_plans_its_own_precision() -> None:
+    result = plan_ckpt("auto", "fbgemm_fp8", "llama-3.1-405b")
+    assert isinstance(result, Plan)
+    assert result.quantization == "fp8" and result.vllm_quantization is None

@@ -68,6 +68,8 @@ def test_an_infeasible_service_renders_nothing_and_exits_3(
 ) -> None:
     doc = yaml.safe_load((ROOT / "examples/llama-405b-fp8.yaml").read_text())
     doc["spec"]["quantization"] = {"method": "none"}
+    doc["spec"]["model"].update(source="hf://meta-llama/Llama-3.1-405B-Instruct")
+    doc["spec"]["model"].pop("checkpointFormat")
     path = tmp_path / "big.yaml"
     path.write_text(yaml.safe_dump(doc))
     code, out, _ = run_cli(capsys, "render", "-f", str(path), "--json")

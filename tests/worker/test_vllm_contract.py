@@ -198,3 +198,182 @@ def test_guard_reads_arguments_as_vllm_does(vllm_hostile: dict[str, object], ind
         assert res.options[0].dest in vllm["changed"], (argv, res, vllm)
     refused = {res.options[0].dest for _, res in ours} & set(REFUSED)
     assert bool(option_problems(argv)) == bool(refused)
+
+
+# ---- quantization as vLLM sees it -----------------------------------------------------------
+# For every example and every checkpoint format, the launcher's argument list runs through
+# vLLM's own parser and ModelConfig checks on CPU against a local model directory whose
+# config.json carries the quantization_config that kind of checkpoint really has (a mismatch such
+# as `--quantization fp8` on Meta's fbgemm_fp8 405B checkpoint is refused there, as on a GPU).
+
+# The quantization_config blocks published checkpoints carry (fields vLLM reads).
+QUANTIZATION_CONFIGS: dict[str, dict[str, object] | None] = {
+    "bf16": None,
+    # meta-llama/Llama-3.1-405B-Instruct-FP8
+    "fbgemm_fp8": {"quant_method": "fbgemm_fp8", "activation_scale_ub": 1200.0,
+                   "modules_to_not_convert": ["lm_head"]},
+    # block-quantized fp8 checkpoints (e.g. Qwen/Qwen3-8B-FP8)
+    "fp8": {"quant_method": "fp8", "activation_scheme": "dynamic", "fmt": "e4m3",
+            "weight_block_size": [128, 128]},
+    # RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8 (llm-compressor, FP8 dynamic)
+    "compressed-tensors-fp8": {
+        "quant_method": "compressed-tensors", "format": "float-quantized",
+        "quantization_status": "compressed", "ignore": ["lm_head"],
+        "config_groups": {"group_0": {"targets": ["Linear"],
+            "weights": {"num_bits": 8, "type": "float", "strategy": "channel",
+                        "dynamic": False, "symmetric": True},
+            "input_activations": {"num_bits": 8, "type": "float", "strategy": "token",
+                                  "dynamic": True, "symmetric": True}}},
+    },
+    # RedHatAI/Meta-Llama-3.1-70B-Instruct-quantized.w8a8
+    "compressed-tensors-int8": {
+        "quant_method": "compressed-tensors", "format": "int-quantized",
+        "quantization_status": "compressed", "ignore": ["lm_head"],
+        "config_groups": {"group_0": {"targets": ["Linear"],
+            "weights": {"num_bits": 8, "type": "int", "strategy": "channel",
+                        "dynamic": False, "symmetric": True},
+            "input_activations": {"num_bits": 8, "type": "int", "strategy": "token",
+                                  "dynamic": True, "symmetric": True}}},
+    },
+    # hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4
+    "awq": {"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": True,
+            "version": "gemm"},
+    # hugging-quants/Meta-Llama-3.1-8B-Instruct-GPTQ-INT4
+    "gptq": {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False,
+             "sym": True, "damp_percent": 0.01},
+}  # fmt: skip
+
+MODEL_CONFIG_CHECK = r"""
+import json, os, sys
+from vllm.engine.arg_utils import EngineArgs
+from vllm.entrypoints.launchers.cli_args import make_arg_parser
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+parser = make_arg_parser(FlexibleArgumentParser())
+results = []
+for case in json.load(sys.stdin):
+    os.makedirs(case["dir"], exist_ok=True)
+    with open(os.path.join(case["dir"], "config.json"), "w") as f:
+        json.dump(case["config"], f)
+    ns = parser.parse_args(case["argv"])
+    ns.model, ns.tokenizer, ns.revision = case["dir"], case["dir"], None
+    try:
+        mc = EngineArgs.from_cli_args(ns).create_model_config()
+        results.append({"ok": True, "quantization": mc.quantization})
+    except Exception as e:  # vLLM's own refusal, reported to the test
+        results.append({"ok": False, "error": f"{type(e).__name__}: {e}"})
+json.dump(results, sys.stdout)
+"""
+
+
+def _llama_config(arch_id: str, quantization: dict[str, object] | None) -> dict[str, object]:
+    from tokenscale.domain import catalog
+
+    arch = catalog.model(arch_id)
+    config: dict[str, object] = {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": arch.hidden_size, "intermediate_size": arch.hidden_size * 2,
+        "num_attention_heads": arch.attention_heads, "num_key_value_heads": arch.kv_heads,
+        "num_hidden_layers": 2, "vocab_size": 1024, "max_position_embeddings": arch.max_context,
+        "torch_dtype": "bfloat16", "rms_norm_eps": 1e-5,
+    }  # fmt: skip
+    if quantization is not None:
+        config["quantization_config"] = quantization
+    return config
+
+
+def _rendered_argv(doc: dict[str, object]) -> tuple[list[str], str, str]:
+    """The argv the launcher builds from the config the operator renders for a spec, with the
+    checkpoint format and catalog architecture it names."""
+    from tokenscale.api.v1alpha1 import InferenceServiceSpec
+    from tokenscale.domain import capacity, catalog
+    from tokenscale.domain.names import ServiceRef
+    from tokenscale.domain.worker_config import worker_config
+
+    spec = InferenceServiceSpec.model_validate(doc)
+    plan = capacity.plan(spec)
+    assert isinstance(plan, capacity.Plan), plan
+    cfg = WorkerConfig.model_validate(worker_config(spec, plan, ServiceRef("x", "ns")))
+    stored = catalog.checkpoint(spec.model.checkpoint_format, plan.quantization).id
+    return build_vllm_args(cfg), stored, spec.model.architecture or "llama-3.1-8b"
+
+
+def _quantization_cases(tmp: Path) -> list[dict[str, object]]:
+    import yaml
+
+    from tests.conftest import minimal_spec
+
+    specs = [
+        ("example " + p.name, yaml.safe_load(p.read_text())["spec"])
+        for p in sorted((ROOT / "examples").glob("*.yaml"))
+    ]
+    paths = [("bf16", "none"), ("bf16", "fp8"), ("fp8", "fp8"), ("fbgemm_fp8", "fp8"),
+             ("compressed-tensors-fp8", "fp8"), ("compressed-tensors-int8", "int8"),
+             ("awq", "awq"), ("gptq", "gptq")]  # fmt: skip
+    specs += [
+        (
+            f"{stored} checkpoint, method {method}",
+            minimal_spec(
+                model={
+                    "source": "hf://org/m",
+                    "architecture": "llama-3.1-8b",
+                    "checkpointFormat": stored,
+                },
+                quantization={"method": method},
+            ),
+        )
+        for stored, method in paths
+    ]
+    cases = []
+    for i, (name, doc) in enumerate(specs):
+        argv, stored, arch = _rendered_argv(doc)
+        config = _llama_config(arch, QUANTIZATION_CONFIGS[stored])
+        cases.append({"name": name, "argv": argv, "dir": str(tmp / f"m{i}"), "config": config,
+                      "stored": stored})  # fmt: skip
+    # What the launcher did before: --quantization from the plan whatever the checkpoint says.
+    old = dict(cases[0])
+    fbgemm = next(c for c in cases if c["stored"] == "fbgemm_fp8")
+    old.update(name="old fbgemm_fp8 with --quantization fp8", config=fbgemm["config"],
+               dir=str(tmp / "old"), argv=[*fbgemm["argv"], "--quantization", "fp8"])  # fmt: skip
+    return [*cases, old]
+
+
+@pytest.fixture(scope="module")
+def vllm_model_configs(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
+    cases = _quantization_cases(tmp_path_factory.mktemp("checkpoints"))
+    checked = subprocess.run(
+        [vllm_python(), "-c", MODEL_CONFIG_CHECK], capture_output=True, text=True, timeout=900,
+        check=False, input=json.dumps([{k: c[k] for k in ("argv", "dir", "config")}
+                                       for c in cases]),
+        env={**os.environ, "VLLM_TARGET_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr[-4000:]
+    results: list[dict[str, object]] = json.loads(checked.stdout)
+    return [{**c, **r} for c, r in zip(cases, results, strict=True)]
+
+
+@pytest.mark.timeout(1200)
+def test_vllm_accepts_every_example_and_checkpoint_format(
+    vllm_model_configs: list[dict[str, object]],
+) -> None:
+    refused = [f"{c['name']}: {c['error']}" for c in vllm_model_configs[:-1] if not c["ok"]]
+    assert refused == []
+    for case in vllm_model_configs[:-1]:
+        argv = case["argv"]
+        assert isinstance(argv, list)
+        method = QUANTIZATION_CONFIGS[str(case["stored"])]
+        if method is None:  # unquantized: --quantization only for online fp8
+            assert case["quantization"] == (argv[argv.index("--quantization") + 1]
+                                            if "--quantization" in argv else None)  # fmt: skip
+        else:  # quantized: no flag; vLLM found the checkpoint's own method
+            assert "--quantization" not in argv, case["name"]
+            assert case["quantization"] is not None
+
+
+@pytest.mark.timeout(1200)
+def test_vllm_refuses_a_quantization_flag_that_contradicts_the_checkpoint(
+    vllm_model_configs: list[dict[str, object]],
+) -> None:
+    old = vllm_model_configs[-1]
+    assert not old["ok"]
+    assert "(fbgemm_fp8) does not match" in str(old["error"])

@@ -162,6 +162,8 @@ def build_vllm_args(
     args += _flag_pair("--revision", cfg.revision)
     args += ["--served-model-name", cfg.served_name]
     args += _flag_pair("--quantization", cfg.quantization)
+    if cfg.allow_deprecated_quantization:
+        args.append("--allow-deprecated-quantization")
     args += ["--dtype", cfg.dtype, "--tensor-parallel-size", str(cfg.tensor_parallel_size)]
     args += _flag_pair("--max-model-len", cfg.max_model_len)
     args += ["--gpu-memory-utilization", str(cfg.gpu_memory_utilization)]

@@ -49,6 +49,8 @@ class Plan:
     max_num_batched_tokens: int
     min_itl_seconds: float
     notes: tuple[str, ...] = ()
+    # The checkpoint's quantization method is one vLLM 0.32 deprecated (fbgemm_fp8).
+    allow_deprecated_quantization: bool = False
 
     @property
     def gpus_per_replica(self) -> int:
@@ -174,7 +176,10 @@ def _plan(
         model_name=arch.display,
         gpu=gpu.id,
         quantization=quant.id,
-        vllm_quantization=quant.vllm_name,
+        vllm_quantization=catalog.vllm_quantization_flag(quant.id, spec.model.checkpoint_format),
+        allow_deprecated_quantization=catalog.checkpoint(
+            spec.model.checkpoint_format, quant.id
+        ).deprecated,
         tensor_parallel=tp,
         weights_gib=round(weights_gib(arch, quant), 1),
         kv_cache_gib=round(kv_gib, 1),
@@ -224,10 +229,15 @@ def _smaller_formats_hint(
 def plan(spec: InferenceServiceSpec) -> Plan | Infeasible:
     """Plan a replica. `quantization: auto` tries each allowed method and keeps the one with the
     fewest GPUs per replica, preferring higher quality (none > fp8 > int8 > awq > gptq) on a tie."""
-    method = spec.quantization.method
+    method, stored = spec.quantization.method, spec.model.checkpoint_format
     if method != "auto":
-        return plan_for_quant(spec, method)
+        problem = catalog.quantization_problem(method, stored)
+        return Infeasible(problem) if problem else plan_for_quant(spec, method)
     allowed: list[str] = list(spec.quantization.allowed or DEFAULT_AUTO_ALLOWED)
+    if stored != "auto":  # a quantized checkpoint runs only at its own precision
+        allowed = [q for q in allowed if not catalog.quantization_problem(q, stored)] or [
+            catalog.checkpoint(stored).precision
+        ]
     ordered = [q for q in catalog.QUALITY_ORDER if q in allowed]
     results = [plan_for_quant(spec, q) for q in ordered]
     feasible = [r for r in results if isinstance(r, Plan)]

@@ -206,6 +206,109 @@ QUANTS: dict[str, QuantFormat] = {
 }
 """4-bit formats store 4 bits per weight plus a group-128 fp16 scale and zero: 0.5625 B/param."""
 
+
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """How a checkpoint stores its weights, as its config.json's `quantization_config` says.
+
+    vLLM reads that config itself and picks the fastest kernel (awq -> awq_marlin on a GPU); an
+    explicit `--quantization` that differs from it is an error ("quantization method specified in
+    the model config (fbgemm_fp8) does not match ... (fp8)"), and forcing `awq` disables Marlin.
+    So tokenscale passes --quantization only for online quantization of an unquantized checkpoint.
+    """
+
+    id: str
+    # The catalog quantization whose memory and speed the weights have (QUANTS key).
+    precision: str
+    # `quantization_config.quant_method` in config.json; None for an unquantized checkpoint.
+    quant_method: str | None
+    # vLLM 0.32 refuses deprecated methods unless --allow-deprecated-quantization is given.
+    deprecated: bool = False
+    example: str = ""
+
+
+CHECKPOINT_FORMATS: dict[str, CheckpointFormat] = {
+    c.id: c
+    for c in (
+        CheckpointFormat("bf16", "none", None, example="meta-llama/Llama-3.1-70B-Instruct"),
+        CheckpointFormat("fp8", "fp8", "fp8", example="Qwen/Qwen2.5-72B-Instruct-FP8"),
+        CheckpointFormat(
+            "fbgemm_fp8", "fp8", "fbgemm_fp8", True, "meta-llama/Llama-3.1-405B-Instruct-FP8"
+        ),
+        CheckpointFormat(
+            "compressed-tensors-fp8",
+            "fp8",
+            "compressed-tensors",
+            example="RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8",
+        ),
+        CheckpointFormat(
+            "compressed-tensors-int8",
+            "int8",
+            "compressed-tensors",
+            example="RedHatAI/Meta-Llama-3.1-70B-Instruct-quantized.w8a8",
+        ),
+        CheckpointFormat(
+            "awq", "awq", "awq", example="hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4"
+        ),
+        CheckpointFormat(
+            "gptq", "gptq", "gptq", example="hugging-quants/Meta-Llama-3.1-8B-Instruct-GPTQ-INT4"
+        ),
+    )
+}
+# What vLLM can quantize on the fly from unquantized (bf16/fp16) weights, by catalog method.
+ONLINE_QUANTIZATION: dict[str, str] = {"fp8": "fp8"}
+# checkpointFormat `auto`: the checkpoint a method implies (fp8 -> bf16 weights quantized on the
+# fly; awq, gptq, int8 -> a checkpoint quantized that way).
+IMPLIED_FORMAT: dict[str, str] = {
+    "none": "bf16",
+    "fp8": "bf16",
+    "int8": "compressed-tensors-int8",
+    "awq": "awq",
+    "gptq": "gptq",
+}
+
+
+def checkpoint(format_id: str, method: str = "none") -> CheckpointFormat:
+    """Look up a checkpoint format (`auto`: the one `method` implies), naming the known ones
+    when the id is wrong."""
+    if format_id == "auto":
+        format_id = IMPLIED_FORMAT[method]
+    try:
+        return CHECKPOINT_FORMATS[format_id]
+    except KeyError:
+        known = ", ".join(sorted(CHECKPOINT_FORMATS))
+        raise KeyError(f"unknown checkpoint format {format_id!r}; known: {known}") from None
+
+
+def quantization_problem(method: str, format_id: str) -> str | None:
+    """Why weights stored as `format_id` cannot run as catalog method `method`, or None."""
+    stored = checkpoint(format_id, method)
+    if stored.quant_method is None:
+        if method == "none" or method in ONLINE_QUANTIZATION:
+            return None
+        return (
+            f"spec.quantization.method {method} needs a checkpoint stored that way (vLLM "
+            f"quantizes only to {', '.join(sorted(ONLINE_QUANTIZATION))} on the fly); point "
+            f"spec.model.source at a {method} checkpoint and set spec.model.checkpointFormat, "
+            "or choose method none or fp8"
+        )
+    if method != stored.precision:
+        return (
+            f"spec.model.checkpointFormat {stored.id} stores {stored.precision} weights; "
+            f"spec.quantization.method {method} does not match: set it to {stored.precision} "
+            "(or auto)"
+        )
+    return None
+
+
+def vllm_quantization_flag(method: str, format_id: str) -> str | None:
+    """vLLM's --quantization value: only for online quantization of unquantized weights; a
+    quantized checkpoint's own quantization_config is left for vLLM to read."""
+    if checkpoint(format_id, method).quant_method is not None:
+        return None
+    return ONLINE_QUANTIZATION.get(method)
+
+
 # The order `quantization: auto` prefers on a tie in GPU count: keep quality first.
 QUALITY_ORDER: tuple[str, ...] = ("none", "fp8", "int8", "awq", "gptq")
 

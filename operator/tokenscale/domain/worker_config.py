@@ -28,6 +28,7 @@ def worker_config(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> di
         revision=spec.model.revision,
         served_name=served_name(spec, ref),
         quantization=plan.vllm_quantization,
+        allow_deprecated_quantization=plan.allow_deprecated_quantization,
         dtype=spec.model.dtype,
         tensor_parallel_size=plan.tensor_parallel,
         max_model_len=spec.model.max_model_len,
