@@ -3,7 +3,7 @@
 Startup: a replica downloads or reads its weights and then warms the engine up (CUDA graphs,
 torch.compile) before /health answers. The budget is the larger of
 
-    weights / load bandwidth + warm-up        (Llama-3.1-70B bf16: 131.5 GiB / 0.25 GiB/s = 526 s
+    checkpoint / load bandwidth + warm-up     (Llama-3.1-70B bf16: 131.5 GiB / 0.25 GiB/s = 526 s
                                                + 180 s warm-up = 706 s -> 142 probes of 5 s)
     2 x spec.scaling.coldStartSeconds          (what the user told the autoscaler to expect)
     10 minutes                                 (the floor anchors use: production-stack, KServe)
@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
-from tokenscale.domain import names
+from tokenscale.domain import catalog, names
 from tokenscale.domain.capacity import Plan
 from tokenscale_worker import contract
 
@@ -38,9 +38,30 @@ READINESS_FAILURES = 3
 LIVENESS_FAILURES = 6
 
 
+def checkpoint_gib(spec: InferenceServiceSpec, plan: Plan) -> float:
+    """Bytes of the checkpoint as stored (what a replica downloads or reads), in GiB: the
+    planned weights at the stored precision. Online fp8 of a bf16 checkpoint downloads the bf16
+    weights: 70.6 B params -> 65.8 GiB planned at fp8, 131.5 GiB downloaded."""
+    stored = catalog.checkpoint(spec.model.checkpoint_format, plan.quantization)
+    ratio = (
+        catalog.quant(stored.precision).bytes_per_param
+        / catalog.quant(plan.quantization).bytes_per_param
+    )
+    return plan.weights_gib * ratio
+
+
+def model_cache_size(spec: InferenceServiceSpec, plan: Plan) -> str | None:
+    """sizeLimit and ephemeral-storage request of the download cache (emptyDir) of an hf://
+    model: the checkpoint plus 10% and 2 GiB for tokenizer files and partial downloads; None for
+    a pvc:// model, which is read from its claim and downloads nothing."""
+    if not spec.model.source.startswith("hf://"):
+        return None
+    return f"{math.ceil(checkpoint_gib(spec, plan) * 1.1) + 2}Gi"
+
+
 def startup_budget_seconds(spec: InferenceServiceSpec, plan: Plan) -> float:
     """Seconds the startup probe allows before the kubelet restarts the container."""
-    load = plan.weights_gib * 1024**3 / LOAD_BYTES_PER_SECOND + WARMUP_SECONDS
+    load = checkpoint_gib(spec, plan) * 1024**3 / LOAD_BYTES_PER_SECOND + WARMUP_SECONDS
     return max(STARTUP_FLOOR_SECONDS, 2 * spec.scaling.cold_start_seconds, load)
 
 

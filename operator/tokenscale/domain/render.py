@@ -15,7 +15,7 @@ from tokenscale.domain import names
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 from tokenscale.domain.placement import DEFAULT_PLACEMENT, GpuPlacement
-from tokenscale.domain.probes import probes
+from tokenscale.domain.probes import model_cache_size, probes
 from tokenscale.domain.worker_config import worker_config
 from tokenscale_worker import contract
 
@@ -123,12 +123,20 @@ def make_podmonitor(ref: ServiceRef) -> Manifest:
     }
 
 
+def _sized(size: str | None) -> dict[str, Any]:
+    return {} if size is None else {"sizeLimit": size}
+
+
+def _ephemeral(size: str | None) -> dict[str, Any]:
+    return {} if size is None else {"ephemeral-storage": size}
+
+
 def _volumes(
     spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef
 ) -> tuple[list[Any], list[Any]]:
     volumes: list[dict[str, Any]] = [
         {"name": "tuning", "configMap": {"name": names.tuning_configmap_name(ref)}},
-        {"name": "model-cache", "emptyDir": {}},
+        {"name": "model-cache", "emptyDir": _sized(model_cache_size(spec, plan))},
         {"name": "tmp", "emptyDir": {}},
         {"name": "home", "emptyDir": {}},
     ]
@@ -199,6 +207,8 @@ def _container(
                 "cpu": resources.cpu,
                 "memory": resources.memory,
                 names.GPU_RESOURCE: gpus,
+                # The scheduler places the replica where its download fits on the node's disk.
+                **_ephemeral(model_cache_size(spec, plan)),
             },
             "limits": {"memory": resources.memory, names.GPU_RESOURCE: gpus},
         },
