@@ -1,0 +1,293 @@
+"""The lifecycle handlers against a real kube-apiserver + etcd (no kopf loop, no controllers).
+
+Each test calls the handler functions kopf calls (`on_service` for create/update/resume,
+`on_child` for an event on a child) with the body read back from the API server, through the
+operator's own `Kube` wrapper on its own user. What the API server stores is then read back:
+the real server-side apply, field managers, owner references, status subresource and CRD schema.
+The kwok e2e keeps scheduling, garbage collection and autoscaling."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import kopf
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from tests.apiserver import OPERATOR_USER, WRITE_VERBS, AuditCount, ControlPlane
+from tests.tools import ROOT
+from tokenscale.adapters.kube import Kube
+from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceServiceSpec
+from tokenscale.domain import capacity, status
+from tokenscale.domain.names import FIELD_MANAGER
+from tokenscale.handlers import cache, children, lifecycle, runtime
+
+pytestmark = pytest.mark.integration
+NAME = "chat"
+# Every child on a cluster that serves PodMonitor: kind -> apiVersion.
+CHILDREN = {
+    "ConfigMap": "v1",
+    "Deployment": "apps/v1",
+    "Service": "v1",
+    "PodDisruptionBudget": "policy/v1",
+    "PodMonitor": "monitoring.coreos.com/v1",
+}
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> str:
+    """A namespace of the test's own (nothing deletes it: there is no namespace controller)."""
+    name = request.node.name.replace("_", "-").lower()[:50].rstrip("-")
+    client.CoreV1Api(control_plane.api_client()).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def kube(control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kube]:
+    """The operator's API wrapper for this test, where `runtime.kube()` hands it out.
+
+    The handlers keep process-wide state: `runtime._kube` (one client for the process) and the
+    watch caches in `handlers/cache.py` (`on_child` stores the Deployment it sees). Both are
+    replaced for the test and put back after it, so nothing one test saw reaches another."""
+    operator = Kube(control_plane.api_client(OPERATOR_USER))
+    monkeypatch.setattr(runtime, "_kube", operator)
+    monkeypatch.setattr(cache, "_services", {})
+    monkeypatch.setattr(cache, "_deployments", {})
+    monkeypatch.setattr(cache, "_pods", type(cache._pods)(dict))
+    yield operator
+    operator.api.close()
+
+
+def example(name: str = NAME, **spec: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "llama-70b-awq.yaml").read_text())
+    doc["metadata"] = {"name": name}
+    doc["spec"]["scaling"]["maxReplicas"] = 3
+    doc["spec"].update(spec)
+    return doc
+
+
+def custom(plane: ControlPlane) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(plane.api_client())
+
+
+def read_service(plane: ControlPlane, namespace: str, name: str = NAME) -> dict[str, Any]:
+    obj: dict[str, Any] = custom(plane).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+    return obj
+
+
+def create_service(plane: ControlPlane, namespace: str, doc: dict[str, Any]) -> dict[str, Any]:
+    custom(plane).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc)
+    return read_service(plane, namespace, doc["metadata"]["name"])
+
+
+def deliver_service(plane: ControlPlane, namespace: str, name: str = NAME) -> None:
+    """What kopf does on create, spec update or resume: call on_service with the stored body."""
+    lifecycle.on_service(body=kopf.Body(read_service(plane, namespace, name)))
+
+
+def read_child(plane: ControlPlane, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    api = plane.api_client()
+    try:
+        resource = DynamicClient(api).resources.get(api_version=CHILDREN[kind], kind=kind)
+        obj: dict[str, Any] = resource.get(name=name, namespace=namespace).to_dict()
+    except NotFoundError:
+        return None
+    finally:
+        api.close()
+    return obj
+
+
+def children_of(plane: ControlPlane, namespace: str, name: str = NAME) -> dict[str, Any]:
+    """Every child that exists, by kind (a child's name is the service's, or <name>-tuning)."""
+    found = {}
+    for kind in CHILDREN:
+        child = read_child(
+            plane, kind, namespace, f"{name}-tuning" if kind == "ConfigMap" else name
+        )
+        if child is not None:
+            found[kind] = child
+    return found
+
+
+def deliver_child(plane: ControlPlane, kind: str, namespace: str, event: str) -> None:
+    """What kopf does on an event of a labelled child: call on_child with the object."""
+    body = read_child(plane, kind, namespace, f"{NAME}-tuning" if kind == "ConfigMap" else NAME)
+    assert body is not None, f"{kind} {NAME} is not there to deliver"
+    children.on_child(body=kopf.Body(body), type=event)
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    conds = (obj.get("status") or {}).get("conditions") or []
+    found = next((c for c in conds if c["type"] == kind), None)
+    assert found is not None, f"no {kind} condition in {conds}"
+    return found
+
+
+def worker_config(deployment: dict[str, Any]) -> dict[str, Any]:
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    raw = next(e["value"] for e in env if e["name"] == "TOKENSCALE_WORKER_CONFIG")
+    config: dict[str, Any] = json.loads(raw)
+    return config
+
+
+def versions(plane: ControlPlane, namespace: str) -> dict[str, str]:
+    """resourceVersion of the service and of each child: any stored write changes one."""
+    objs = {**children_of(plane, namespace), "InferenceService": read_service(plane, namespace)}
+    return {kind: obj["metadata"]["resourceVersion"] for kind, obj in objs.items()}
+
+
+def test_create_applies_every_child_owned_and_managed_by_tokenscale(
+    control_plane: ControlPlane, namespace: str, kube: Kube
+) -> None:
+    owner = create_service(control_plane, namespace, example())
+    deliver_service(control_plane, namespace)
+    found = children_of(control_plane, namespace)
+    assert set(found) == set(CHILDREN)
+    for kind, child in found.items():
+        meta = child["metadata"]
+        (ref,) = meta["ownerReferences"]
+        assert (ref["kind"], ref["name"], ref["uid"]) == (
+            "InferenceService",
+            NAME,
+            owner["metadata"]["uid"],
+        ), kind
+        assert ref.get("controller") is True, kind
+        appliers = {m["manager"] for m in meta["managedFields"] if m["operation"] == "Apply"}
+        assert appliers == {FIELD_MANAGER}, kind
+        if kind != "PodMonitor":  # kopf watches these by label: a child without it is unseen
+            assert children.MANAGED.items() <= (meta.get("labels") or {}).items(), kind
+    assert found["Deployment"]["spec"]["replicas"] == owner["spec"]["scaling"]["minReplicas"]
+
+
+def test_status_reports_the_plan_and_follows_the_deployment(
+    control_plane: ControlPlane, namespace: str, kube: Kube
+) -> None:
+    create_service(control_plane, namespace, example())
+    deliver_service(control_plane, namespace)
+    obj = read_service(control_plane, namespace)
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    planned, ready = condition(obj, "Planned"), condition(obj, "Ready")
+    assert (planned["status"], planned["reason"]) == ("True", "Planned")
+    plan = capacity.plan(InferenceServiceSpec.model_validate(obj["spec"]))
+    assert isinstance(plan, capacity.Plan)
+    assert planned["message"] == status.plan_summary(plan)
+    assert (ready["status"], ready["reason"]) == ("False", "NoReadyReplicas")
+    assert obj["status"]["plan"]["gpusPerReplica"] >= 1
+    # Play the Deployment controller (there is none here): one replica up and ready.
+    apps = client.AppsV1Api(control_plane.api_client())
+    deployment = apps.read_namespaced_deployment(NAME, namespace)
+    rollout = {"observedGeneration": deployment.metadata.generation, "replicas": 1}
+    rollout |= {"readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
+    apps.patch_namespaced_deployment_status(NAME, namespace, {"status": rollout})
+    deliver_child(control_plane, "Deployment", namespace, "MODIFIED")
+    obj = read_service(control_plane, namespace)
+    ready, progressing = condition(obj, "Ready"), condition(obj, "Progressing")
+    assert (ready["status"], ready["reason"]) == ("True", "Serving")
+    assert (progressing["status"], progressing["reason"]) == ("False", "Stable")
+    assert obj["status"]["readyReplicas"] == 1
+
+
+def test_infeasible_spec_creates_nothing_and_warns_once(
+    control_plane: ControlPlane, namespace: str, kube: Kube
+) -> None:
+    doc = example()
+    doc["spec"]["resources"] = {"gpu": "l4-24gb", "gpusPerReplica": 1}  # 70B on one 24 GB GPU
+    create_service(control_plane, namespace, doc)
+    deliver_service(control_plane, namespace)
+    deliver_service(control_plane, namespace)  # a resume: the same reason is not posted again
+    obj = read_service(control_plane, namespace)
+    planned, ready = condition(obj, "Planned"), condition(obj, "Ready")
+    assert (planned["status"], planned["reason"]) == ("False", "Infeasible")
+    assert (ready["status"], ready["reason"]) == ("False", "Infeasible")
+    assert children_of(control_plane, namespace) == {}
+    events = client.CoreV1Api(control_plane.api_client()).list_namespaced_event(namespace).items
+    assert [(e.type, e.involved_object.name) for e in events] == [("Warning", NAME)]
+
+
+def test_spec_change_rolls_the_children_and_status_follows(
+    control_plane: ControlPlane, namespace: str, kube: Kube
+) -> None:
+    doc = example()
+    create_service(control_plane, namespace, doc)
+    deliver_service(control_plane, namespace)
+    before = children_of(control_plane, namespace)["Deployment"]
+    changed = copy.deepcopy(doc["spec"])
+    changed["model"]["revision"] = "v2"
+    changed["scaling"]["minReplicas"] = 2
+    custom(control_plane).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, NAME, {"spec": changed}
+    )
+    deliver_service(control_plane, namespace)
+    after = children_of(control_plane, namespace)["Deployment"]
+    assert after["metadata"]["generation"] > before["metadata"]["generation"]
+    assert worker_config(before).get("revision") != "v2"
+    assert worker_config(after)["revision"] == "v2"
+    assert after["spec"]["replicas"] == 2  # raised to the new minReplicas
+    obj = read_service(control_plane, namespace)
+    assert obj["metadata"]["generation"] == 2
+    assert obj["status"]["observedGeneration"] == 2
+    assert condition(obj, "Planned")["observedGeneration"] == 2
+
+
+def test_hand_edits_of_owned_fields_are_put_back_by_the_next_reconcile(
+    control_plane: ControlPlane, namespace: str, kube: Kube
+) -> None:
+    create_service(control_plane, namespace, example())
+    deliver_service(control_plane, namespace)
+    image = children_of(control_plane, namespace)["Deployment"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]["image"]
+    selector = '{"spec":{"selector":{"tokenscale.io/service":"someone-else"}}}'
+    control_plane.kubectl("patch", "service", NAME, "-n", namespace, "--type=merge", "-p", selector)
+    control_plane.kubectl(
+        "set", "image", f"deployment/{NAME}", "worker=example.com/other:1", "-n", namespace
+    )
+    edited = children_of(control_plane, namespace)
+    assert edited["Service"]["spec"]["selector"] == {"tokenscale.io/service": "someone-else"}
+    deliver_child(control_plane, "Service", namespace, "MODIFIED")
+    restored = children_of(control_plane, namespace)
+    assert restored["Service"]["spec"]["selector"] == {"tokenscale.io/service": NAME}
+    container = restored["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == image
+    tuning = restored["ConfigMap"]
+    control_plane.kubectl("delete", "configmap", f"{NAME}-tuning", "-n", namespace)
+    children.on_child(body=kopf.Body(tuning), type="DELETED")
+    recreated = children_of(control_plane, namespace)["ConfigMap"]
+    assert recreated["metadata"]["uid"] != tuning["metadata"]["uid"]
+    assert recreated["data"] == tuning["data"]
+
+
+def test_unchanged_reconcile_stores_nothing(
+    control_plane: ControlPlane, namespace: str, kube: Kube, record_property: Any
+) -> None:
+    """A resume (or a re-applied identical manifest) and a child's event, once everything is in
+    place: the API server stores no write. The calls each costs are recorded (`-rP` shows them):
+    issue 13 wants 0 writes and at most 1 read per no-op reconcile."""
+    create_service(control_plane, namespace, example())
+    deliver_service(control_plane, namespace)
+    deliver_service(control_plane, namespace)  # settled: status now holds what it will hold
+    settled = versions(control_plane, namespace)
+    costs: dict[str, AuditCount] = {}
+    for path, deliver in (
+        ("on_service", lambda: deliver_service(control_plane, namespace)),
+        ("on_child", lambda: deliver_child(control_plane, "Deployment", namespace, "MODIFIED")),
+    ):
+        mark = control_plane.audit_mark()
+        deliver()
+        costs[path] = control_plane.audit_since(mark)
+        assert versions(control_plane, namespace) == settled, path
+    for path, cost in costs.items():
+        print(f"no-op {path}: {cost.summary()}")
+        record_property(f"noop_{path}_reads", cost.reads)
+        record_property(f"noop_{path}_writes", cost.writes)
+        assert cost.reads > 0, f"{path}: the audit log saw nothing of the operator's user"
+        created = [c for c in cost.calls if c.split()[0] in WRITE_VERBS - {"patch"}]
+        assert created == [], f"{path}: a no-op reconcile created or deleted {created}"
