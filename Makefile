@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEMO_OUT ?= out
 
-.PHONY: demo test setup unit lint generate verify e2e bench cluster-up cluster-down venv clean contract
+.PHONY: demo demo-live test setup unit lint generate verify e2e bench cluster-up cluster-down venv clean contract
 
 venv: $(STAMP)
 
@@ -68,6 +68,11 @@ cluster-up:
 
 cluster-down:
 	bash e2e/cluster/down.sh
+
+## demo-live: the operator on the local cluster (started or reused) through a scripted
+## calm -> burst -> calm day, live in the terminal; summary and timeline.png in $(DEMO_OUT)/demo-live
+demo-live: setup
+	$(BIN)/tokenscale demo --out $(DEMO_OUT)/demo-live
 
 ## test: everything CI checks (set-up first, so no test waits on a build)
 test: setup lint verify unit e2e

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from e2e.fleet.lifetime import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_DIR = ROOT / "e2e" / "cluster"
 RELEASE = "tokenscale"
@@ -233,6 +235,7 @@ class Operator:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # an interrupted run (or demo) leaves no operator behind
         )
         log.close()  # the child holds its own copy of the descriptor
         wait_for("operator liveness endpoint", self.healthy, timeout=60)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from tokenscale.cli import crds as cli_crds
+from tokenscale.cli import demo as cli_demo
 from tokenscale.cli import plan as cli_plan
 from tokenscale.cli import render as cli_render
 from tokenscale.cli.usage import (
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_plan.add_parser(sub)
     cli_render.add_parser(sub)
     _add_bench(sub)
+    cli_demo.add_parser(sub)
     return parser
 
 
@@ -142,6 +144,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cli_plan.run(args)
     if args.command == "render":
         return cli_render.run(args)
+    if args.command == "demo":
+        return cli_demo.run(args)
     if args.command == "bench":
         from tokenscale.bench import cli as bench_cli
 
