@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +107,12 @@ async def until_success(gateway_port: int, probe: Probe, period_scale: float) ->
     )
 
 
-async def watch(gateway_port: int, probe: Probe, period_scale: float, on_change: Any) -> None:
+async def watch(
+    gateway_port: int,
+    probe: Probe,
+    period_scale: float,
+    on_change: Callable[[bool, str | None], None],
+) -> None:
     """Readiness or liveness: call on_change(False, why) after failureThreshold misses in a row
     and on_change(True, None) on the next success; runs until cancelled."""
     misses, healthy = 0, True
