@@ -46,9 +46,12 @@ class FleetOptions:
     # shorter pause is enough for requests already on their way to arrive.
     prestop_s: float = 1.0
     drain_grace_s: float = 120.0
-    # The rendered probes' periods are multiplied by this (the simulator starts in about a
-    # second, vLLM in minutes); their paths, timeouts and thresholds apply as rendered.
+    # The startup probe's period is multiplied by this (the simulator starts in about a second,
+    # vLLM in minutes); paths, timeouts and thresholds apply as rendered.
     probe_period_scale: float = 0.1
+    # Readiness and liveness run at the rendered periods, as a kubelet's do (at 300 workers that
+    # is 90 probes a second; scaled down it would be the emulator's main load).
+    watch_period_scale: float = 1.0
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -173,7 +176,7 @@ class Fleet:
         stops it, as the kubelet's restart would, and is recorded as a failure."""
         port, probes = worker.process.port, worker.process.probes
         assert port is not None
-        scale = self.options.probe_period_scale
+        scale = self.options.watch_period_scale
 
         def readiness(ok: bool, why: str | None) -> None:
             worker.ready = ok
