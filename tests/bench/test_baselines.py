@@ -8,9 +8,9 @@ import pytest
 
 from tokenscale.bench.baselines import FAMILIES, Apa, Hpa, Kpa
 from tokenscale.bench.metrics import Recorder
-from tokenscale.bench.runner import simulate
+from tokenscale.bench.runner import RunResult, simulate
 from tokenscale.bench.scenario import Scenario
-from tokenscale.bench.search import at_attainment
+from tokenscale.bench.search import Point, Searched, _bisect, at_attainment, global_setting
 from tokenscale.bench.workload import default_workload
 from tokenscale.domain.observation import Observation
 
@@ -66,6 +66,7 @@ def test_kpa_release_defaults_and_panic() -> None:
 def test_kpa_2s_variant_decides_every_2_s() -> None:
     fast = simulate(TRACE, SC, Kpa(24.0, tick=2.0), 2)
     slow = simulate(TRACE, SC, Kpa(24.0), 2)
+
     def mean_gap(times: list[float]) -> float:
         return (times[-1] - times[0]) / (len(times) - 1)
 
@@ -109,3 +110,30 @@ def test_gpu_hours_at_99_interpolate_between_the_bracketing_runs() -> None:
     points = [(0.999, 15.0), (0.994, 12.0), (0.984, 10.0), (0.90, 8.0)]
     assert at_attainment(points) == pytest.approx(11.2)
     assert math.isinf(at_attainment([(0.98, 10.0)]))
+
+
+def fake_run(att: float, gpu: float) -> RunResult:
+    return RunResult("kpa", "x", att, gpu, 0.1, 0.2, 0.3, 0.03, 1, 0)
+
+
+def test_bisection_finds_the_largest_threshold_at_99() -> None:
+    # attainment falls with the threshold and crosses 99% at 20: the search ends within a
+    # factor 4 ** (1 / 8) = 1.19 below it and keeps every run it made
+    def run(t: float) -> Point:
+        return Point(t, "vllm", fake_run(0.995 if t <= 20 else 0.98, 100 / t))
+
+    points = _bisect(run, 10.0, 40.0, 3)
+    best = Searched("kpa", tuple(points)).best
+    assert best is not None and 20 / 1.19 <= best.threshold <= 20
+    assert len(points) == 5
+
+
+def test_global_setting_is_the_smallest_of_the_largest_passing_thresholds() -> None:
+    def searched(passing: list[float], failing: list[float]) -> Searched:
+        pts = [Point(t, "vllm", fake_run(0.995, 1.0)) for t in passing]
+        pts += [Point(t, "vllm", fake_run(0.98, 1.0)) for t in failing]
+        return Searched("kpa", tuple(pts))
+
+    # 28 passes on the first workload, only 20 on the second: 20 passes on both
+    assert global_setting([searched([10, 28], [40]), searched([10, 20], [28])]) == (20, "vllm")
+    assert global_setting([searched([10], []), searched([], [10])]) is None
