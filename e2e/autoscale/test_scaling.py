@@ -138,7 +138,8 @@ def test_load_drop_scales_down_after_the_window_and_drains(scenario: Scenario) -
         at = epoch(d["time"])
         # Every recommendation younger than the hold counts in full (docs/autoscaling.md): none
         # of them may stand above what the scale-down went to.
-        younger = [(t, r) for t, r in recs if at - hold < t < at - 0.5 and r > d["replicas"]]
+        # The decision's time is whole seconds: 1.5 s of slack at each end of the hold.
+        younger = [(t, r) for t, r in recs if at - hold + 1.5 < t < at - 1.5 and r > d["replicas"]]
         assert not younger, f"scaled {d['previousReplicas']}->{d['replicas']} at {at:.1f} " + (
             f"within {hold} s of recommendations {younger}"
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -39,10 +38,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+BUILD_SH = Path(__file__).resolve().parents[1] / "cluster" / "build.sh"
+
+
 def find_binary() -> str:
-    found = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus")
+    """PROMETHEUS_BIN if set, else the one `make setup` unpacked into the cache (never one that
+    happens to be on PATH: a fresh machine has none, and tests must find what set-up installs)."""
+    found = os.environ.get("PROMETHEUS_BIN")
     if not found:
-        raise RuntimeError("no prometheus binary: set PROMETHEUS_BIN (see e2e/cluster/env.sh)")
+        paths = subprocess.run(
+            ["bash", str(BUILD_SH), "--print"], capture_output=True, text=True, check=True
+        ).stdout
+        found = next(
+            line.split("=", 1)[1] for line in paths.splitlines() if line.startswith("prometheus=")
+        )
+    if not Path(found).is_file():
+        raise RuntimeError(f"no prometheus binary at {found}: run `make setup`")
     return found
 
 
