@@ -10,18 +10,20 @@ server receives it, so a test can count the API calls one reconcile costs."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -31,6 +33,7 @@ from urllib3.exceptions import HTTPError
 
 from tests.tools import ROOT, cluster_tool
 
+T = TypeVar("T")
 CRDS = sorted((ROOT / "crds").glob("*.yaml"))
 OPERATOR_USER = "tokenscale"
 READ_VERBS = frozenset({"get", "list", "watch"})
@@ -89,7 +92,7 @@ class ControlPlane:
     url: str
     ca_file: Path
     tokens: dict[str, str]  # user -> bearer token
-    kubeconfig: Path
+    workdir: Path
     audit_log: Path
     kubectl_path: str
 
@@ -103,9 +106,12 @@ class ControlPlane:
         conf.api_key_prefix = {"authorization": "Bearer"}
         return client.ApiClient(conf)
 
+    def kubeconfig(self, user: str = "admin") -> Path:
+        return self.workdir / f"kubeconfig-{user}"
+
     def kubectl(self, *args: str) -> str:
         done = subprocess.run(
-            [self.kubectl_path, "--kubeconfig", str(self.kubeconfig), *args],
+            [self.kubectl_path, "--kubeconfig", str(self.kubeconfig()), *args],
             capture_output=True,
             text=True,
             check=False,
@@ -138,7 +144,7 @@ def _call_name(event: dict[str, Any]) -> str:
     return f"{event['verb']} {resource}"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -175,7 +181,7 @@ def _certificates(d: Path) -> None:
 
 
 def _etcd_args(etcd: str, d: Path, port: int) -> list[str]:
-    peer = f"http://127.0.0.1:{_free_port()}"
+    peer = f"http://127.0.0.1:{free_port()}"
     return [
         etcd,
         "--name=test",
@@ -214,31 +220,23 @@ def _apiserver_args(apiserver: str, d: Path, etcd_port: int, port: int) -> list[
     ]
 
 
-def _write_config(d: Path, url: str, tokens: dict[str, str]) -> Path:
+def _write_config(d: Path, url: str, tokens: dict[str, str]) -> None:
     # token,user,uid,"group": both users are cluster admins (RBAC is the chart's business)
     (d / "tokens.csv").write_text(
         "".join(f'{token},{user},{user},"system:masters"\n' for user, token in tokens.items())
     )
     (d / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
-    kubeconfig = d / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "test",
-                        "cluster": {"server": url, "certificate-authority": str(d / "ca.crt")},
-                    }
-                ],
-                "users": [{"name": "admin", "user": {"token": tokens["admin"]}}],
-                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
-                "current-context": "test",
-            }
-        )
-    )
-    return kubeconfig
+    for user, token in tokens.items():
+        cluster = {"server": url, "certificate-authority": str(d / "ca.crt")}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "test", "cluster": cluster}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": user}}],
+            "current-context": "test",
+        }
+        (d / f"kubeconfig-{user}").write_text(yaml.safe_dump(config))
 
 
 def _wait_ready(plane: ControlPlane, procs: dict[str, subprocess.Popen[bytes]], d: Path) -> None:
@@ -307,13 +305,12 @@ def control_plane(workdir: Path) -> Iterator[ControlPlane]:
     etcd, apiserver = cluster_tool("etcd"), cluster_tool("kube-apiserver")
     kubectl = cluster_tool("kubectl")
     _certificates(workdir)
-    etcd_port, port = _free_port(), _free_port()
+    etcd_port, port = free_port(), free_port()
     url = f"https://127.0.0.1:{port}"
     tokens = {user: os.urandom(16).hex() for user in ("admin", OPERATOR_USER)}
-    kubeconfig = _write_config(workdir, url, tokens)
-    plane = ControlPlane(
-        url, workdir / "ca.crt", tokens, kubeconfig, workdir / "audit.log", kubectl
-    )
+    _write_config(workdir, url, tokens)
+    plane = ControlPlane(url, workdir / "ca.crt", tokens, workdir, workdir / "audit.log", kubectl)
+    _discovery_cache(url).unlink(missing_ok=True)  # a run before on the same port left one
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name, args in (
@@ -330,3 +327,22 @@ def control_plane(workdir: Path) -> Iterator[ControlPlane]:
         for proc in procs.values():
             proc.kill()
             proc.wait()
+        _discovery_cache(url).unlink(missing_ok=True)
+
+
+def _discovery_cache(url: str) -> Path:
+    """Where the kubernetes client's DynamicClient keeps discovery for a server: a file in the
+    temp dir, named after the URL, shared by every client of that URL in every process."""
+    digest = hashlib.md5(url.encode(), usedforsecurity=False).hexdigest()
+    return Path(tempfile.gettempdir()) / f"osrcp-{digest}.json"
+
+
+def wait_until(what: str, check: Callable[[], T | None], timeout_s: float = 30.0) -> T:
+    """Poll `check` until it returns something; fail naming `what` after `timeout_s` (a
+    deadline for a process that runs on its own, not a pause)."""
+    deadline = time.monotonic() + timeout_s
+    while (found := check()) is None or found is False:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not seen within {timeout_s} s")
+        time.sleep(0.1)
+    return found

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import urllib.request
 from collections.abc import Iterator
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -20,7 +25,14 @@ from kubernetes import client
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
-from tests.apiserver import OPERATOR_USER, WRITE_VERBS, AuditCount, ControlPlane
+from tests.apiserver import (
+    OPERATOR_USER,
+    WRITE_VERBS,
+    AuditCount,
+    ControlPlane,
+    free_port,
+    wait_until,
+)
 from tests.tools import ROOT
 from tokenscale.adapters.kube import Kube
 from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceServiceSpec
@@ -291,3 +303,65 @@ def test_unchanged_reconcile_stores_nothing(
         assert cost.reads > 0, f"{path}: the audit log saw nothing of the operator's user"
         created = [c for c in cost.calls if c.split()[0] in WRITE_VERBS - {"patch"}]
         assert created == [], f"{path}: a no-op reconcile created or deleted {created}"
+
+
+@pytest.fixture
+def operator_process(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`tokenscale run -n NAMESPACE` on the operator's user, autoscaling off: kopf's own
+    watches, filters and handler calls, nothing called by the test."""
+    health = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(control_plane.kubeconfig(OPERATOR_USER)),
+        "TOKENSCALE_METRICS_PORT": str(free_port()),
+        "TOKENSCALE_AUTOSCALE": "off",
+    }
+    log_path = tmp_path / "operator.log"
+    command = [str(ROOT / ".venv" / "bin" / "tokenscale"), "run", "-n", namespace]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*command, "--health-port", str(health)], env=env, stdout=log, stderr=log
+        )
+
+    def alive() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"tokenscale run exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health}/healthz", timeout=2) as r:
+                return bool(r.status == HTTPStatus.OK)
+        except OSError:
+            return False
+
+    try:
+        wait_until("the operator's liveness endpoint", alive)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_running_operator_creates_children_and_reverts_an_edit_through_its_watches(
+    control_plane: ControlPlane, namespace: str, operator_process: subprocess.Popen[bytes]
+) -> None:
+    manifest = Path(control_plane.workdir / f"{namespace}.yaml")
+    manifest.write_text(yaml.safe_dump(example()))
+    control_plane.kubectl("apply", "-n", namespace, "-f", str(manifest))
+
+    def planned() -> dict[str, Any] | None:
+        obj = read_service(control_plane, namespace)
+        conds = (obj.get("status") or {}).get("conditions") or []
+        done = any(c["type"] == "Planned" and c["status"] == "True" for c in conds)
+        return obj if done and set(children_of(control_plane, namespace)) == set(CHILDREN) else None
+
+    wait_until("Planned=True and every child", planned)
+    selector = '{"spec":{"selector":{"tokenscale.io/service":"someone-else"}}}'
+    control_plane.kubectl("patch", "service", NAME, "-n", namespace, "--type=merge", "-p", selector)
+    wait_until(
+        "the Service selector put back",
+        lambda: (
+            children_of(control_plane, namespace)["Service"]["spec"]["selector"]
+            == {"tokenscale.io/service": NAME}
+        ),
+    )
