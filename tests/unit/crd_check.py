@@ -16,6 +16,19 @@ from tokenscale.api.v1alpha1 import cel
 
 SCHEMA = crdgen.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
+# JSON has one number type: the API server takes 64.0 as the integer 64 (a real kube-apiserver
+# accepts it; tests/integration/test_spec_validation_apiserver.py checks this model of it).
+_TYPES = jsonschema.Draft4Validator.TYPE_CHECKER.redefine(
+    "integer",
+    lambda checker, value: (
+        (isinstance(value, int)
+        and not isinstance(value, bool))
+        or (isinstance(value, float)
+        and value.is_integer())
+    ),
+)
+_VALIDATOR = jsonschema.validators.extend(jsonschema.Draft4Validator, type_checker=_TYPES)(SCHEMA)
+
 
 def _prune_nulls(obj: Any) -> Any:
     if isinstance(obj, dict):
@@ -71,7 +84,7 @@ def server_problems(doc: dict[str, Any]) -> list[str]:
     """The API server's refusals of `doc` (empty: it would store it)."""
     obj = _default(SCHEMA, _prune_nulls(copy.deepcopy(doc)))
     problems = _unknown_fields(SCHEMA, obj, "")
-    schema_errors = list(jsonschema.Draft4Validator(SCHEMA).iter_errors(obj))
+    schema_errors = list(_VALIDATOR.iter_errors(obj))
     problems += [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in schema_errors]
     if problems:
         # The API server runs CEL only on a schema-valid object.

@@ -329,7 +329,11 @@ def test_bad_spec_refused_with_field_and_fix(field: str, value: Any, expected: l
     spec = set_in(minimal_spec(), field, value)
     assert python_problems(document(spec)) == expected
     assert operator_message(spec) == "; ".join(expected)
-    assert server_problems(document(spec)) != []
+    # The one case the API server lets through: 64.0 is the integer 64 to it (JSON has one
+    # number type); the operator refuses it in status and `tokenscale plan` on the command line.
+    assert (server_problems(document(spec)) != []) is (
+        (field, value) != ("engine.maxNumSeqs", 64.0)
+    )
 
 
 @pytest.mark.parametrize(("name", "expected"), NAME_CASES, ids=[n[:20] for n, _ in NAME_CASES])

@@ -1,10 +1,11 @@
-"""core/v1 Affinity as strict models, so the CRD carries its structural schema and a junk
+"""core/v1 Affinity as strict models (list and string sizes bounded so the API server accepts the
+cost of the CEL rules on match expressions), so the CRD carries its structural schema and a junk
 `affinity` is refused with the field named instead of reaching the Deployment (field names and
 operators as in the Kubernetes API reference, v1.31)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -39,17 +40,21 @@ class NodeSelectorRequirement(_Model):
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = Field(
         description="In, NotIn, Exists, DoesNotExist, Gt or Lt."
     )
-    values: list[str] | None = Field(default=None, max_length=256, description="Values to test.")
+    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Values to test (label values, at most 63 characters).",
+    )
 
 
 class NodeSelectorTerm(_Model):
     """Node tests that must all hold."""
 
     match_expressions: list[NodeSelectorRequirement] | None = Field(
-        default=None, max_length=64, description="Tests on node labels."
+        default=None, max_length=16, description="Tests on node labels."
     )
     match_fields: list[NodeSelectorRequirement] | None = Field(
-        default=None, max_length=64, description="Tests on node fields."
+        default=None, max_length=16, description="Tests on node fields."
     )
 
 
@@ -57,7 +62,7 @@ class NodeSelector(_Model):
     """Node selector terms, any of which may match."""
 
     node_selector_terms: list[NodeSelectorTerm] = Field(
-        min_length=1, max_length=64, description="Terms ORed together."
+        min_length=1, max_length=16, description="Terms ORed together."
     )
 
 
@@ -75,7 +80,7 @@ class NodeAffinity(_Model):
         default=None, description="Nodes the pods must land on."
     )
     preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] | None = (
-        Field(default=None, max_length=64, description="Nodes the pods prefer.")
+        Field(default=None, max_length=16, description="Nodes the pods prefer.")
     )
 
 
@@ -95,7 +100,11 @@ class LabelSelectorRequirement(_Model):
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
         description="In, NotIn, Exists or DoesNotExist."
     )
-    values: list[str] | None = Field(default=None, max_length=256, description="Values to test.")
+    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Values to test (label values, at most 63 characters).",
+    )
 
 
 class LabelSelector(_Model):
@@ -103,7 +112,7 @@ class LabelSelector(_Model):
 
     match_labels: dict[str, str] | None = Field(default=None, description="Labels to match.")
     match_expressions: list[LabelSelectorRequirement] | None = Field(
-        default=None, max_length=64, description="Label tests that must all hold."
+        default=None, max_length=16, description="Label tests that must all hold."
     )
 
 
@@ -139,10 +148,10 @@ class PodAffinity(_Model):
     """Pod affinity (or anti-affinity) scheduling rules."""
 
     required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] | None = Field(
-        default=None, max_length=64, description="Terms that must hold."
+        default=None, max_length=16, description="Terms that must hold."
     )
     preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] | None = (
-        Field(default=None, max_length=64, description="Terms preferred, by weight.")
+        Field(default=None, max_length=16, description="Terms preferred, by weight.")
     )
 
 

@@ -27,7 +27,8 @@ IMAGE_PATTERN = (
     "(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
 )
 IMAGE_RULE = Rule(
-    "self.image.matches('" + IMAGE_PATTERN + "')",
+    # has(): the API server also checks the rule against the CRD's default for engine ({}).
+    "!has(self.image) || self.image.matches('" + IMAGE_PATTERN + "')",
     "spec.engine.image must be an image reference such as registry.example.com/team/worker:1.2 "
     "or name@sha256:<64 hex digits>: lowercase repository path, no spaces or shell characters",
 )

@@ -336,7 +336,7 @@ class SecretKeyRef(_Model):
             "ending with a letter or digit (e.g. hf-token)",
         ),
         Rule(
-            "self.key.matches('^[-._a-zA-Z0-9]+$')",
+            "!has(self.key) || self.key.matches('^[-._a-zA-Z0-9]+$')",
             "spec.secrets: a Secret key is letters, digits, -, _ and . (e.g. token)",
         ),
     )
