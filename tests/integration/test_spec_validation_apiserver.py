@@ -18,6 +18,7 @@ from tests.unit.crd_check import SCHEMA
 from tests.unit.extra_args_cases import ISSUE_CASES, OWN_CASES
 from tests.unit.hostile import document, python_problems, server_problems
 from tests.unit.test_api_schema import set_in
+from tests.unit.test_extra_args_hostile import ALLOWED
 from tests.unit.test_spec_hostile import NAME_CASES, SPEC_CASES
 from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION
 
@@ -26,6 +27,8 @@ DOCS: list[tuple[str, dict[str, Any]]] = (
     + [(f"name={n[:20]!r}", document(name=n or "x")) for n, _ in NAME_CASES if n]
     + [(" ".join(a), document(minimal_spec(engine={"extraArgs": a})))
        for a, _, _ in ISSUE_CASES + OWN_CASES]
+    + [("allowed " + " ".join(a), document(minimal_spec(engine={"extraArgs": a})))
+       for a in ALLOWED]
     + [("valid", document())]
 )  # fmt: skip
 
