@@ -177,10 +177,11 @@ async def replay_vllm(base: str, trace: Sequence[TraceRequest]) -> VllmReplay:
         while not done.is_set():
             await asyncio.sleep(max(0.0, t0 + k * SAMPLE_S - time.monotonic()))
             m = await scrape(base)
-            at = round(k * SAMPLE_S, 6)
+            # The time the scrape answered, not the one it was due: a slow client falls behind.
+            at = round(round((time.monotonic() - t0) / SAMPLE_S) * SAMPLE_S, 6)
             result.waiting.append((at, gauge(m, "vllm:num_requests_waiting{")))
             result.running.append((at, gauge(m, "vllm:num_requests_running{")))
-            k += 1
+            k = max(k + 1, round(at / SAMPLE_S) + 1)  # skip the slots already past
 
     async def one(s: aiohttp.ClientSession, t0: float, r: TraceRequest) -> None:
         await asyncio.sleep(max(0.0, t0 + r.arrival - time.monotonic()))

@@ -33,7 +33,8 @@ def test_gpu_profile_is_the_plain_command_line() -> None:
     assert flag(vllm_command(cfg, GPU, ENV), "--model") == "/models/tiny-llama"
     assert flag(vllm_command(cfg, GPU, ENV), "--quantization") == "awq_marlin"
     assert "--enforce-eager" not in vllm_command(cfg, GPU, ENV)
-    assert engine_env(GPU, {"A": "1"}) == {"A": "1"}
+    # Only what every profile sets: vLLM keeps idle connections longer than the gateway's pool.
+    assert engine_env(GPU, {"A": "1"}) == {"A": "1", "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "60"}
 
 
 def test_cpu_test_profile_applies_every_difference() -> None:

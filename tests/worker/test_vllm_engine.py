@@ -21,11 +21,13 @@ import openai
 import pytest
 from prometheus_client import generate_latest
 
-from tests.worker.conftest import wait_until_ready
+from tests.worker.conftest import scrape, wait_until_ready
 from tests.worker.metric_parity import autoscaler_families, prometheus_scraping, shapes
 from tests.worker.vllm_worker import SERVED, VllmWorker, rendered_config, vllm_worker
 from tokenscale.adapters.prometheus import GAUGES, RATES, PrometheusSignals
 from tokenscale.domain.signals import ServiceSignals
+from tokenscale_worker.engine_profile import CPU_TEST
+from tokenscale_worker.sim.compare import StepCosts, TraceRequest, measured_profile, simulate
 from tokenscale_worker.sim.metrics import SimMetrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -198,6 +200,48 @@ async def test_overflow_is_refused_with_429(engine: VllmWorker) -> None:
     assert len(accepted) >= 2 and all(lg.tokens == 400 for lg in accepted)
     engine.set_tuning(8, 64)
     await until(lambda s: s[0] == 8, engine.base)
+
+
+async def test_a_burst_beyond_max_num_seqs_queues_as_in_the_simulator(engine: VllmWorker) -> None:
+    """16 equal requests of 400 tokens at once against vLLM's 8 sequences (the gateway's cap is
+    above 16): exactly 8 wait for a running one to finish, in vLLM and in the simulator's
+    scheduler. A waiting request waits at least 400 decode steps (over 1 s at this CPU's 3 ms
+    per step), so vLLM's queue-time histogram counts exactly those 8 above its first bucket (0.3 s)
+    and the other 8 (admitted at once, queue time a few steps) below it."""
+    engine.set_tuning(64, 64)
+    await until(lambda s: s[0] == 64, engine.base)
+    name = "vllm:request_queue_time_seconds"
+    before = await scrape(engine.base)
+    async with client(engine) as c:
+        logs = [Stream() for _ in range(16)]
+        await asyncio.gather(*(run_stream(c, lg, 400) for lg in logs))
+    after = await scrape(engine.base)
+    assert [lg.tokens for lg in logs] == [400] * 16
+
+    def delta(suffix: str) -> float:
+        keys = [k for k in after if k.startswith(name + suffix)]
+        return float(sum(after[k] - before.get(k, 0.0) for k in keys))
+
+    waited_in_vllm = delta("_count") - delta('_bucket{engine="0",le="0.3"')
+    max_num_seqs = rendered_and_applied()["max_num_seqs"]
+    sim_profile = measured_profile(
+        StepCosts(fixed_s=0.003, per_seq_s=0.0, per_token_s=0.0),
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=2048,
+        max_model_len=512,
+        kv_capacity_tokens=1 << 20,
+    )
+    burst = [TraceRequest(f"r{i}", 0.0, 16, 400) for i in range(16)]
+    sim = simulate(sim_profile, burst)
+    waited_in_sim = sum(1 for ttft in sim.ttft.values() if ttft > 0.3)
+    assert (waited_in_vllm, waited_in_sim) == (16 - max_num_seqs, 16 - max_num_seqs)
+
+
+def rendered_and_applied() -> dict[str, int]:
+    """The limits vLLM runs with: the operator's config as the cpu-test profile changes it."""
+    limits = {"max_num_seqs": CPU_TEST.config_overrides["max_num_seqs"]}
+    assert rendered_config()["maxNumSeqs"] != limits["max_num_seqs"]  # the profile did change it
+    return limits
 
 
 async def engine_metrics_text(worker: VllmWorker) -> str:

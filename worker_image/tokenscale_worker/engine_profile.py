@@ -32,6 +32,11 @@ from typing import Any
 from tokenscale_worker.contract import MODELS_DIR
 
 PROFILE_ENV = "TOKENSCALE_ENGINE_PROFILE"
+# Every profile: the gateway keeps idle connections to the engine in its pool (aiohttp: 15 s),
+# and vLLM's HTTP server closes idle ones after VLLM_HTTP_TIMEOUT_KEEP_ALIVE (5 s by default). In
+# between, a request written onto a connection the engine is closing fails ("Can not write request
+# body"; the test with 48 streams queued behind the cap met it): the engine must outlast the pool.
+COMMON_ENV: dict[str, str] = {"VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "60"}
 VLLM_PYTHON_ENV = "TOKENSCALE_VLLM_PYTHON"
 MODELS_DIR_ENV = "TOKENSCALE_MODELS_DIR"
 

@@ -17,7 +17,7 @@ from tokenscale.domain import catalog
 from tokenscale_worker import vllm_options
 from tokenscale_worker.config import WorkerConfig
 from tokenscale_worker.contract import MODELS_DIR
-from tokenscale_worker.engine_profile import GPU, EngineProfile
+from tokenscale_worker.engine_profile import COMMON_ENV, GPU, EngineProfile
 from tokenscale_worker.extra_args_guard import option_problems
 from tokenscale_worker.extra_args_policy import REFUSED
 
@@ -185,5 +185,5 @@ def vllm_command(
 
 
 def engine_env(profile: EngineProfile, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The engine child's environment: the worker's, plus the profile's settings."""
-    return {**(os.environ if environ is None else environ), **profile.env}
+    """The engine child's environment: the worker's, plus every profile's and this one's."""
+    return {**(os.environ if environ is None else environ), **COMMON_ENV, **profile.env}
