@@ -4,13 +4,16 @@ Each test calls the handler functions kopf calls (`on_service` for create/update
 `on_child` for an event on a child) with the body read back from the API server, through the
 operator's own `Kube` wrapper on its own user. What the API server stores is then read back:
 the real server-side apply, field managers, owner references, status subresource and CRD schema.
+The last test runs `tokenscale run` as a process instead, for kopf's own watches and filters.
 The kwok e2e keeps scheduling, garbage collection and autoscaling."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
+import re
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -55,7 +58,8 @@ CHILDREN = {
 @pytest.fixture
 def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> str:
     """A namespace of the test's own (nothing deletes it: there is no namespace controller)."""
-    name = request.node.name.replace("_", "-").lower()[:50].rstrip("-")
+    readable = re.sub("[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{readable}-{hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]}"
     client.CoreV1Api(control_plane.api_client()).create_namespace({"metadata": {"name": name}})
     return name
 
@@ -339,7 +343,11 @@ def operator_process(
         yield proc
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # kopf did not stop on SIGTERM: leave nothing behind
+            proc.kill()
+            proc.wait()
 
 
 def test_running_operator_creates_children_and_reverts_an_edit_through_its_watches(
