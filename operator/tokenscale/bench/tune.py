@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="sweep tokenscale's utilization target instead of searching the baselines",
     )
+    parser.add_argument("--only", default="", help="comma-separated workload names to search")
     args = parser.parse_args(argv)
     workloads = _set(args.set_name)
+    only = {n.strip() for n in args.only.split(",") if n.strip()}
     if args.tokenscale_sweep:
         with Pool(args.jobs) as pool:
             swept = pool.map(_sweep, [(args.set_name, i) for i in range(len(workloads))], 1)
@@ -111,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         for row in swept:
             print(row)
         return 0
-    jobs = [(args.set_name, i, f) for i in range(len(workloads)) for f in FAMILIES]
+    jobs = [
+        (args.set_name, i, f)
+        for i, w in enumerate(workloads)
+        if not only or w.name in only
+        for f in FAMILIES
+    ]
     with Pool(args.jobs) as pool:
         done = pool.map(_job, jobs, chunksize=1)
     doc: dict[str, Any] = {"set": args.set_name, "workloads": {}, "global": {}}
