@@ -21,10 +21,8 @@ SCHEMA = crdgen.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 _TYPES = jsonschema.Draft4Validator.TYPE_CHECKER.redefine(
     "integer",
     lambda checker, value: (
-        (isinstance(value, int)
-        and not isinstance(value, bool))
-        or (isinstance(value, float)
-        and value.is_integer())
+        (isinstance(value, int) and not isinstance(value, bool))
+        or (isinstance(value, float) and value.is_integer())
     ),
 )
 _VALIDATOR = jsonschema.validators.extend(jsonschema.Draft4Validator, type_checker=_TYPES)(SCHEMA)

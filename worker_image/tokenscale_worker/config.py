@@ -24,9 +24,7 @@ class WorkerConfig(BaseModel):
     quantization: str | None = Field(default=None, description="vLLM --quantization value")
     # The checkpoint's own quantization method is deprecated in vLLM (fbgemm_fp8 in 0.32), which
     # refuses to load it without --allow-deprecated-quantization.
-    allow_deprecated_quantization: bool = Field(
-        default=False, alias="allowDeprecatedQuantization"
-    )
+    allow_deprecated_quantization: bool = Field(default=False, alias="allowDeprecatedQuantization")
     dtype: str = "auto"
     tensor_parallel_size: int = Field(default=1, ge=1, alias="tensorParallelSize")
     max_model_len: int | None = Field(default=None, ge=1, alias="maxModelLen")
