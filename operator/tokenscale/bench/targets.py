@@ -103,7 +103,7 @@ def _on_off(name: str, on: RunResult, off: RunResult) -> str:
 
 def _standard(args: argparse.Namespace, scenario: Scenario) -> list[tuple[str, Trace | None]]:
     azure = Path(args.azure_trace) if args.azure_trace else default_azure_trace()
-    runs = [("embedded", default_workload(args.seed))]
+    runs: list[tuple[str, Trace | None]] = [("embedded", default_workload(args.seed))]
     if azure.exists():
         runs.append(("azure-conv x6", load(azure).scaled(6.0, None, scenario.max_model_len)))
     else:

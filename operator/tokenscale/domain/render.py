@@ -171,14 +171,18 @@ def _env(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> list[dict[s
         {"name": "XDG_CACHE_HOME", "value": f"{HOME_DIR}/.cache"},
         {"name": "VLLM_CACHE_ROOT", "value": f"{HOME_DIR}/.cache/vllm"},
     ]
-    token = spec.secrets.hub_token
-    if token is not None:
-        env.append(
-            {
-                "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": token.name, "key": token.key}},
-            }
-        )
+    # Secrets reach the container only as references, never as values in the Deployment.
+    for env_name, ref_ in (
+        ("HF_TOKEN", spec.secrets.hub_token),
+        (contract.API_KEY_ENV, spec.secrets.api_key),
+    ):
+        if ref_ is not None:
+            env.append(
+                {
+                    "name": env_name,
+                    "valueFrom": {"secretKeyRef": {"name": ref_.name, "key": ref_.key}},
+                }
+            )
     return env
 
 
