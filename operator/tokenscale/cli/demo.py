@@ -32,6 +32,8 @@ def add_parser(sub: Subcommands) -> None:
         "show load, replicas, cap, TTFT/ITL against the objective and every decision live; end "
         "with a summary and a PNG timeline. Needs a source checkout after `make setup` "
         "(`make demo-live` does both). Ctrl-C stops everything and deletes the demo namespace.",
+        epilog="exit status: 0 the day ran, 1 the set-up failed (the message says what), "
+        "2 usage error or not a source checkout, 130 interrupted",
     )
     cmd.add_argument(
         "--out",
