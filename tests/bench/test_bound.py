@@ -7,7 +7,7 @@ import math
 import pytest
 
 from tokenscale.bench.baselines import Apa, Hpa, Kpa
-from tokenscale.bench.bound import LowerBound, MinuteCurve, lower_bound
+from tokenscale.bench.bound import LowerBound, MinuteCurve, lower_bound, warm_lead
 from tokenscale.bench.policies import Policy, Static, Tokenscale
 from tokenscale.bench.runner import simulate
 from tokenscale.bench.scenario import Scenario
@@ -57,14 +57,21 @@ def test_static_needs_follow_the_served_curves() -> None:
     b = two_minutes()
     assert b.minute_needs(0.99) == [3, 2]
     assert b.minute_needs(0.9) == [2, 2]
-    assert b.warm_start(0.5) == 2
+    assert b.warm_start(60.0, 0.5) == 2
+
+
+def test_the_warm_fleet_covers_the_minutes_before_a_first_scale_up() -> None:
+    # one replica serves minute 0, minute 1 needs 3: a 195 s lead starts every policy with 3
+    ramp = LowerBound((MinuteCurve(60.0, 10, (10,)), MinuteCurve(60.0, 10, (0, 5, 10))), 20, GPUS)
+    assert ramp.warm_start(60.0) == 1
+    assert ramp.warm_start(195.0) == 3
 
 
 def test_no_policy_comes_in_under_the_bound() -> None:
     # A bug in the bound would show as a policy cheaper than it at the policy's own attainment.
     trace = default_workload(7).scaled(1.0, duration=420, max_tokens=SC.max_model_len)
     bound = lower_bound(SC, trace)
-    initial = bound.warm_start()
+    initial = bound.warm_start(warm_lead(SC))
     runs: list[Policy] = [
         Tokenscale(SC),
         Static(max(bound.minute_needs())),

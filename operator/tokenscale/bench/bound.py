@@ -81,9 +81,20 @@ class LowerBound:
         provisioning sizes itself on the peak of these)."""
         return [_fewest(c, attainment) for c in self.curves]
 
-    def warm_start(self, attainment: float = 0.99) -> int:
-        """Replicas for the first minute at `attainment`: every policy starts with this many."""
-        return _fewest(self.curves[0], attainment)
+    def warm_start(self, lead_s: float = 195.0, attainment: float = 0.99) -> int:
+        """The warm fleet every policy starts with: the most replicas any minute within
+        `lead_s` needs at `attainment`. No reactive policy has capacity of its own making before
+        a metrics window, a tick and a cold start have passed (60 + 15 + 120 s), so a trace
+        that ramps from its first minute (Azure x6: 4, 5, 6, 8 replicas) would otherwise score
+        the start-up, not the policy."""
+        minutes = max(1, math.ceil(lead_s / MINUTE_S))
+        return max(self.minute_needs(attainment)[:minutes])
+
+
+def warm_lead(scenario: Scenario) -> float:
+    """Seconds before a reactive policy's first scale-up can serve: a metrics window, a tick
+    and a cold start (60 + 15 + 120 = 195 s on the standard scenario)."""
+    return 60.0 + scenario.tick_s + scenario.cold_start_s
 
 
 def _fewest(c: MinuteCurve, attainment: float) -> int:

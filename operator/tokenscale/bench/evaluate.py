@@ -21,7 +21,7 @@ from typing import Any
 
 from tokenscale.bench import tuned
 from tokenscale.bench.baselines import FAMILIES
-from tokenscale.bench.bound import lower_bound
+from tokenscale.bench.bound import lower_bound, warm_lead
 from tokenscale.bench.policies import Policy, Tokenscale
 from tokenscale.bench.runner import simulate
 from tokenscale.bench.scenario import Scenario
@@ -61,7 +61,7 @@ def _job(args: tuple[str, int, int, int, list[str]]) -> dict[str, Any]:
     scenario = work.scenario(Scenario(), seed)
     trace = work.trace(scenario, seed)
     bound = lower_bound(scenario, trace)
-    initial = bound.warm_start()
+    initial = bound.warm_start(warm_lead(scenario))
     runs = []
     for p in _configs(scenario, names):
         r = simulate(trace, scenario, p, initial)

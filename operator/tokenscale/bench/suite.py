@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from tokenscale.bench import tuned
 from tokenscale.bench.baselines import FAMILIES
-from tokenscale.bench.bound import LowerBound, lower_bound
+from tokenscale.bench.bound import LowerBound, lower_bound, warm_lead
 from tokenscale.bench.policies import Policy, Static, Tokenscale
 from tokenscale.bench.runner import RunResult, simulate
 from tokenscale.bench.scenario import Scenario
@@ -58,7 +58,7 @@ def policies(
 ) -> tuple[list[Policy], int, LowerBound]:
     """Every configuration to run, the warm replica count all of them start with, the bound."""
     bound = lower_bound(scenario, trace)
-    initial = bound.warm_start()
+    initial = bound.warm_start(warm_lead(scenario))
     peak = max(bound.minute_needs())
     out: list[Policy] = []
     if "tokenscale" in names:

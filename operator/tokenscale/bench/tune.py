@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenscale.bench.baselines import FAMILIES
-from tokenscale.bench.bound import lower_bound
+from tokenscale.bench.bound import lower_bound, warm_lead
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.search import (
     Searched,
@@ -42,7 +42,7 @@ def _sweep(args: tuple[str, int]) -> dict[str, Any]:
     work = _set(set_name)[index]
     scenario = work.scenario(Scenario(), work.seeds[0])
     trace = work.trace(scenario, work.seeds[0])
-    initial = lower_bound(scenario, trace).warm_start()
+    initial = lower_bound(scenario, trace).warm_start(warm_lead(scenario))
     runs = sweep_tokenscale(scenario, trace, initial)
     pts = [(r.slo_attainment, r.gpu_hours) for _, r in runs]
     return {
@@ -58,7 +58,7 @@ def _job(args: tuple[str, int, str]) -> tuple[int, str, Searched, str]:
     work = _set(set_name)[index]
     scenario = work.scenario(Scenario(), work.seeds[0])
     trace = work.trace(scenario, work.seeds[0])
-    initial = lower_bound(scenario, trace).warm_start()
+    initial = lower_bound(scenario, trace).warm_start(warm_lead(scenario))
     return (
         index,
         family,
