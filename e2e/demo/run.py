@@ -93,13 +93,17 @@ class Cleanup:
         try:
             while self.steps:
                 what, step = self.steps.pop()
-                self.say(f"cleanup: {what}")
+                self._say(f"cleanup: {what}")
                 try:
                     step()
                 except Exception as exc:  # every later step still runs
-                    self.say(f"cleanup: {what} failed: {exc}")
+                    self._say(f"cleanup: {what} failed: {exc}")
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    def _say(self, line: str) -> None:
+        with contextlib.suppress(OSError):  # a closed terminal must not stop the clean-up
+            self.say(line)
 
 
 def start_cluster(say: Callable[[str], None]) -> Cluster:
@@ -300,8 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     work.mkdir(parents=True)
     display = Display(sys.stdout, live=sys.stdout.isatty() and not args.plain)
     cleanup = Cleanup(display.event)
-    # SIGTERM (a closed terminal, a CI timeout) cleans up as Ctrl-C does.
+    # SIGTERM (a CI timeout) and SIGHUP (the terminal closed) clean up as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.default_int_handler)
     began = time.monotonic()
     try:
         stage = set_up(work, cleanup, display.event)
