@@ -90,15 +90,20 @@ def test_step_load_scales_up_and_recovers_the_slo(scenario: Scenario) -> None:
     )
 
 
-# The scale-down scenario: a passed burst holds for coldStartSeconds (docs/autoscaling.md), set to
-# four ticks here so that a hold which did not happen shows as a scale-down within it.
-DOWN_COLD_START_S = 20
+# The scale-down scenario. A passed burst holds for min(coldStartSeconds, the stabilization
+# window) after the last recommendation above the new count (docs/autoscaling.md). The hold is set
+# longer than the metrics window (30 s), so a missing hold shows: without it the first scale-down
+# comes as soon as the window forgets the burst (~30-35 s after the drop); with it, not before
+# hold - one tick after the drop (the last high recommendation is at most one tick before it).
+DOWN_COLD_START_S = 60
+DOWN_STABILIZATION_S = 90
 DOWN_PEAK = 3
-# One stream per replica, each longer than the whole scale-down (1280 tokens at ~68 ms: ~87 s),
-# so every replica that goes away holds a request when SIGTERM comes: the drain is exercised, not
-# hoped for. Nothing new arrives while they run, so the need is the streams alone: 3 in flight at
-# cap 4 -> 3 / (4 x 0.8) = 0.94 -> one replica, once the 30 s window has forgotten the burst.
-DRAIN_STREAM = Phase("low", concurrency=DOWN_PEAK, prompt_tokens=64, max_tokens=1280)
+# One stream per replica, each longer than the whole scale-down (2304 tokens at ~68 ms: ~157 s;
+# the worst legal first scale-down leaves ~100 s of it, inside the 120 s drain grace), so every
+# replica that goes away holds a request when SIGTERM comes: the drain is exercised, not hoped
+# for. Nothing new is sent while they run, so the need is the streams alone: 3 in flight at cap 4
+# -> 3 / (4 x 0.8) = 0.94 -> one replica, once the 30 s window has forgotten the burst.
+DRAIN_STREAM = Phase("low", concurrency=DOWN_PEAK, prompt_tokens=64, max_tokens=2304)
 
 
 def test_load_drop_scales_down_after_the_window_and_drains(scenario: Scenario) -> None:
@@ -106,7 +111,7 @@ def test_load_drop_scales_down_after_the_window_and_drains(scenario: Scenario) -
     doc = service(
         scaling={
             "coldStartSeconds": DOWN_COLD_START_S,
-            "scaleDownStabilizationSeconds": STABILIZATION_S,
+            "scaleDownStabilizationSeconds": DOWN_STABILIZATION_S,
             "maxScaleDownRate": 2.0,
             "maxReplicas": DOWN_PEAK,
         }
@@ -122,16 +127,23 @@ def test_load_drop_scales_down_after_the_window_and_drains(scenario: Scenario) -
     wait_for(f"{DOWN_PEAK} replicas, all serving", all_serving, timeout=90)
     # The front is round-robin: DOWN_PEAK streams started together land one on each replica.
     drop_at = load.set(DRAIN_STREAM)
+    wait_for("the streams to start", lambda: load.streams() >= DOWN_PEAK, timeout=30, every=0.2)
+    load.set(Phase("idle"))  # the streams run on; none is sent again when it ends
 
     def at_min() -> bool:
         return svc.replicas() == 1 and sc.fleet.workers(svc.name) == 1
 
-    wait_for("scale-down to minReplicas", at_min, timeout=STABILIZATION_S + 240, every=1)
+    wait_for("scale-down to minReplicas", at_min, timeout=DOWN_STABILIZATION_S + 240, every=1)
     records = load.stop()
     timeline.stop()
     downs = [d for d in timeline.history() if d["replicas"] < d["previousReplicas"]]
     assert downs, "no scale-down decision observed"
-    hold = min(DOWN_COLD_START_S, STABILIZATION_S)
+    hold = min(DOWN_COLD_START_S, DOWN_STABILIZATION_S)
+    first_down_s = epoch(downs[0]["time"]) - drop_at
+    # Decision times are whole seconds: 1.5 s of slack.
+    assert first_down_s >= hold - TICK_SECONDS - 1.5, (
+        f"scaled down {first_down_s:.1f} s after the drop, inside the {hold} s passed-burst hold"
+    )
     recs = sorted(timeline.recommendations)
     assert any(r >= DOWN_PEAK for _t, r in recs), f"no recommendation at the peak seen: {recs}"
     for d in downs:
@@ -145,7 +157,6 @@ def test_load_drop_scales_down_after_the_window_and_drains(scenario: Scenario) -
         )
         floor = math.floor(d["previousReplicas"] / 2.0)
         assert d["replicas"] >= floor, f"{d} exceeds maxScaleDownRate 2"
-    first_down_s = epoch(downs[0]["time"]) - drop_at
     # Lost: any request of the low phase (the scale-down) that did not complete, or any request
     # a worker accepted (HTTP 200) that ended truncated. The high phase's 429s are load shedding
     # by a full replica queue before the scale-up, not losses.

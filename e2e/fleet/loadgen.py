@@ -127,6 +127,11 @@ class LoadGenerator:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    @property
+    def streams(self) -> int:
+        """Closed-loop requests in flight."""
+        return self._closed_loop
+
     async def run(self, stop: asyncio.Event, drain_timeout_s: float = 180.0) -> None:
         """Send until `stop`, then wait for what is in flight (up to `drain_timeout_s`)."""
         connector = aiohttp.TCPConnector(limit=0)
@@ -247,6 +252,10 @@ class BackgroundLoad:
             _call(gen.set_phase, phase), self._loop
         ).result(5)
         return at
+
+    def streams(self) -> int:
+        """Closed-loop requests in flight now."""
+        return self.gen.streams if self.gen else 0
 
     def stop(self, timeout_s: float = 200.0) -> list[RequestRecord]:
         """Stop sending, wait for in-flight requests, return every record (again: no-op)."""
