@@ -75,7 +75,8 @@ def simulate(
 ) -> RunResult:
     """Replay `trace` under `policy`. With `give_up_below`, stop as soon as the requests already
     missed make that attainment impossible (a search only needs to know it failed); the result
-    then has `gave_up` set and its attainment is an upper bound."""
+    then has `gave_up` set: its attainment counts requests not yet served as misses and only
+    "below the objective" is known."""
     rec = Recorder(trace, scenario.tick_s)
     fleet = Fleet(
         scenario.profile,
