@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 from e2e.autoscale.conftest import TICK_SECONDS, Scenario
 from e2e.autoscale.helpers import (
@@ -162,7 +163,14 @@ def test_load_drop_scales_down_after_the_window_and_drains(scenario: Scenario) -
     # by a full replica queue before the scale-up, not losses.
     lost = [r for r in incomplete(records) if r.phase == "low" or r.status == 200]
     assert not lost, f"{len(lost)} requests lost or truncated: {lost[:3]}"
-    stopped = [w for w in sc.fleet.stopped() if w["service"] == svc.name]
+
+    # A removed replica leaves the front at once and is recorded when its drain has ended and its
+    # process exited, a moment after its last stream completed.
+    def drained() -> list[dict[str, Any]] | None:
+        stopped = [w for w in sc.fleet.stopped() if w["service"] == svc.name]
+        return stopped if len(stopped) >= DOWN_PEAK - 1 else None
+
+    stopped = wait_for("the removed replicas to drain and exit", drained, timeout=150, every=1)
     assert len(stopped) == DOWN_PEAK - 1, stopped
     assert all(w["exitCode"] == 0 for w in stopped), stopped
     held = [w.get("heldAtSigterm") for w in stopped]
