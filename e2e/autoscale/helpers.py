@@ -238,9 +238,10 @@ class Service:
 # status errors ClusterView raises as RuntimeError. Anything else stops the timeline loudly.
 TRANSIENT = (OSError, RuntimeError, urllib3.exceptions.HTTPError)
 
-# The longest gap allowed between two timeline samples: one autoscaling tick (5 s), so no replica
-# change a tick makes can fall between samples unseen.
-TICK_GAP_S = 5.0
+# The longest gap allowed between two timeline samples: two autoscaling ticks (10 s). A replica
+# change persists for at least a tick, so it is seen by a sample on either side of such a gap;
+# a loaded machine slows a sample (two API reads) to a second or two, not to ten.
+TICK_GAP_S = 10.0
 
 
 @dataclass

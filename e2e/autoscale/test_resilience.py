@@ -31,7 +31,8 @@ def test_prometheus_outage_holds_replicas_then_resumes(scenario: Scenario) -> No
         cond = svc.condition("MetricsAvailable")
         return cond if cond.get("reason") == "PrometheusUnavailable" else None
 
-    cond = wait_for("MetricsAvailable=False", unavailable, timeout=3 * TICK_SECONDS + 5)
+    # A liveness bound (detection takes one tick when idle; the figure is recorded below).
+    cond = wait_for("MetricsAvailable=False", unavailable, timeout=60)
     assert cond["status"] == "False"
     detected_s = time.time() - stopped_at
     held_until = time.time() + 4 * TICK_SECONDS
