@@ -121,3 +121,21 @@ def test_progress_in_a_log_is_one_line_per_run(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "\r" not in err
     assert err.splitlines() == ["[1/2] static 3 (1.2 s)", "[2/2] kpa 16 (1.2 s)"]
+
+
+def test_frontier_draws_the_bound_curve_at_its_attainments() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tokenscale.bench.report import _frontier
+
+    bound = RunResult("lower bound", "at 99.0%", 0.99, 10.0, 0, 0, 0, 0, 0, 0)
+    bound.curve = [(0.98, 9.0), (0.99, 10.0)]
+    fig, ax = plt.subplots()
+    _frontier(ax, [RunResult("kpa", "24", 0.995, 16.0, 0.1, 0.2, 0.3, 0.03, 1, 0), bound])
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["lower bound"].get_xdata()) == [9.0, 10.0]
+    assert list(lines["lower bound"].get_ydata()) == pytest.approx([98.0, 99.0])
+    plt.close(fig)

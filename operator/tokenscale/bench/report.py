@@ -122,7 +122,7 @@ def _frontier(ax: Any, results: Sequence[RunResult]) -> None:
         runs = sorted((r for r in results if r.policy == policy), key=lambda r: r.gpu_hours)
         if policy == BOUND:
             curve = runs[0].curve
-            ax.plot([g for _, g in curve], [a * 100 for _, a in curve], "k--", label=BOUND)
+            ax.plot([g for _, g in curve], [a * 100 for a, _ in curve], "k--", label=BOUND)
             continue
         gpu = [r.gpu_hours for r in runs]
         ax.plot(gpu, [r.slo_attainment * 100 for r in runs], "o-", ms=4, lw=0.8, label=policy)
