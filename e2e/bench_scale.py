@@ -72,15 +72,14 @@ class Result:
 
     def invariant_failures(self) -> list[str]:
         """What holds on any machine, however loaded: a constant number of queries per tick,
-        and the operator's own count agreeing with Prometheus's count of the queries it answered
-        (to within one tick's queries: a tick may be under way when either side is read)."""
+        and the operator's own count equal to Prometheus's count of the queries it answered over
+        the same ticks (both read between ticks, see `after_a_tick`)."""
         out = []
         counts = {s.queries_per_tick for s in self.stages}
         if len(counts) != 1:
             out.append(f"queries per tick changed with the service count: {sorted(counts)}")
         for s in self.stages:
-            slack = s.queries_per_tick / max(1, s.ticks) + 0.01
-            if abs(s.prometheus_queries_per_tick - s.queries_per_tick) > slack:
+            if abs(s.prometheus_queries_per_tick - s.queries_per_tick) > 1e-3:
                 out.append(
                     f"{s.services} services: the operator counts {s.queries_per_tick} queries "
                     f"per tick, Prometheus answered {s.prometheus_queries_per_tick}"
@@ -188,22 +187,33 @@ def wait_ticks(op: AutoscaleOperator, ticks: int) -> None:
     )
 
 
+def after_a_tick(
+    op: AutoscaleOperator, prom: PrometheusServer, past: float | None = None
+) -> tuple[dict[str, float], float]:
+    """The operator's metrics and Prometheus's query count, both read just after a tick ended
+    (its count moved past `past`, by default the count now). A tick's queries are all answered
+    before its duration is observed, and the next tick starts TICK_S later, so the two counts
+    are read with no tick in between: they agree exactly, not to within a tick."""
+    start = scrape(op.metrics_port).get(TICK_COUNT, 0) if past is None else past
+    while True:
+        wait_for("a tick", lambda s=start: scrape(op.metrics_port).get(TICK_COUNT, 0) > s,
+                 timeout=TICK_S * 8, every=0.1)  # fmt: skip
+        ops, queries = scrape(op.metrics_port), prometheus_queries(prom)
+        # Read twice around Prometheus: a tick that started meanwhile makes us try the next one.
+        if scrape(op.metrics_port).get(TICK_COUNT, 0) == ops.get(TICK_COUNT, 0):
+            return ops, queries
+        start = ops.get(TICK_COUNT, 0)
+
+
 def measure(op: AutoscaleOperator, prom: PrometheusServer, services: int, ticks: int = 6) -> Stage:
     """Operator metrics over `ticks` steady ticks (after two that settle the new services'
     first status writes): the queries gauge, the tick histogram's mean and the smallest bucket
     bound holding every tick, Prometheus's own query count, and VmRSS."""
     assert op.proc is not None
-    tick_count = TICK_COUNT
     wait_ticks(op, 2)
-    before, prom_before = scrape(op.metrics_port), prometheus_queries(prom)
-    wait_for(
-        f"{ticks} ticks",
-        lambda: scrape(op.metrics_port).get(tick_count, 0) >= before.get(tick_count, 0) + ticks,
-        timeout=ticks * TICK_S * 4,
-        every=1,
-    )
-    after, prom_after = scrape(op.metrics_port), prometheus_queries(prom)
-    n = after[tick_count] - before.get(tick_count, 0)
+    before, prom_before = after_a_tick(op, prom)
+    after, prom_after = after_a_tick(op, prom, before.get(TICK_COUNT, 0) + ticks - 1)
+    n = after[TICK_COUNT] - before.get(TICK_COUNT, 0)
     total = after["tokenscale_autoscale_tick_duration_seconds_sum"] - before.get(
         "tokenscale_autoscale_tick_duration_seconds_sum", 0
     )
@@ -216,7 +226,7 @@ def measure(op: AutoscaleOperator, prom: PrometheusServer, services: int, ticks:
     return Stage(
         services=services,
         queries_per_tick=after["tokenscale_prometheus_queries_per_tick"],
-        prometheus_queries_per_tick=round((prom_after - prom_before) / n, 2),
+        prometheus_queries_per_tick=round((prom_after - prom_before) / n, 4),
         tick_mean_s=round(total / n, 3),
         tick_max_bucket_s=max_bucket,
         ticks=int(n),
