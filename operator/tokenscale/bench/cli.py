@@ -91,6 +91,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-replicas", type=integer(1), default=d.max_replicas)
     parser.add_argument("--seed", type=integer(0), default=d.seed)
     parser.add_argument(
+        "--world",
+        choices=("known", "drawn"),
+        default=d.world,
+        help="drawn: per run, hardware speed within +/-25%% of the planner's roofline and "
+        "long-tailed cold starts, neither told to the policy (docs/benchmarks.md)",
+    )
+    parser.add_argument(
         "--policies",
         default=",".join(ALL_POLICIES),
         help=f"comma-separated subset of {','.join(ALL_POLICIES)}",
@@ -126,6 +133,7 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         cold_start_s=args.cold_start,
         max_replicas=args.max_replicas,
         seed=args.seed,
+        world=args.world,
     )
 
 
