@@ -3,7 +3,12 @@ the test with the command that installs it."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,3 +59,49 @@ def tiny_model() -> str:
     return subprocess.run(
         [python, str(TINY_MODEL_PY), "--print"], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def write_scrape_config(work: Path, target: str, labels: dict[str, str]) -> None:
+    """A Prometheus configuration under `work` scraping `target` (host:port) every second, with
+    target labels as a cluster's PodMonitor would add them."""
+    (work / "targets.json").write_text(json.dumps([{"targets": [target], "labels": labels}]))
+    (work / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n  - job_name: workers\n    file_sd_configs:\n"
+        f"      - files: ['{work}/targets.json']\n"
+    )
+
+
+def wait_http(url: str, deadline_s: float = 60) -> None:
+    """Poll `url` until it answers; the last error at the deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def running_prometheus(work: Path, port: int) -> Iterator[str]:
+    """The real Prometheus `make setup` installed, on `work/prometheus.yml`, listening on
+    127.0.0.1:`port` until the block ends; yields its URL."""
+    proc = subprocess.Popen(
+        [
+            cluster_tool("prometheus"),
+            f"--config.file={work}/prometheus.yml",
+            f"--storage.tsdb.path={work}/data",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

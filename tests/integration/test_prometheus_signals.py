@@ -4,7 +4,6 @@ a hostile service name cannot change a query, and a tick costs the same five que
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import minimal_spec
-from tests.tools import cluster_tool
+from tests.tools import running_prometheus, write_scrape_config
 from tokenscale.adapters.prometheus import PrometheusSignals, PrometheusUnavailableError
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.autoscale import tick_status
@@ -85,35 +84,11 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def prometheus(worker: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = cluster_tool("prometheus")
     work = tmp_path_factory.mktemp("prometheus")
-    target = {
-        "targets": [f"127.0.0.1:{worker}"],
-        "labels": {"namespace": "team-a", "tokenscale_io_service": HOSTILE},
-    }
-    (work / "targets.json").write_text(json.dumps([target]))
-    (work / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n  - job_name: workers\n    file_sd_configs:\n"
-        f"      - files: ['{work}/targets.json']\n"
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={work}/prometheus.yml",
-            f"--storage.tsdb.path={work}/data",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    labels = {"namespace": "team-a", "tokenscale_io_service": HOSTILE}
+    write_scrape_config(work, f"127.0.0.1:{worker}", labels)
+    with running_prometheus(work, free_port()) as url:
+        yield url
 
 
 def steady_traffic(port: int, stop: threading.Event) -> None:
@@ -207,23 +182,3 @@ def test_a_real_prometheus_that_stops_and_returns(tmp_path: Path) -> None:
     with running_prometheus(tmp_path, port):
         assert source.fetch() == {}
     assert source.outage is None
-
-
-@contextlib.contextmanager
-def running_prometheus(work: Path, port: int) -> Iterator[None]:
-    proc = subprocess.Popen(
-        [
-            cluster_tool("prometheus"),
-            f"--config.file={work}/prometheus.yml",
-            f"--storage.tsdb.path={work}/data",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready")
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -5,17 +5,13 @@ scraping one worker."""
 from __future__ import annotations
 
 import contextlib
-import json
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.tools import cluster_tool
+from tests.tools import running_prometheus, write_scrape_config
 from tests.worker.conftest import free_port
 from tokenscale.adapters import prometheus as adapter
 
@@ -62,39 +58,10 @@ def autoscaler_families() -> list[tuple[str, ...]]:
     return sorted({g for g in groups if g[0].startswith("vllm:")})
 
 
-def wait_http(url: str, deadline_s: float = 60) -> None:
-    end = time.monotonic() + deadline_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.2)
-
-
 @contextlib.contextmanager
 def prometheus_scraping(target: str, labels: dict[str, str], work: Path) -> Iterator[str]:
     """A real Prometheus scraping `target` (host:port) every second, with target labels as a
     cluster's PodMonitor would add them; yields its URL."""
-    (work / "targets.json").write_text(json.dumps([{"targets": [target], "labels": labels}]))
-    (work / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n  - job_name: workers\n    file_sd_configs:\n"
-        f"      - files: ['{work}/targets.json']\n"
-    )
-    port = free_port()
-    cmd = [
-        cluster_tool("prometheus"),
-        f"--config.file={work}/prometheus.yml",
-        f"--storage.tsdb.path={work}/data",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    write_scrape_config(work, target, labels)
+    with running_prometheus(work, free_port()) as url:
+        yield url
