@@ -89,7 +89,8 @@ ISSUE_CASES: list[tuple[list[str], list[str], bool]] = [
         [
             "spec.engine.extraArgs[0] ('--trust-remote-code') sets --trust-remote-code"
             + CODE
-            + "it runs Python code from the model repository"
+            + "it runs Python code from the model repository; to allow that, set "
+            "spec.engine.trustRemoteCode: true"
             + REMOVE
         ],
         True,
@@ -231,7 +232,8 @@ OWN_CASES: list[tuple[list[str], list[str], bool]] = [
             "spec.engine.extraArgs[0] ('--trust-rem') sets --trust-remote-code (vLLM reads "
             "'--trust-rem' as --trust-remote-code)"
             + CODE
-            + "it runs Python code from the model repository"
+            + "it runs Python code from the model repository; to allow that, set "
+            "spec.engine.trustRemoteCode: true"
             + REMOVE
         ],
         True,

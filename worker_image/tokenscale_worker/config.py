@@ -32,6 +32,8 @@ class WorkerConfig(BaseModel):
     max_num_seqs: int | None = Field(default=None, ge=1, alias="maxNumSeqs")
     max_num_batched_tokens: int | None = Field(default=None, ge=1, alias="maxNumBatchedTokens")
     enable_prefix_caching: bool = Field(default=True, alias="enablePrefixCaching")
+    # spec.engine.trustRemoteCode: the one way to --trust-remote-code (extraArgs refuse it).
+    trust_remote_code: bool = Field(default=False, alias="trustRemoteCode")
     enable_chunked_prefill: bool = Field(default=True, alias="enableChunkedPrefill")
     port: int = Field(default=ENGINE_PORT, ge=1, le=65535)
     extra_args: list[str] = Field(default_factory=list, alias="extraArgs")

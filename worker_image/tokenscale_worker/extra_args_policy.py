@@ -86,7 +86,11 @@ REFUSED: dict[str, Refusal] = {
     "download_dir": Refusal("contract", "weights come from spec.model.source"),
     "help": Refusal("contract", "vLLM would print its help and exit"),
     # Anything that reads files or imports code from outside the image.
-    "trust_remote_code": Refusal("code", "it runs Python code from the model repository"),
+    "trust_remote_code": Refusal(
+        "code",
+        "it runs Python code from the model repository; to allow that, set "
+        "spec.engine.trustRemoteCode: true",
+    ),
     "config": Refusal("code", "it reads options from a file, past this guard"),
     "allowed_local_media_path": Refusal("code", "it lets requests read the pod's files"),
     "chat_template": Refusal("code", "it reads a template file"),

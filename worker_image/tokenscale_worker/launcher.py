@@ -171,6 +171,8 @@ def build_vllm_args(
     args += _flag_pair("--max-num-batched-tokens", cfg.max_num_batched_tokens)
     args.append(("--" if cfg.enable_prefix_caching else "--no-") + "enable-prefix-caching")
     args.append(("--" if cfg.enable_chunked_prefill else "--no-") + "enable-chunked-prefill")
+    if cfg.trust_remote_code:
+        args.append("--trust-remote-code")
     # The gateway owns the public port; the engine is reachable only from inside the pod.
     args += ["--host", "127.0.0.1", "--port", str(cfg.port)]
     return args + list(profile.extra_flags) + list(cfg.extra_args)

@@ -36,6 +36,7 @@ def worker_config(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> di
         max_num_seqs=plan.max_num_seqs,
         max_num_batched_tokens=plan.max_num_batched_tokens,
         enable_prefix_caching=engine.enable_prefix_caching,
+        trust_remote_code=engine.trust_remote_code,
         enable_chunked_prefill=engine.enable_chunked_prefill,
         port=contract.ENGINE_PORT,
         extra_args=list(engine.extra_args),

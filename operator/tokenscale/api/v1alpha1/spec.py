@@ -206,6 +206,12 @@ class EngineSpec(_Model):
         "abbreviated or not, with the spec field to use instead.",
     )
     enable_prefix_caching: bool = Field(default=True, description="vLLM automatic prefix caching.")
+    trust_remote_code: bool = Field(
+        default=False,
+        description="Let vLLM run Python code shipped in the model repository "
+        "(--trust-remote-code), for architectures that need it. Off by default: that code runs "
+        "in the worker pod with the model's credentials; never allowed through extraArgs.",
+    )
     enable_chunked_prefill: bool = Field(
         default=True, description="vLLM chunked prefill (long prompts share steps with decodes)."
     )
