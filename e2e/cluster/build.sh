@@ -91,7 +91,11 @@ run_progress() {
   local pid=$!
   local next=$((t0 + 30))
   while kill -0 "$pid" 2>/dev/null; do
-    sleep 1 9>&-
+    # `wait` on a background sleep, not a foreground one: a trapped signal interrupts the wait
+    # builtin at once, while for a foreground child bash applies SIGINT's wait-and-see rule and
+    # may drop the signal when the child exits normally (seen once on a loaded machine).
+    sleep 1 9>&- &
+    wait $! 2>/dev/null || true
     if (( SECONDS >= next )) && kill -0 "$pid" 2>/dev/null; then
       log "$label: still building, $((SECONDS - t0)) s elapsed"
       next=$((next + 30))
