@@ -90,8 +90,7 @@ ISSUE_CASES: list[tuple[list[str], list[str], bool]] = [
             "spec.engine.extraArgs[0] ('--trust-remote-code') sets --trust-remote-code"
             + CODE
             + "it runs Python code from the model repository; to allow that, set "
-            "spec.engine.trustRemoteCode: true"
-            + REMOVE
+            "spec.engine.trustRemoteCode: true" + REMOVE
         ],
         True,
     ),
@@ -233,8 +232,7 @@ OWN_CASES: list[tuple[list[str], list[str], bool]] = [
             "'--trust-rem' as --trust-remote-code)"
             + CODE
             + "it runs Python code from the model repository; to allow that, set "
-            "spec.engine.trustRemoteCode: true"
-            + REMOVE
+            "spec.engine.trustRemoteCode: true" + REMOVE
         ],
         True,
     ),
