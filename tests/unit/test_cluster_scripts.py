@@ -82,10 +82,17 @@ def lock_is_free(path: Path) -> bool:
         return True
 
 
+def default_interrupt() -> None:
+    """SIGINT as a terminal delivers it. A process started in the background by a non-interactive
+    shell (a CI runner may start the suite so) inherits SIGINT ignored, and bash cannot trap a
+    signal ignored on entry: the test is about the script's trap, not that inheritance."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_build(env: dict[str, str]) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         ["bash", str(BUILD_SH)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True,
+        text=True, start_new_session=True, preexec_fn=default_interrupt,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not stub_pids(env):
