@@ -189,7 +189,9 @@ async def test_lowered_cap_is_followed_while_streams_run(engine: VllmWorker) -> 
         engine.set_tuning(64, 128)
         await asyncio.gather(*tasks)
     in_flight = [s[1] for s in samples]
-    assert in_flight[0] > 2, f"the queue emptied before the cap changed: {samples[:5]}"
+    # Requests still waited when the gateway took the new cap (in flight may already be down to
+    # it: a 400-token stream takes about a second here, as long as the tuning file's poll).
+    assert samples[0][2] > 0, f"the queue emptied before the cap changed: {samples[:5]}"
     for before, after in itertools.pairwise(in_flight):
         assert after <= max(2, before), f"admitted above the lowered cap: {in_flight}"
     _cap, running, waiting = samples[-1]
@@ -223,7 +225,7 @@ async def test_a_burst_beyond_max_num_seqs_queues_as_in_the_simulator(engine: Vl
     per step), so vLLM's queue-time histogram counts exactly those 8 above its first bucket (0.3 s)
     and the other 8 (admitted at once, queue time a few steps) below it."""
     engine.set_tuning(64, 64)
-    await until(lambda s: s[0] == 64, engine.base)
+    await tuning_applied(engine.base, 64, 64)
     name = "vllm:request_queue_time_seconds"
     before = await scrape(engine.base)
     async with client(engine) as c:
@@ -348,7 +350,7 @@ async def test_sigterm_drains_streams_then_stops_vllm(engine: VllmWorker) -> Non
         ready = await status_once(probe, "GET", f"{engine.base}/ready")
         late = await status_once(probe, "POST", f"{engine.base}/v1/completions")
         await asyncio.gather(*tasks)
-    assert (ready, late) == (503, 503)
+    assert ready in (503, REFUSED) and late in (503, REFUSED), (ready, late)
     assert [(lg.error, lg.tokens) for lg in logs] == [(None, 400)] * 12, "lost or cut streams"
     assert await asyncio.to_thread(engine.proc.wait, 60) == 0
     await asyncio.to_thread(wait_until_gone, vllm_pid)  # vLLM and its engine core
@@ -373,10 +375,19 @@ def live_in_group(pgid: int) -> list[int]:
     return live
 
 
+REFUSED = 0  # the connection itself was refused: the gateway stopped listening
+
+
 async def status_once(session: aiohttp.ClientSession, method: str, url: str) -> int:
+    """The status of one request, or REFUSED when the connection is refused. Both mean "no new
+    work here" to a kubelet's probe and to a client; which one a draining gateway gives depends
+    on whether the probe reaches it before its listener closes."""
     body = {"model": SERVED, "prompt": "too late", "max_tokens": 4}
-    async with session.request(method, url, json=body if method == "POST" else None) as resp:
-        return resp.status
+    try:
+        async with session.request(method, url, json=body if method == "POST" else None) as resp:
+            return resp.status
+    except aiohttp.ClientConnectorError:
+        return REFUSED
 
 
 # Polling helpers: each waits for a state the test caused, bounded by the module's timeout.
