@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from openai import OpenAI
 
 from tests.conftest import minimal_spec
-from tests.tools import running_prometheus, write_scrape_config
+from tests.tools import running_prometheus, wait_http, write_scrape_config
 from tokenscale.adapters.prometheus import PrometheusSignals, PrometheusUnavailableError
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.autoscale import tick_status
@@ -33,17 +32,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +63,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_http(f"http://127.0.0.1:{port}/ready")
+        wait_http(f"http://127.0.0.1:{port}/ready", deadline_s=30)
         yield port
     finally:
         proc.terminate()
