@@ -4,13 +4,15 @@ a hostile service name cannot change a query, and a tick costs the same five que
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,10 +23,14 @@ from tests.tools import running_prometheus, wait_http, write_scrape_config
 from tokenscale.adapters.prometheus import PrometheusSignals, PrometheusUnavailableError
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.autoscale import tick_status
+from tokenscale.domain.capacity import Plan, plan
 from tokenscale.domain.observation import Decision, Observation, ScalerState
+from tokenscale.domain.scaling import decide
+from tokenscale.domain.scaling_constants import for_window
 from tokenscale.domain.signals import ServiceSignals, WorkloadFacts, to_observation
 
 pytestmark = pytest.mark.integration
+SERVICE = "tokenscale_io_service"
 HOSTILE = 'chat"} or vector(1) or {x="\\'
 
 
@@ -121,7 +127,7 @@ def check_signals(signals: dict[tuple[str, str], ServiceSignals]) -> None:
     key = ("team-a", HOSTILE)
     assert key in signals, f"service not found; got {list(signals)}"
     assert len(signals) == 1  # the hostile name did not widen or change any query
-    obs = to_observation(signals[key], 95, time.time(), WorkloadFacts(1, 1))
+    obs = to_observation(signals[key], 95, WorkloadFacts(1, 1))
     assert obs.ttft_s is not None and 0 < obs.ttft_s < 5
     assert obs.itl_s is not None and 0 < obs.itl_s < 1
     assert obs.arrival_rate is not None and obs.arrival_rate > 0
@@ -129,6 +135,10 @@ def check_signals(signals: dict[tuple[str, str], ServiceSignals]) -> None:
     assert obs.output_tokens == pytest.approx(20, rel=0.2)
     assert signals[key].gauges.get("cap") == 8
     assert signals[key].gauges.get("targets_up") == 1
+    # The sample time is Prometheus's scrape time (every second here), not the query's.
+    sampled_at = signals[key].sampled_at
+    assert sampled_at is not None and 0 <= time.time() - sampled_at < 10
+    assert obs.sampled_at == sampled_at
 
 
 def test_prometheus_down_is_a_clear_error() -> None:
@@ -170,3 +180,66 @@ def test_a_real_prometheus_that_stops_and_returns(tmp_path: Path) -> None:
     with running_prometheus(tmp_path, port):
         assert source.fetch() == {}
     assert source.outage is None
+
+
+@contextlib.contextmanager
+def exporter(page: str) -> Iterator[int]:
+    """A metrics endpoint serving `page` as it is; yields its port."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_samples_older_than_the_window_make_decide_hold(tmp_path: Path) -> None:
+    """A scrape that keeps returning one old sample (its exposition timestamp 90 s back, as a
+    Prometheus that stopped scraping keeps answering with its last values): the query still
+    returns the gauge, its own time says it is older than the 30 s window, and decide() holds
+    instead of reading "3 running, no arrivals" as load gone."""
+    stamp = round(time.time() - 90.0, 3)
+    page = f'vllm:num_requests_running{{model_name="chat"}} 3 {round(stamp * 1000)}\n'
+    key = ("team-a", "chat")
+    with exporter(page) as port:
+        write_scrape_config(tmp_path, f"127.0.0.1:{port}", {"namespace": key[0], SERVICE: key[1]})
+        with running_prometheus(tmp_path, free_port()) as url:
+            source = PrometheusSignals(url, window="30s", timeout_s=5.0)
+            found = poll_until(lambda: source.fetch().get(key), deadline_s=30)
+    assert found.gauges.get("running") == 3 and found.rates == {}
+    assert found.sampled_at == pytest.approx(stamp, abs=0.001)
+    spec = InferenceServiceSpec.model_validate(minimal_spec())
+    planned = plan(spec)
+    assert isinstance(planned, Plan)
+    observation = to_observation(found, 95, WorkloadFacts(ready_replicas=2, current_replicas=2))
+    decision = decide(
+        spec, planned, observation, ScalerState(), time.time(), constants=for_window(30.0)
+    )
+    assert decision.replicas == 2
+    assert decision.reason.startswith("metrics stale (")
+
+
+def poll_until(read: Callable[[], ServiceSignals | None], deadline_s: float) -> ServiceSignals:
+    """The first non-empty answer of `read` within the deadline."""
+    end = time.monotonic() + deadline_s
+    while True:
+        found = read()
+        if found is not None:
+            return found
+        assert time.monotonic() < end, f"no answer within {deadline_s} s"
+        time.sleep(0.5)

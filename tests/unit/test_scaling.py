@@ -8,9 +8,11 @@ from dataclasses import replace
 
 import pytest
 
+from tokenscale.adapters.settings import AutoscaleSettings
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan, plan
 from tokenscale.domain.scaling import Decision, Observation, ScalerState, decide
+from tokenscale.domain.scaling_constants import CONSTANTS, for_window
 from tokenscale.domain.scaling_model import service_model
 
 TICK = 15.0
@@ -277,3 +279,35 @@ def test_batch_tuning_off_keeps_the_static_cap_whatever_the_lengths() -> None:
     long = replace(obs(0.0, 5.0, 4, itl=0.02), prompt_tokens=6000, output_tokens=2000)
     d = decide(spec, PLAN, long, ScalerState(), 0.0)
     assert d.concurrency_cap == PLAN.max_concurrency
+
+
+def test_stale_samples_hold_even_when_the_rates_ran_dry() -> None:
+    # A Prometheus that stopped scraping still answers with the last gauges (their own time is
+    # old) while every rate over the window is empty: the reason says stale, not missing.
+    o = Observation(sampled_at=900.0, running=3.0, ready_replicas=4, current_replicas=4)
+    d = decide(SPEC, PLAN, o, ScalerState(concurrency_cap=40), 1000.0)
+    assert d.replicas == 4 and d.reason.startswith("metrics stale (100 s old)")
+
+
+def test_the_metrics_window_sets_staleness_learning_and_cap_settling() -> None:
+    now = 1000.0
+    fresh_at_60 = replace(obs(now - 45.0, 0.0, 6), current_replicas=6)
+    assert "stale" not in decide(SPEC, PLAN, fresh_at_60, ScalerState(), now).reason
+    at_30 = for_window(30.0)
+    assert "stale" in decide(SPEC, PLAN, fresh_at_60, ScalerState(), now, constants=at_30).reason
+    assert (at_30.metrics_window_s, at_30.stale_after_s, at_30.cap_settle_s) == (30.0, 30.0, 30.0)
+    assert for_window(60.0) == CONSTANTS  # the default window changes nothing
+    with pytest.raises(ValueError, match="positive"):
+        for_window(0.0)
+
+
+@pytest.mark.parametrize(("window", "seconds"), [("30s", 30.0), ("1m", 60.0), ("2h", 7200.0)])
+def test_window_setting_in_seconds(window: str, seconds: float) -> None:
+    env = {"TOKENSCALE_PROMETHEUS_WINDOW": window}
+    assert AutoscaleSettings.from_env(env).window_seconds == seconds
+
+
+@pytest.mark.parametrize("window", ["0s", "90", "1.5m", "1d", "30s]"])
+def test_malformed_window_setting_names_the_variable(window: str) -> None:
+    with pytest.raises(ValueError, match=r"TOKENSCALE_PROMETHEUS_WINDOW: window .* like 30s"):
+        AutoscaleSettings.from_env({"TOKENSCALE_PROMETHEUS_WINDOW": window})

@@ -93,6 +93,7 @@ def test_escape_label_value() -> None:
 
 def test_observation_takes_each_services_own_percentile() -> None:
     signals = ServiceSignals(
+        sampled_at=100.0,
         ttft_buckets=((0.5, 90.0), (1.0, 98.0), (INF, 100.0)),
         itl_buckets=((0.05, 100.0), (INF, 100.0)),
         rates={
@@ -105,8 +106,8 @@ def test_observation_takes_each_services_own_percentile() -> None:
         gauges={"running": 40.0, "waiting": 5.0, "gateway_queue": 7.0, "kv_cache_usage": 0.4},
     )
     facts = WorkloadFacts(ready_replicas=2, current_replicas=3, starting_since=(10.0,))
-    p95 = to_observation(signals, 95, 100.0, facts)
-    p99 = to_observation(signals, 99, 100.0, facts)
+    p95 = to_observation(signals, 95, facts)
+    p99 = to_observation(signals, 99, facts)
     assert p95.ttft_s == pytest.approx(0.8125)
     assert p99.ttft_s is not None and p99.ttft_s > p95.ttft_s
     assert p95.arrival_rate == pytest.approx(4.0)  # admitted + rejected
@@ -121,11 +122,11 @@ def test_ttft_includes_the_gateway_queue_wait() -> None:
     engine = ((0.1, 50.0), (0.25, 96.0), (0.5, 100.0), (INF, 100.0))
     queue = ((0.01, 40.0), (1.0, 80.0), (2.0, 100.0), (INF, 100.0))
     signals = ServiceSignals(ttft_buckets=engine, queue_wait_buckets=queue)
-    obs = to_observation(signals, 95, 100.0, WorkloadFacts(1, 1))
+    obs = to_observation(signals, 95, WorkloadFacts(1, 1))
     assert quantile(0.95, engine) == pytest.approx(0.2467, abs=1e-3)
     assert quantile(0.95, queue) == pytest.approx(1.75)
     assert obs.ttft_s == pytest.approx(0.2467 + 1.75, abs=1e-3)
-    no_queue = to_observation(ServiceSignals(ttft_buckets=engine), 95, 100.0, WorkloadFacts(1, 1))
+    no_queue = to_observation(ServiceSignals(ttft_buckets=engine), 95, WorkloadFacts(1, 1))
     assert no_queue.ttft_s == pytest.approx(0.2467, abs=1e-3)
 
 
@@ -154,14 +155,14 @@ def test_token_means_come_from_finished_requests() -> None:
         "generation_tokens_sum": 512 / 30,
         "generation_tokens_count": 2 / 30,
     }
-    obs = to_observation(ServiceSignals(rates=rates), 95, 100.0, WorkloadFacts(1, 1))
+    obs = to_observation(ServiceSignals(rates=rates), 95, WorkloadFacts(1, 1))
     assert obs.prompt_tokens == pytest.approx(2000.0)
     assert obs.output_tokens == pytest.approx(256.0)
     counters_only = {k: v for k, v in rates.items() if not k.endswith(("_sum", "_count"))}
-    old = to_observation(ServiceSignals(rates=counters_only), 95, 100.0, WorkloadFacts(1, 1))
+    old = to_observation(ServiceSignals(rates=counters_only), 95, WorkloadFacts(1, 1))
     assert old.prompt_tokens == pytest.approx(8000.0)  # the fallback, biased high
 
 
 def test_no_series_means_no_sample() -> None:
-    obs = to_observation(ServiceSignals(), 95, 100.0, WorkloadFacts(1, 1))
+    obs = to_observation(ServiceSignals(), 95, WorkloadFacts(1, 1))
     assert obs.sampled_at is None and obs.ttft_s is None

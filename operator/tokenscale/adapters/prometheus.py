@@ -6,6 +6,8 @@ for every gauge (each series tagged with `label_replace` so one answer carries m
 The TTFT query also carries the gateway's queue-wait buckets (tagged `part="queue"`): the engine
 starts its TTFT clock when the gateway admits a request, so time spent queued behind the
 concurrency cap is only in the gateway's histogram.
+The gauge query also carries each service's sample time: the scrape time of its oldest engine
+gauge, `timestamp()` of the series, which `decide()` holds on when it is older than a window.
 Quantiles are taken locally at each service's own SLO percentile (domain/histogram.py).
 
 No value from a user object is ever spliced into a query except through `escape_label_value`
@@ -62,6 +64,11 @@ GAUGES = {
     "cap": ("max", "tokenscale_gateway_concurrency_cap"),
     "targets_up": ("sum", "up"),
 }
+# When the engine gauges were scraped: the engine's running count, else the gateway's in-flight
+# count (a worker whose engine exports nothing yet). `timestamp()` drops the metric name, so for
+# one pod the engine's series wins the `or`.
+SAMPLED_AT = ("min", "timestamp({engine}{sel}) or timestamp({gateway}{sel})")
+SAMPLE_CLOCK = {"engine": "vllm:num_requests_running", "gateway": "tokenscale_gateway_in_flight"}
 
 
 def escape_label_value(value: str) -> str:
@@ -111,6 +118,11 @@ def build_queries(window: str, namespaces: Sequence[str] = ()) -> QueryPlan:
     queries["gauges"] = " or ".join(
         f'label_replace({agg} by ({by}) ({metric}{sel}), "signal", "{key}", "", "")'
         for key, (agg, metric) in GAUGES.items()
+    )
+    agg, template = SAMPLED_AT
+    sampled = template.format(sel=sel, **SAMPLE_CLOCK)
+    queries["gauges"] += (
+        f' or label_replace({agg} by ({by}) ({sampled}), "signal", "sampled_at", "", "")'
     )
     return QueryPlan(queries)
 
@@ -227,6 +239,7 @@ class PrometheusSignals:
         e2e = _group_buckets(answers["e2e"])
         rates = _group_signals(answers["rates"])
         gauges = _group_signals(answers["gauges"])
+        stamps = {k: g.pop("sampled_at") for k, g in gauges.items() if "sampled_at" in g}
         keys = set(ttft) | set(itl) | set(rates) | set(gauges)
         log.debug(
             "prometheus tick: %d queries, %d services, %.3f s",
@@ -236,6 +249,7 @@ class PrometheusSignals:
         )
         return {
             key: ServiceSignals(
+                sampled_at=stamps.get(key),
                 ttft_buckets=ttft.get(key, ()),
                 queue_wait_buckets=queue.get(key, ()),
                 itl_buckets=itl.get(key, ()),

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tokenscale.adapters.logs import FORMATS, LEVELS
+
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def window_seconds(window: str) -> float:
+    """A Prometheus range like 30s, 1m or 1h, in seconds."""
+    found = re.fullmatch(r"([0-9]+)([smh])", window)
+    if not found or int(found.group(1)) == 0:
+        raise ValueError(f"window {window!r} must look like 30s, 1m or 1h")
+    return float(int(found.group(1)) * UNIT_SECONDS[found.group(2)])
 
 
 @dataclass(frozen=True)
@@ -39,9 +50,14 @@ class AutoscaleSettings:
             return value
 
         namespaces = tuple(n for n in env.get("TOKENSCALE_WATCH_NAMESPACES", "").split(",") if n)
+        window = env.get("TOKENSCALE_PROMETHEUS_WINDOW") or base.window
+        try:
+            window_seconds(window)
+        except ValueError as exc:
+            raise ValueError(f"TOKENSCALE_PROMETHEUS_WINDOW: {exc}") from None
         return cls(
             prometheus_url=env.get("TOKENSCALE_PROMETHEUS_URL", base.prometheus_url),
-            window=env.get("TOKENSCALE_PROMETHEUS_WINDOW", base.window),
+            window=window,
             timeout_seconds=number("TOKENSCALE_PROMETHEUS_TIMEOUT_SECONDS", base.timeout_seconds),
             interval_seconds=number("TOKENSCALE_AUTOSCALE_INTERVAL_SECONDS", base.interval_seconds),
             metrics_port=int(number("TOKENSCALE_METRICS_PORT", base.metrics_port)),
@@ -49,6 +65,10 @@ class AutoscaleSettings:
             enabled=env.get("TOKENSCALE_AUTOSCALE", "on") != "off",
             capacity_aware=env.get("TOKENSCALE_CAPACITY_AWARE", "on") != "off",
         )
+
+    @property
+    def window_seconds(self) -> float:
+        return window_seconds(self.window)
 
 
 @dataclass(frozen=True)

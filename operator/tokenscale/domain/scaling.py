@@ -44,8 +44,9 @@ def decide(
     now: float,
     constants: ScalingConstants = CONSTANTS,
 ) -> Decision:
-    """One autoscaling decision for one service at time `now`; `constants` is only ever
-    changed by the benchmark's sweeps (scaling_constants.py says where each value came from)."""
+    """One autoscaling decision for one service at time `now`. The operator passes the
+    constants for its metrics window (`for_window`); the benchmark's sweeps pass others
+    (scaling_constants.py says where each value came from)."""
     obs, scaling, c = observation, spec.scaling, constants
     current = obs.replicas_now()
     if scaling.mode == "off":
@@ -207,11 +208,15 @@ def _coming(spec: InferenceServiceSpec, obs: Observation) -> int:
 
 
 def _missing_metrics(obs: Observation, now: float, c: ScalingConstants = CONSTANTS) -> str:
-    if obs.sampled_at is None or obs.arrival_rate is None:
+    """Why the observation cannot drive a decision, or "". Age first: a Prometheus that stopped
+    scraping keeps the last gauges (their own time says how old) while its rates run dry."""
+    if obs.sampled_at is None:
         return "metrics missing"
     age = now - obs.sampled_at
     if age > c.stale_after_s:
         return f"metrics stale ({age:.0f} s old)"
+    if obs.arrival_rate is None:
+        return "metrics missing"
     return ""
 
 

@@ -7,7 +7,7 @@ the benchmark sweeps the utilization target; the operator always runs `CONSTANTS
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,11 @@ class ScalingConstants:
     # The learned corrections stay within these factors of the model (a model wrong by more
     # is a planning bug, not something to learn around).
     factor_range: tuple[float, float] = (0.5, 4.0)
-    # Learn only when nothing changed within one metrics window (the 1-minute rate windows the
-    # Prometheus queries read); chosen on the training set (embedded seed 1, Azure x6).
+    # Learn only when nothing changed within one metrics window: the rate window the Prometheus
+    # queries read (TOKENSCALE_PROMETHEUS_WINDOW, 1m by default; `for_window` sets it).
     metrics_window_s: float = 60.0
-    # Metrics older than this are stale: hold. One metrics window.
+    # Samples older than this are stale: hold. One metrics window: an older sample says nothing
+    # about the window the rates cover.
     stale_after_s: float = 60.0
     # -- from need to replicas -----------------------------------------------------------------
     # Scale down only below (1 - tolerance) of the current count: Kubernetes HPA's default 10%.
@@ -66,3 +67,12 @@ class ScalingConstants:
 
 
 CONSTANTS = ScalingConstants()
+
+
+def for_window(window_s: float, base: ScalingConstants = CONSTANTS) -> ScalingConstants:
+    """The constants for a Prometheus rate window of `window_s` seconds: the times that mean
+    "one metrics window" follow it. With a 30 s window, samples 45 s old are stale and the cap
+    moves every 30 s; at 60 s (the default window) nothing changes."""
+    if window_s <= 0:
+        raise ValueError(f"metrics window {window_s} s must be positive")
+    return replace(base, metrics_window_s=window_s, stale_after_s=window_s, cap_settle_s=window_s)

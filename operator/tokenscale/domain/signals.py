@@ -13,8 +13,12 @@ ServiceKey = tuple[str, str]  # (namespace, name)
 
 @dataclass(frozen=True)
 class ServiceSignals:
-    """One service's series from one tick's queries (rates over the window, gauges now)."""
+    """One service's series from one tick's queries (rates over the window, gauges now).
+    `sampled_at` is when Prometheus scraped the oldest engine gauge of the service (its sample
+    timestamp, not the time of the query): a Prometheus that stopped scraping still answers
+    with the last values for five minutes, and only their own time tells they are old."""
 
+    sampled_at: float | None = None
     ttft_buckets: Buckets = ()
     # The gateway's wait for a slot under the concurrency cap, before the engine sees a request.
     queue_wait_buckets: Buckets = ()
@@ -22,10 +26,6 @@ class ServiceSignals:
     e2e_buckets: Buckets = ()
     rates: dict[str, float] = field(default_factory=dict)
     gauges: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.ttft_buckets or self.rates or self.gauges)
 
 
 @dataclass(frozen=True)
@@ -71,9 +71,10 @@ def client_ttft(q: float, signals: ServiceSignals) -> float | None:
 
 
 def to_observation(
-    signals: ServiceSignals, percentile: float, now: float, workload: WorkloadFacts
+    signals: ServiceSignals, percentile: float, workload: WorkloadFacts
 ) -> Observation:
-    """Reduce signals to what `decide()` reads, at the service's own SLO percentile."""
+    """Reduce signals to what `decide()` reads, at the service's own SLO percentile. The
+    observation is as old as its samples; `decide()` holds when that is over a window."""
     q = percentile / 100.0
     rates, gauges = signals.rates, signals.gauges
     completions = rates.get("requests")
@@ -84,7 +85,7 @@ def to_observation(
     if arrival is not None:
         arrival += rates.get("rejected", 0.0)  # demand includes what the gateways turned away
     return Observation(
-        sampled_at=None if signals.empty else now,
+        sampled_at=signals.sampled_at,
         ttft_s=client_ttft(q, signals),
         itl_s=quantile(q, signals.itl_buckets),
         e2e_s=quantile(q, signals.e2e_buckets),

@@ -21,6 +21,7 @@ from tokenscale.adapters.settings import AutoscaleSettings
 from tokenscale.domain import autoscale, capacity, lifecycle, names, render
 from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.scaling import decide
+from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants, for_window
 from tokenscale.domain.signals import ServiceKey, ServiceSignals, to_observation
 from tokenscale.domain.status import Event, MetricsOutage, event_message
 from tokenscale.handlers import cache, runtime
@@ -52,11 +53,12 @@ def tick(kube: Kube, source: PrometheusSignals, settings: AutoscaleSettings) -> 
         signals, outage = {}, exc.outage
         metrics.QUERY_ERRORS.inc()
     nodes = kube.gpu_nodes() if settings.capacity_aware else None
+    constants = for_window(settings.window_seconds)
 
     def one(item: tuple[ServiceKey, dict[str, Any]]) -> None:
         key, body = item
         try:
-            tick_service(kube, key, body, signals.get(key), outage, nodes, now)
+            tick_service(kube, key, body, signals.get(key), outage, nodes, now, constants)
         except Exception as exc:  # one bad service must not stop the others
             FAILURES.failed(key, exc, "autoscale tick failed for %s/%s", *key)
         else:
@@ -78,6 +80,7 @@ def tick_service(
     outage: MetricsOutage | None,
     nodes: list[autoscale.GpuNode] | None,
     now: float,
+    constants: ScalingConstants = CONSTANTS,
 ) -> None:
     spec = lifecycle.parse_spec(dict(body.get("spec") or {}))
     plan = None if isinstance(spec, lifecycle.SpecError) else capacity.plan(spec)
@@ -111,9 +114,9 @@ def tick_service(
             schedulable_replicas=schedulable,
         )
         if outage
-        else to_observation(signals or ServiceSignals(), spec.slo.percentile, now, facts)
+        else to_observation(signals or ServiceSignals(), spec.slo.percentile, facts)
     )
-    decision = decide(spec, plan, observation, state, now)
+    decision = decide(spec, plan, observation, state, now, constants=constants)
     patch = autoscale.tick_status(spec, status, decision, observation, now, ref.generation, outage)
     if _write_status(kube, key, ref, patch, version):
         _log_decision(ref, autoscale.new_decision(status, patch), decision.mode)
