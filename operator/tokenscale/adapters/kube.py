@@ -1,6 +1,7 @@
 """Thin Kubernetes API wrapper: server-side apply, scale, status patch, events, small reads.
 
-No decisions here: callers pass fully rendered objects; this module only talks to the API server.
+No decisions here: callers pass fully rendered objects; this module only talks to the API server,
+and remembers what it applied so that an unchanged child is not applied again (domain/drift.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from kubernetes.dynamic import DynamicClient
 from tokenscale.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from tokenscale.domain import placement
 from tokenscale.domain.autoscale import GpuNode, gpu_nodes
+from tokenscale.domain.drift import fingerprint, project
 from tokenscale.domain.names import FIELD_MANAGER, ServiceRef
 
 log = logging.getLogger(__name__)
@@ -38,11 +40,30 @@ def load_client() -> client.ApiClient:
     return client.ApiClient()
 
 
+# (apiVersion, kind, namespace, name) of a child.
+ChildKey = tuple[str, str, str, str]
+
+
 @dataclass
 class ApplyResult:
     kind: str
     name: str
-    changed: bool
+    # False when the child still held the manifest as last applied, and nothing was sent.
+    sent: bool
+
+
+@dataclass(frozen=True)
+class AppliedChild:
+    """What this process last applied to a child, and what the API server stored at its paths."""
+
+    rendered: str  # fingerprint of the manifest
+    live: str  # fingerprint of the stored object's values at the manifest's paths
+    shape: Manifest  # the manifest: which paths a later watch copy is compared at
+
+
+def child_key(obj: Any) -> ChildKey:
+    meta = obj["metadata"]
+    return (obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"])
 
 
 def _items(response: Any) -> list[Manifest]:
@@ -71,32 +92,50 @@ class Kube:
         # reconcile.
         self._discovery = threading.Lock()
         self._has_resource: dict[tuple[str, str], tuple[float, bool]] = {}
+        # What was applied to each child, and the watch's latest copy of it at the same paths.
+        self._memo = threading.Lock()
+        self._applied: dict[ChildKey, AppliedChild] = {}
+        self._seen: dict[ChildKey, str | None] = {}
 
     # ---- writes ---------------------------------------------------------------------------
 
     def apply(self, manifest: Manifest) -> ApplyResult:
-        """Server-side apply as field manager `tokenscale`; an unchanged object is not written
-        (the API server keeps its resourceVersion)."""
+        """Server-side apply as field manager `tokenscale`, unless the child still holds this
+        very manifest as last applied, by the watch's latest copy (`observe`): then nothing is
+        sent. A child the watch never reported since the apply (a PodMonitor, which is not
+        watched) counts as unchanged: it is applied again when its manifest changes."""
+        key, rendered = child_key(manifest), fingerprint(manifest)
+        with self._memo:
+            last, seen = self._applied.get(key), self._seen.get(key)
+        if last is not None and last.rendered == rendered and seen == last.live:
+            return ApplyResult(manifest["kind"], manifest["metadata"]["name"], sent=False)
         resource = self._resource(manifest["apiVersion"], manifest["kind"])
         meta = manifest["metadata"]
-        before = self._resource_version(resource, meta["name"], meta.get("namespace"))
         kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": True}
         if self.dry_run:
             kwargs["dry_run"] = "All"
         result = resource.server_side_apply(
             body=manifest, name=meta["name"], namespace=meta.get("namespace"), **kwargs
         )
-        after = result.metadata.resourceVersion
-        return ApplyResult(manifest["kind"], meta["name"], changed=before != after)
+        if not self.dry_run:
+            live = fingerprint(project(result.to_dict(), manifest))
+            with self._memo:
+                self._applied[key] = AppliedChild(rendered, live, manifest)
+                self._seen[key] = live
+        return ApplyResult(manifest["kind"], meta["name"], sent=True)
 
-    def _resource_version(self, resource: Any, name: str, namespace: str | None) -> str | None:
-        try:
-            obj = resource.get(name=name, namespace=namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return str(obj.metadata.resourceVersion)
+    def observe(self, body: Manifest, deleted: bool = False) -> bool:
+        """Take note of the watch's copy of a child; True when it no longer holds what this
+        process applied at the paths it applied (edited, deleted, or never applied here)."""
+        key = child_key(body)
+        with self._memo:
+            last = self._applied.get(key)
+            if deleted or last is None:
+                self._seen.pop(key, None)
+                return True
+            now = fingerprint(project(body, last.shape))
+            self._seen[key] = now
+            return now != last.live
 
     def scale(self, ref: ServiceRef, deployment: str, replicas: int) -> None:
         """Set replicas through the Deployment's scale subresource."""
@@ -111,15 +150,16 @@ class Kube:
 
     def patch_status(
         self, ref: ServiceRef, status: dict[str, Any], resource_version: str | None = None
-    ) -> None:
+    ) -> str | None:
         """Merge-patch the InferenceService's status subresource (never its spec or metadata).
         With `resource_version` the patch applies only to that version (409 Conflict
         otherwise): a merge patch replaces whole lists, so a writer that computed
-        `conditions` from an older copy must not overwrite a newer one."""
+        `conditions` from an older copy must not overwrite a newer one. Returns the stored
+        object's new resourceVersion."""
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        self.custom.patch_namespaced_custom_object_status(
+        stored: Any = self.custom.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
             ref.namespace,
@@ -129,6 +169,8 @@ class Kube:
             field_manager=FIELD_MANAGER,
             dry_run="All" if self.dry_run else None,
         )
+        version = (stored.get("metadata") or {}).get("resourceVersion") if stored else None
+        return str(version) if version and not self.dry_run else None
 
     def event(self, ref: ServiceRef, type_: str, reason: str, message: str) -> None:
         """Record a core/v1 Event on the InferenceService."""
@@ -158,6 +200,18 @@ class Kube:
         self.core.create_namespaced_event(ref.namespace, body)
 
     # ---- reads ----------------------------------------------------------------------------
+
+    def get_service(self, namespace: str, name: str) -> Manifest | None:
+        """An InferenceService as stored, or None when it is gone."""
+        try:
+            found: Any = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(found)
 
     def get_deployment(self, namespace: str, name: str) -> Manifest | None:
         try:

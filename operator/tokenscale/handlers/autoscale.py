@@ -174,13 +174,15 @@ def _write_status(
         return True
     try:
         with runtime.lock_for(ref.namespace, ref.name):
-            kube.patch_status(ref, patch, resource_version=version)
+            stored = kube.patch_status(ref, patch, resource_version=version)
+            # Under the lock: the cached version is the one this write stored, not one a
+            # reconcile stored between the write and the merge.
+            cache.merge_service_status(key, patch, stored)
     except ApiException as exc:
         if exc.status != 409:
             raise
         log.debug("status of %s/%s changed since it was read; next tick", *key)
         return False
-    cache.merge_service_status(key, patch)
     return True
 
 

@@ -36,17 +36,30 @@ def _slim_service(body: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+# The Deployment status fields the lifecycle handler reports from (lifecycle.workload_state).
+_DEPLOYMENT_STATUS = ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas")
+
+
 def _slim_deployment(body: dict[str, Any]) -> dict[str, Any]:
-    """spec.replicas, and who owns it (managedFields entries reduced to that one field)."""
+    """spec.replicas, who owns it (managedFields entries reduced to that one field), and the
+    rollout's counts."""
     owners = [
         {"manager": manager, "fieldsV1": {"f:spec": {"f:replicas": {}}}}
         for manager in replica_field_managers(body)
     ]
-    spec = body.get("spec") or {}
+    spec, status = body.get("spec") or {}, body.get("status") or {}
     return {
         "metadata": {**_meta(body), "managedFields": owners},
         "spec": {"replicas": spec.get("replicas")},
+        "status": {k: status[k] for k in _DEPLOYMENT_STATUS if k in status},
     }
+
+
+def _workload_view(slim: dict[str, Any] | None) -> Any:
+    """What a Deployment event can change in the service's status (not its resourceVersion)."""
+    if slim is None:
+        return None
+    return (slim["metadata"].get("generation"), slim["spec"], slim["status"])
 
 
 def _slim_pod(body: dict[str, Any]) -> dict[str, Any]:
@@ -71,21 +84,29 @@ def put_service(key: ServiceKey, body: dict[str, Any] | None) -> None:
             _services[key] = _slim_service(body)
 
 
-def merge_service_status(key: ServiceKey, status: dict[str, Any]) -> None:
+def merge_service_status(
+    key: ServiceKey, status: dict[str, Any], resource_version: str | None = None
+) -> None:
     """Apply our own status patch to the cached copy, so the next tick sees it even if the
-    watch event is late."""
+    watch event is late; with the version the patch stored, a write preconditioned on the
+    cached copy's version does not fail on our own write."""
     with _lock:
         if key in _services:
             merged = {**(_services[key].get("status") or {}), **copy.deepcopy(status)}
             _services[key]["status"] = merged
+            if resource_version:
+                _services[key]["metadata"]["resourceVersion"] = resource_version
 
 
-def put_deployment(key: ServiceKey, body: dict[str, Any] | None) -> None:
+def put_deployment(key: ServiceKey, body: dict[str, Any] | None) -> bool:
+    """Keep the watch's copy; True when its replicas, generation or rollout counts changed."""
     with _lock:
+        before = _workload_view(_deployments.get(key))
         if body is None:
             _deployments.pop(key, None)
-        else:
-            _deployments[key] = _slim_deployment(body)
+            return before is not None
+        _deployments[key] = _slim_deployment(body)
+        return bool(_workload_view(_deployments[key]) != before)
 
 
 def put_pod(key: ServiceKey, name: str, body: dict[str, Any] | None) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
 from tokenscale.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
 from tokenscale.domain.names import SERVICE_LABEL
 from tokenscale.handlers import cache, runtime
-from tokenscale.handlers.lifecycle import reconcile
+from tokenscale.handlers.lifecycle import reconcile_latest
 
 MANAGED = {"app.kubernetes.io/managed-by": "tokenscale"}
 
@@ -22,37 +21,34 @@ def _owner_name(body: kopf.Body) -> str | None:
     return None
 
 
-def _reconcile_owner(body: kopf.Body) -> None:
-    owner = _owner_name(body)
-    namespace = body["metadata"].get("namespace")
-    if not owner or not namespace:
-        return
-    kube = runtime.kube()
-    try:
-        parent: Any = kube.custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, owner
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return  # the owner is gone; the garbage collector removes this child
-        raise
-    if parent["metadata"].get("deletionTimestamp"):
-        return
-    with runtime.lock_for(namespace, owner):
-        reconcile(kube, parent)
-
-
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
 @kopf.on.event("", "v1", "configmaps", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 def on_child(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 (kopf's name)
-    """Any change to a child (including deletion) re-applies its owner: server-side apply of an
-    unchanged object writes nothing, so this is cheap when nothing drifted."""
+    """A child changed: reconcile its owner when the child no longer holds what was applied
+    (a hand edit, a deletion) or, for the Deployment, when its replicas or rollout moved (the
+    service's status follows them). The echo of the operator's own write is neither: it costs
+    nothing. Events that come while the owner's reconcile runs are coalesced into one more."""
     owner, namespace = _owner_name(body), body["metadata"].get("namespace")
-    if owner and namespace and body.get("kind") == "Deployment":
-        cache.put_deployment((namespace, owner), None if type == "DELETED" else dict(body))
-    _reconcile_owner(body)
+    if not owner or not namespace:
+        return
+    deleted = type == "DELETED"
+    kube = runtime.kube()
+    drifted = kube.observe(dict(body), deleted=deleted)
+    moved = False
+    if body.get("kind") == "Deployment":
+        moved = cache.put_deployment((namespace, owner), None if deleted else dict(body))
+    if not (drifted or moved):
+        return
+    # A deleted child is most often the garbage collector at work after its owner went: ask the
+    # API server, not the watch's copy, whether the owner still exists before re-creating it.
+    runtime.reconcile_once(
+        (namespace, owner),
+        lambda: reconcile_latest(kube, namespace, owner, fresh=deleted),
+        lambda: reconcile_latest(kube, namespace, owner),
+        wait=False,
+    )
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED)

@@ -2,6 +2,10 @@
 
 Children are server-side applied with owner references; deletion is left to the garbage
 collector. Only the status subresource of the InferenceService is ever written.
+
+A reconcile with nothing to change sends one request (the list of the service's pods): a child
+still holding what was applied is not applied again (`Kube.apply`), the Deployment comes from the
+watch, and a status with nothing new is not written.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ import os
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from tokenscale.adapters import logs, metrics
 from tokenscale.adapters.kube import Kube
 from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION
 from tokenscale.domain import capacity, lifecycle, names, placement, render, status
+from tokenscale.domain.autoscale import status_changed
 from tokenscale.domain.names import ServiceRef
-from tokenscale.handlers import runtime
+from tokenscale.handlers import cache, runtime
 
 log = logging.getLogger(__name__)
 
@@ -30,44 +36,99 @@ def service_ref(body: kopf.Body | dict[str, Any]) -> ServiceRef:
 
 
 def reconcile(kube: Kube, body: kopf.Body | dict[str, Any]) -> None:
-    """Bring one InferenceService's children and status in line with its spec."""
+    """Bring one InferenceService's children and status in line with its spec. The status is
+    written only onto the version `body` was read at; when the stored object is newer (409),
+    once more from a fresh read."""
+    try:
+        _reconcile(kube, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        meta = body["metadata"]
+        fresh = kube.get_service(meta["namespace"], meta["name"])
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            return
+        cache.put_service((meta["namespace"], meta["name"]), fresh)
+        _reconcile(kube, fresh)
+
+
+def reconcile_latest(kube: Kube, namespace: str, name: str, fresh: bool = False) -> None:
+    """Reconcile from the watch's copy of the service (a read only when the watch has not
+    reported it yet, or with `fresh`); nothing when it is gone or going."""
+    body = None if fresh else cache.service((namespace, name))
+    body = body or kube.get_service(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    reconcile(kube, body)
+
+
+def _reconcile(kube: Kube, body: kopf.Body | dict[str, Any]) -> None:
     ref = service_ref(body)
+    version = body["metadata"].get("resourceVersion")
     old_status: dict[str, Any] = dict(body.get("status") or {})
     conds: status.Conditions = list(old_status.get("conditions") or [])
     now = runtime.now_rfc3339()
     spec = lifecycle.parse_spec(dict(body["spec"]))
     if isinstance(spec, lifecycle.SpecError):
-        return _report_unusable(kube, ref, old_status, conds, now, spec.message)
+        return _report_unusable(kube, ref, old_status, conds, now, spec.message, version)
     result = capacity.plan(spec)
     if isinstance(result, capacity.Infeasible):
-        return _report_unusable(kube, ref, old_status, conds, now, result)
+        return _report_unusable(kube, ref, old_status, conds, now, result, version)
     conds = status.planned_conditions(conds, result, now, ref.generation)
     cap = lifecycle.concurrency_cap(spec, result, old_status)
     podmonitor = kube.has_resource("monitoring.coreos.com/v1", "PodMonitor")
     gpu_nodes = placement.from_env(os.environ)
     for child in render.render_all(ref, spec, result, cap, podmonitor, gpu_nodes):
         kube.apply(child)
-    deployment = kube.get_deployment(ref.namespace, names.deployment_name(ref))
+    deployment = _deployment(kube, ref)
     current = None if deployment is None else (deployment["spec"].get("replicas"))
     target = lifecycle.bounded_replicas(spec, current if deployment else None)
     if target is not None:
         kube.scale(ref, names.deployment_name(ref), target)
-        deployment = kube.get_deployment(ref.namespace, names.deployment_name(ref))
+        if deployment is None:
+            deployment = kube.get_deployment(ref.namespace, names.deployment_name(ref))
+        else:
+            deployment = {**deployment, "spec": {**deployment["spec"], "replicas": target}}
     pods = kube.list_pods(ref.namespace, names.selector_labels(ref))
     workload = lifecycle.workload_state(deployment, pods)
     conds = status.workload_conditions(conds, workload, now, ref.generation)
     _warn_on_new_capacity_limit(kube, ref, old_status, conds)
-    kube.patch_status(
-        ref,
-        {
-            "observedGeneration": ref.generation,
-            "conditions": conds,
-            "replicas": workload.current,
-            "readyReplicas": workload.ready,
-            "desiredReplicas": old_status.get("desiredReplicas") or workload.replicas,
-            "plan": status.plan_status(result, cap),
-        },
-    )
+    patch = {
+        "observedGeneration": ref.generation,
+        "conditions": conds,
+        "replicas": workload.current,
+        "readyReplicas": workload.ready,
+        "desiredReplicas": old_status.get("desiredReplicas") or workload.replicas,
+        "plan": status.plan_status(result, cap),
+    }
+    _write_status(kube, ref, old_status, patch, version)
+
+
+def _deployment(kube: Kube, ref: ServiceRef) -> dict[str, Any] | None:
+    """The watch's copy of the service's Deployment; a read (kept) before the watch saw it."""
+    key = (ref.namespace, ref.name)
+    found = cache.deployment(key)
+    if found is None:
+        found = kube.get_deployment(ref.namespace, names.deployment_name(ref))
+        if found is not None:
+            cache.put_deployment(key, found)
+            found = cache.deployment(key)
+    return found
+
+
+def _write_status(
+    kube: Kube,
+    ref: ServiceRef,
+    old_status: dict[str, Any],
+    patch: dict[str, Any],
+    version: str | None,
+) -> None:
+    """Write what is new, onto the version it was computed from (the autoscaler writes
+    conditions too, and a merge patch replaces the whole list)."""
+    if not status_changed(old_status, patch):
+        return
+    stored = kube.patch_status(ref, patch, resource_version=version)
+    cache.merge_service_status((ref.namespace, ref.name), patch, stored)
 
 
 def _report_unusable(
@@ -77,6 +138,7 @@ def _report_unusable(
     conds: status.Conditions,
     now: str,
     problem: capacity.Infeasible | str,
+    version: str | None,
 ) -> None:
     """Ready=False with the reason, one Warning Event per new reason, nothing created, and no
     exception: kopf must not retry a spec only a person can fix."""
@@ -86,7 +148,8 @@ def _report_unusable(
         c.get("type") == "Ready" and c.get("message") == ready["message"]
         for c in old_status.get("conditions") or []
     )
-    kube.patch_status(ref, {"observedGeneration": ref.generation, "conditions": conds})
+    patch = {"observedGeneration": ref.generation, "conditions": conds}
+    _write_status(kube, ref, old_status, patch, version)
     if not already:
         kube.event(ref, *status.unusable_event(problem))
         log.warning("%s", ready["message"], extra=logs.about(ref.namespace, ref.name))
@@ -110,7 +173,16 @@ def _warn_on_new_capacity_limit(
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def on_service(body: kopf.Body, **_: Any) -> None:
-    """Create, spec change, or operator restart."""
+    """Create, spec change, or operator restart: after any reconcile of this service already
+    under way, with this body (the newest copy); kopf retries it when it fails."""
     meta = body["metadata"]
-    with runtime.lock_for(meta["namespace"], meta["name"]), metrics.RECONCILE_SECONDS.time():
-        reconcile(runtime.kube(), body)
+    key = (meta["namespace"], meta["name"])
+    cache.put_service(key, dict(body))
+    kube = runtime.kube()
+    with metrics.RECONCILE_SECONDS.time():
+        runtime.reconcile_once(
+            key,
+            lambda: reconcile(kube, body),
+            lambda: reconcile_latest(kube, *key),
+            wait=True,
+        )
