@@ -40,7 +40,8 @@ from tokenscale.adapters.kube import Kube
 from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceServiceSpec
 from tokenscale.domain import capacity, status
 from tokenscale.domain.names import FIELD_MANAGER
-from tokenscale.handlers import cache, children, lifecycle, runtime
+from tokenscale.handlers import children, lifecycle
+from tokenscale.handlers.runtime import Registry
 
 pytestmark = pytest.mark.integration
 NAME = "chat"
@@ -64,19 +65,18 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> st
 
 
 @pytest.fixture
-def kube(control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kube]:
-    """The operator's API wrapper for this test, where `runtime.kube()` hands it out.
-
-    The handlers keep process-wide state: `runtime._kube` (one client for the process) and the
-    watch caches in `handlers/cache.py` (`on_child` stores the Deployment it sees). Both are
-    replaced for the test and put back after it, so nothing one test saw reaches another."""
+def registry(control_plane: ControlPlane) -> Iterator[Registry]:
+    """The operator's shared state for this test alone (its own API wrapper, watch caches and
+    reconcile coordination), as `tokenscale run` hands one to kopf's memo."""
     operator = Kube(control_plane.api_client(OPERATOR_USER))
-    monkeypatch.setattr(runtime, "_kube", operator)
-    monkeypatch.setattr(cache, "_services", {})
-    monkeypatch.setattr(cache, "_deployments", {})
-    monkeypatch.setattr(cache, "_pods", type(cache._pods)(dict))
-    yield operator
+    yield Registry(kube_factory=lambda: operator)
     operator.api.close()
+
+
+@pytest.fixture
+def memo(registry: Registry) -> kopf.Memo:
+    """What kopf passes every handler."""
+    return kopf.Memo(registry=registry)
 
 
 def example(name: str = NAME, **spec: Any) -> dict[str, Any]:
@@ -103,9 +103,9 @@ def create_service(plane: ControlPlane, namespace: str, doc: dict[str, Any]) -> 
     return read_service(plane, namespace, doc["metadata"]["name"])
 
 
-def deliver_service(plane: ControlPlane, namespace: str, name: str = NAME) -> None:
+def deliver_service(plane: ControlPlane, memo: kopf.Memo, namespace: str, name: str = NAME) -> None:
     """What kopf does on create, spec update or resume: call on_service with the stored body."""
-    lifecycle.on_service(body=kopf.Body(read_service(plane, namespace, name)))
+    lifecycle.on_service(body=kopf.Body(read_service(plane, namespace, name)), memo=memo)
 
 
 def read_child(plane: ControlPlane, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -132,11 +132,13 @@ def children_of(plane: ControlPlane, namespace: str, name: str = NAME) -> dict[s
     return found
 
 
-def deliver_child(plane: ControlPlane, kind: str, namespace: str, event: str) -> None:
+def deliver_child(
+    plane: ControlPlane, memo: kopf.Memo, kind: str, namespace: str, event: str
+) -> None:
     """What kopf does on an event of a labelled child: call on_child with the object."""
     body = read_child(plane, kind, namespace, f"{NAME}-tuning" if kind == "ConfigMap" else NAME)
     assert body is not None, f"{kind} {NAME} is not there to deliver"
-    children.on_child(body=kopf.Body(body), type=event)
+    children.on_child(body=kopf.Body(body), type=event, memo=memo)
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -160,10 +162,10 @@ def versions(plane: ControlPlane, namespace: str) -> dict[str, str]:
 
 
 def test_create_applies_every_child_owned_and_managed_by_tokenscale(
-    control_plane: ControlPlane, namespace: str, kube: Kube
+    control_plane: ControlPlane, namespace: str, memo: kopf.Memo
 ) -> None:
     owner = create_service(control_plane, namespace, example())
-    deliver_service(control_plane, namespace)
+    deliver_service(control_plane, memo, namespace)
     found = children_of(control_plane, namespace)
     assert set(found) == set(CHILDREN)
     for kind, child in found.items():
@@ -183,10 +185,10 @@ def test_create_applies_every_child_owned_and_managed_by_tokenscale(
 
 
 def test_status_reports_the_plan_and_follows_the_deployment(
-    control_plane: ControlPlane, namespace: str, kube: Kube
+    control_plane: ControlPlane, namespace: str, memo: kopf.Memo
 ) -> None:
     create_service(control_plane, namespace, example())
-    deliver_service(control_plane, namespace)
+    deliver_service(control_plane, memo, namespace)
     obj = read_service(control_plane, namespace)
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     planned, ready = condition(obj, "Planned"), condition(obj, "Ready")
@@ -202,7 +204,7 @@ def test_status_reports_the_plan_and_follows_the_deployment(
     rollout = {"observedGeneration": deployment.metadata.generation, "replicas": 1}
     rollout |= {"readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
     apps.patch_namespaced_deployment_status(NAME, namespace, {"status": rollout})
-    deliver_child(control_plane, "Deployment", namespace, "MODIFIED")
+    deliver_child(control_plane, memo, "Deployment", namespace, "MODIFIED")
     obj = read_service(control_plane, namespace)
     ready, progressing = condition(obj, "Ready"), condition(obj, "Progressing")
     assert (ready["status"], ready["reason"]) == ("True", "Serving")
@@ -211,13 +213,13 @@ def test_status_reports_the_plan_and_follows_the_deployment(
 
 
 def test_infeasible_spec_creates_nothing_and_warns_once(
-    control_plane: ControlPlane, namespace: str, kube: Kube
+    control_plane: ControlPlane, namespace: str, memo: kopf.Memo
 ) -> None:
     doc = example()
     doc["spec"]["resources"] = {"gpu": "l4-24gb", "gpusPerReplica": 1}  # 70B on one 24 GB GPU
     create_service(control_plane, namespace, doc)
-    deliver_service(control_plane, namespace)
-    deliver_service(control_plane, namespace)  # a resume: the same reason is not posted again
+    deliver_service(control_plane, memo, namespace)
+    deliver_service(control_plane, memo, namespace)  # a resume: the same reason is not posted again
     obj = read_service(control_plane, namespace)
     planned, ready = condition(obj, "Planned"), condition(obj, "Ready")
     assert (planned["status"], planned["reason"]) == ("False", "Infeasible")
@@ -228,11 +230,11 @@ def test_infeasible_spec_creates_nothing_and_warns_once(
 
 
 def test_spec_change_rolls_the_children_and_status_follows(
-    control_plane: ControlPlane, namespace: str, kube: Kube
+    control_plane: ControlPlane, namespace: str, memo: kopf.Memo
 ) -> None:
     doc = example()
     create_service(control_plane, namespace, doc)
-    deliver_service(control_plane, namespace)
+    deliver_service(control_plane, memo, namespace)
     before = children_of(control_plane, namespace)["Deployment"]
     changed = copy.deepcopy(doc["spec"])
     changed["model"]["revision"] = "v2"
@@ -240,7 +242,7 @@ def test_spec_change_rolls_the_children_and_status_follows(
     custom(control_plane).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, NAME, {"spec": changed}
     )
-    deliver_service(control_plane, namespace)
+    deliver_service(control_plane, memo, namespace)
     after = children_of(control_plane, namespace)["Deployment"]
     assert after["metadata"]["generation"] > before["metadata"]["generation"]
     assert worker_config(before).get("revision") != "v2"
@@ -253,10 +255,10 @@ def test_spec_change_rolls_the_children_and_status_follows(
 
 
 def test_hand_edits_of_owned_fields_are_put_back_by_the_next_reconcile(
-    control_plane: ControlPlane, namespace: str, kube: Kube
+    control_plane: ControlPlane, namespace: str, memo: kopf.Memo
 ) -> None:
     create_service(control_plane, namespace, example())
-    deliver_service(control_plane, namespace)
+    deliver_service(control_plane, memo, namespace)
     image = children_of(control_plane, namespace)["Deployment"]["spec"]["template"]["spec"][
         "containers"
     ][0]["image"]
@@ -269,42 +271,48 @@ def test_hand_edits_of_owned_fields_are_put_back_by_the_next_reconcile(
     assert edited["Service"]["spec"]["selector"] == {"tokenscale.io/service": "someone-else"}
     # Each edit is put back on its own watch event: the operator re-applies the child whose copy
     # no longer holds what it applied, and no other (those it knows to be in place).
-    deliver_child(control_plane, "Service", namespace, "MODIFIED")
+    deliver_child(control_plane, memo, "Service", namespace, "MODIFIED")
     restored = children_of(control_plane, namespace)
     assert restored["Service"]["spec"]["selector"] == {"tokenscale.io/service": NAME}
     container = restored["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "example.com/other:1"
-    deliver_child(control_plane, "Deployment", namespace, "MODIFIED")
+    deliver_child(control_plane, memo, "Deployment", namespace, "MODIFIED")
     restored = children_of(control_plane, namespace)
     container = restored["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == image
     tuning = restored["ConfigMap"]
     control_plane.kubectl("delete", "configmap", f"{NAME}-tuning", "-n", namespace)
-    children.on_child(body=kopf.Body(tuning), type="DELETED")
+    children.on_child(body=kopf.Body(tuning), type="DELETED", memo=memo)
     recreated = children_of(control_plane, namespace)["ConfigMap"]
     assert recreated["metadata"]["uid"] != tuning["metadata"]["uid"]
     assert recreated["data"] == tuning["data"]
 
 
 def test_unchanged_reconcile_stores_nothing(
-    control_plane: ControlPlane, namespace: str, kube: Kube, record_property: Any
+    control_plane: ControlPlane, namespace: str, memo: kopf.Memo, record_property: Any
 ) -> None:
     """A resume (or a re-applied identical manifest) and the echo of the operator's own write to
     a child, once everything is in place: no write at all, and at most the one read of the
     service's pods (`-rP` shows the calls; before: 7 reads + 6 writes and 8 reads + 6 writes)."""
     create_service(control_plane, namespace, example())
     mark = control_plane.audit_mark()
-    deliver_service(control_plane, namespace)
+    deliver_service(control_plane, memo, namespace)
     first = control_plane.audit_since(mark)
     # The audit log sees the operator's user: the first reconcile created every child.
     assert first.writes >= len(CHILDREN), first.summary()
-    deliver_service(control_plane, namespace)  # settled: status now holds what it will hold
+    deliver_service(control_plane, memo, namespace)  # settled: status now holds what it will hold
     settled = versions(control_plane, namespace)
     costs: dict[str, AuditCount] = {}
     for path, deliver in (
-        ("on_service", lambda: deliver_service(control_plane, namespace)),
-        ("on_child", lambda: deliver_child(control_plane, "Deployment", namespace, "MODIFIED")),
-        ("on_child_configmap", lambda: deliver_child(control_plane, "ConfigMap", namespace, "")),
+        ("on_service", lambda: deliver_service(control_plane, memo, namespace)),
+        (
+            "on_child",
+            lambda: deliver_child(control_plane, memo, "Deployment", namespace, "MODIFIED"),
+        ),
+        (
+            "on_child_configmap",
+            lambda: deliver_child(control_plane, memo, "ConfigMap", namespace, ""),
+        ),
     ):
         mark = control_plane.audit_mark()
         deliver()

@@ -13,7 +13,8 @@ from tokenscale.domain.capacity import Plan
 from tokenscale.domain.catalog import GFD_PRODUCTS
 from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.status import MetricsOutage, PrometheusProblem
-from tokenscale.handlers import cache
+from tokenscale.handlers.cache import WatchCache
+from tokenscale.handlers.runtime import Registry
 
 NOW = 1_800_000_000.0
 
@@ -113,15 +114,12 @@ def test_the_slim_cached_deployment_still_names_the_writer() -> None:
             "managedFields": [managed("tokenscale"), other, managed("horizontal-pod-autoscaler")],
         },
     }
-    key = ("ns-slim", "chat")
+    key, cache = ("ns-slim", "chat"), WatchCache()
     cache.put_deployment(key, full)
-    try:
-        slim = cache.deployment(key)
-        assert slim is not None and "template" not in slim["spec"]
-        assert autoscale.replica_field_managers(slim) == ["tokenscale", "horizontal-pod-autoscaler"]
-        assert autoscale.foreign_replica_writer(slim, last_applied=4) == "horizontal-pod-autoscaler"
-    finally:
-        cache.put_deployment(key, None)
+    slim = cache.deployment(key)
+    assert slim is not None and "template" not in slim["spec"]
+    assert autoscale.replica_field_managers(slim) == ["tokenscale", "horizontal-pod-autoscaler"]
+    assert autoscale.foreign_replica_writer(slim, last_applied=4) == "horizontal-pod-autoscaler"
 
 
 def test_tokenscale_alone_owning_replicas_is_no_conflict() -> None:
@@ -339,19 +337,18 @@ def test_status_from_a_stale_copy_is_not_written_and_not_acted_on() -> None:
     # merge patch of `conditions` computed from version 7 would drop Planned.
     from tokenscale.domain.names import ServiceRef
     from tokenscale.handlers import autoscale as handler
-    from tokenscale.handlers import cache
 
     key = ("ns", "stale")
-    cache.put_service(key, {"metadata": {"resourceVersion": "7"}, "status": {}})
     kube = _FakeKube(server_version="9")
+    reg = Registry(kube_factory=lambda: kube)  # type: ignore[arg-type,return-value]
+    reg.watched.put_service(key, {"metadata": {"resourceVersion": "7"}, "status": {}})
     patch = {"conditions": [{"type": "MetricsAvailable", "status": "True"}]}
     ref = ServiceRef("stale", "ns")
-    assert handler._write_status(kube, key, ref, patch, "7") is False  # type: ignore[arg-type]
+    assert handler._write_status(reg, key, ref, patch, "7") is False
     assert kube.patches == []
     kube.server_version = "7"
-    assert handler._write_status(kube, key, ref, patch, "7") is True  # type: ignore[arg-type]
+    assert handler._write_status(reg, key, ref, patch, "7") is True
     assert kube.patches == [(patch, "7")]
-    cache.put_service(key, None)
 
 
 def test_a_null_in_the_patch_equals_a_key_the_server_dropped() -> None:
@@ -372,9 +369,7 @@ def test_a_null_in_the_patch_equals_a_key_the_server_dropped() -> None:
 
 
 def test_the_cache_keeps_what_the_tick_reads_and_little_else() -> None:
-    from tokenscale.handlers import cache
-
-    key = ("ns", "slim")
+    key, cache = ("ns", "slim"), WatchCache()
     noise = {"manager": "kube-controller-manager", "fieldsV1": {"f:status": {"f:x": {}}}}
     deployment = {
         "metadata": {
@@ -389,10 +384,9 @@ def test_the_cache_keeps_what_the_tick_reads_and_little_else() -> None:
     cache.put_deployment(key, deployment)
     slim = cache.deployment(key)
     assert slim is not None and "annotations" not in slim["metadata"]
-    assert slim["spec"] == {"replicas": 5}
+    assert slim["spec"] == {"replicas": 5} and slim["status"] == {"readyReplicas": 5}
     assert autoscale.foreign_replica_writer(slim, last_applied=3) == "kubectl"
     cache.put_pod(key, "p", pod("p", True, deleting=True))
     (kept,) = cache.pods(key)
     facts = autoscale.workload_facts(slim, [kept], current_cap=8, schedulable=None)
     assert facts.ready_replicas == 0 and kept["spec"] == {"nodeName": "n1"}
-    cache.put_service(key, None)

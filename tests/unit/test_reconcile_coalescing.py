@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tokenscale.handlers import runtime
+from tokenscale.handlers.runtime import Reconciles
 
 KEY = ("team-a", "chat")
 
@@ -28,35 +28,35 @@ class Blocking:
             assert self.release.wait(timeout=30), "never released"
 
 
-def child_event(work: Blocking, label: str) -> None:
-    runtime.reconcile_once(
+def child_event(reconciles: Reconciles, work: Blocking, label: str) -> None:
+    reconciles.reconcile_once(
         KEY, lambda: work.run(label), lambda: work.run(f"{label} again"), wait=False
     )
 
 
 def test_events_during_a_reconcile_coalesce_into_one_more_run() -> None:
-    work = Blocking()
-    first = threading.Thread(target=child_event, args=(work, "first"))
+    work, reconciles = Blocking(), Reconciles()
+    first = threading.Thread(target=child_event, args=(reconciles, work, "first"))
     first.start()
     assert work.started.wait(timeout=30)
     for n in range(5):  # a rollout's burst: each returns at once, marking the service pending
-        child_event(work, f"event {n}")
+        child_event(reconciles, work, f"event {n}")
     assert work.runs == ["first"]
     work.release.set()
     first.join(timeout=30)
     assert not first.is_alive()
     assert work.runs == ["first", "first again"]  # one more run, reading the latest copy
-    child_event(work, "later")  # nothing under way: runs at once
+    child_event(reconciles, work, "later")  # nothing under way: runs at once
     assert work.runs[-1] == "later"
 
 
 def test_a_spec_change_waits_for_the_running_reconcile_and_runs_its_own() -> None:
-    work = Blocking()
-    first = threading.Thread(target=child_event, args=(work, "child"))
+    work, reconciles = Blocking(), Reconciles()
+    first = threading.Thread(target=child_event, args=(reconciles, work, "child"))
     first.start()
     assert work.started.wait(timeout=30)
     update = threading.Thread(
-        target=runtime.reconcile_once,
+        target=reconciles.reconcile_once,
         args=(KEY, lambda: work.run("update"), lambda: work.run("update again")),
         kwargs={"wait": True},
     )
@@ -72,8 +72,9 @@ def test_a_failed_reconcile_frees_the_service() -> None:
     def broken() -> None:
         raise RuntimeError("API server went away")
 
+    reconciles = Reconciles()
     with pytest.raises(RuntimeError):
-        runtime.reconcile_once(KEY, broken, broken, wait=False)
+        reconciles.reconcile_once(KEY, broken, broken, wait=False)
     ran: list[str] = []
-    runtime.reconcile_once(KEY, lambda: ran.append("next"), broken, wait=False)
+    reconciles.reconcile_once(KEY, lambda: ran.append("next"), broken, wait=False)
     assert ran == ["next"]

@@ -112,9 +112,9 @@ def _run_operator(args: argparse.Namespace) -> int:
         print(f"tokenscale run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.configure(log_settings.level, log_settings.format)
-    runtime.configure(dry_run=args.dry_run)
     metrics.serve(settings.metrics_port)
     kopf.run(
+        memo=kopf.Memo(registry=runtime.Registry(dry_run=args.dry_run)),
         standalone=True,
         clusterwide=not args.namespace,
         namespaces=list(args.namespace),

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -24,27 +23,19 @@ from tokenscale.domain.scaling import decide
 from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants, for_window
 from tokenscale.domain.signals import ServiceKey, ServiceSignals, to_observation
 from tokenscale.domain.status import Event, MetricsOutage, event_message
-from tokenscale.handlers import cache, runtime
+from tokenscale.handlers import runtime
 from tokenscale.handlers.lifecycle import service_ref
+from tokenscale.handlers.runtime import Registry
 
 log = logging.getLogger(__name__)
-WRITERS = 8
 # A failure that repeats every tick is logged (with its traceback) when it starts or changes.
 FAILURES = logs.ErrorStates(log)
-_pool: ThreadPoolExecutor | None = None
 
 
-def _writers() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="autoscale")
-    return _pool
-
-
-def tick(kube: Kube, source: PrometheusSignals, settings: AutoscaleSettings) -> None:
+def tick(reg: Registry, source: PrometheusSignals, settings: AutoscaleSettings) -> None:
     """One tick for every known service."""
     started, now = time.monotonic(), time.time()
-    services = cache.services()
+    kube, services = reg.kube(), reg.watched.services()
     sent_before = source.queries_sent
     outage: MetricsOutage | None = None
     try:
@@ -58,7 +49,7 @@ def tick(kube: Kube, source: PrometheusSignals, settings: AutoscaleSettings) -> 
     def one(item: tuple[ServiceKey, dict[str, Any]]) -> None:
         key, body = item
         try:
-            tick_service(kube, key, body, signals.get(key), outage, nodes, now, constants)
+            tick_service(reg, key, body, signals.get(key), outage, nodes, now, constants)
         except Exception as exc:  # one bad service must not stop the others
             FAILURES.failed(key, exc, "autoscale tick failed for %s/%s", *key)
         else:
@@ -66,14 +57,14 @@ def tick(kube: Kube, source: PrometheusSignals, settings: AutoscaleSettings) -> 
 
     # The decisions are milliseconds; the writes are round trips. When every service has news
     # (Prometheus just went away: MetricsAvailable flips on all 300) they overlap.
-    list(_writers().map(one, services.items()))
+    list(reg.writers().map(one, services.items()))
     metrics.SERVICES.set(len(services))
     metrics.QUERIES_PER_TICK.set(source.queries_sent - sent_before)
     metrics.TICK_SECONDS.observe(time.monotonic() - started)
 
 
 def tick_service(
-    kube: Kube,
+    reg: Registry,
     key: ServiceKey,
     body: dict[str, Any],
     signals: ServiceSignals | None,
@@ -84,7 +75,7 @@ def tick_service(
 ) -> None:
     spec = lifecycle.parse_spec(dict(body.get("spec") or {}))
     plan = None if isinstance(spec, lifecycle.SpecError) else capacity.plan(spec)
-    deployment = cache.deployment(key)
+    kube, deployment = reg.kube(), reg.watched.deployment(key)
     if (
         isinstance(spec, lifecycle.SpecError)
         or not isinstance(plan, capacity.Plan)
@@ -99,9 +90,9 @@ def tick_service(
     writer = autoscale.foreign_replica_writer(deployment, last_applied)
     if writer and not autoscale.conflict_resolved(status, replicas, now):
         patch = autoscale.conflict_status(status, writer, replicas, now, ref.generation)
-        _write_status(kube, key, ref, patch, version)
+        _write_status(reg, key, ref, patch, version)
         return
-    pods = cache.pods(key)
+    pods = reg.watched.pods(key)
     placed = sum(1 for p in pods if (p.get("spec") or {}).get("nodeName"))
     schedulable = None if nodes is None else autoscale.schedulable_replicas(nodes, plan, placed)
     cap_now = (status.get("plan") or {}).get("concurrencyCap")
@@ -118,7 +109,7 @@ def tick_service(
     )
     decision = decide(spec, plan, observation, state, now, constants=constants)
     patch = autoscale.tick_status(spec, status, decision, observation, now, ref.generation, outage)
-    if _write_status(kube, key, ref, patch, version):
+    if _write_status(reg, key, ref, patch, version):
         _log_decision(ref, autoscale.new_decision(status, patch), decision.mode)
         _act(kube, ref, decision, replicas, cap_now, status.get("desiredReplicas"))
     _count(key, decision, replicas)
@@ -162,22 +153,26 @@ def _act(
 
 
 def _write_status(
-    kube: Kube, key: ServiceKey, ref: names.ServiceRef, patch: dict[str, Any], version: str | None
+    reg: Registry,
+    key: ServiceKey,
+    ref: names.ServiceRef,
+    patch: dict[str, Any],
+    version: str | None,
 ) -> bool:
     """Write the patch computed from the cached object at `version`, only onto that version: the
     lifecycle handler writes `conditions` too, and a merge patch replaces the whole list, so a
     patch from a stale copy would drop its Planned/Ready. On a conflict (False) nothing is
     acted on: the decision's state (lastAppliedReplicas) was not saved, and the next tick
     decides again from the fresh copy the watch brings."""
-    current = (cache.service(key) or {}).get("status") or {}
+    current = (reg.watched.service(key) or {}).get("status") or {}
     if not autoscale.status_changed(current, patch):
         return True
     try:
-        with runtime.lock_for(ref.namespace, ref.name):
-            stored = kube.patch_status(ref, patch, resource_version=version)
+        with reg.reconciles.lock_for(ref.namespace, ref.name):
+            stored = reg.kube().patch_status(ref, patch, resource_version=version)
             # Under the lock: the cached version is the one this write stored, not one a
             # reconcile stored between the write and the merge.
-            cache.merge_service_status(key, patch, stored)
+            reg.watched.merge_service_status(key, patch, stored)
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -198,14 +193,14 @@ def _count(key: ServiceKey, decision: Decision, replicas: int) -> None:
     metrics.CAP.labels(*key).set(decision.concurrency_cap)
 
 
-async def run_loop(settings: AutoscaleSettings) -> None:
+async def run_loop(settings: AutoscaleSettings, reg: Registry) -> None:
     source = PrometheusSignals(
         settings.prometheus_url, settings.window, settings.timeout_seconds, settings.namespaces
     )
     while True:
         started = time.monotonic()
         try:
-            await asyncio.to_thread(tick, runtime.kube(), source, settings)
+            await asyncio.to_thread(tick, reg, source, settings)
         except Exception as exc:
             FAILURES.failed("tick", exc, "autoscale tick failed")
         else:
@@ -217,7 +212,7 @@ async def run_loop(settings: AutoscaleSettings) -> None:
 async def start(memo: kopf.Memo, **_: Any) -> None:
     settings = AutoscaleSettings.from_env()
     if settings.enabled:
-        memo["autoscaler"] = asyncio.create_task(run_loop(settings))
+        memo["autoscaler"] = asyncio.create_task(run_loop(settings, runtime.registry(memo)))
 
 
 @kopf.on.cleanup()

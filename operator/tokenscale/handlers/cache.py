@@ -1,5 +1,6 @@
-"""What the watches have seen: services, their Deployments and pods. The autoscale tick reads
-these instead of listing the API server for every service.
+"""What the watches have seen: services, their Deployments and pods. The autoscale tick and the
+reconciles read these instead of listing the API server for every service. One `WatchCache` per
+operator, held by its `Registry`.
 
 Only the fields the tick reads are kept: a full Deployment or pod with its managedFields is ten
 times what the tick needs, and at 300 services the full copies were most of the operator's
@@ -15,10 +16,6 @@ from typing import Any
 from tokenscale.domain.autoscale import replica_field_managers
 from tokenscale.domain.signals import ServiceKey
 
-_lock = threading.Lock()
-_services: dict[ServiceKey, dict[str, Any]] = {}
-_deployments: dict[ServiceKey, dict[str, Any]] = {}
-_pods: defaultdict[ServiceKey, dict[str, dict[str, Any]]] = defaultdict(dict)
 _META = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp")
 
 
@@ -74,64 +71,66 @@ def _slim_pod(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def put_service(key: ServiceKey, body: dict[str, Any] | None) -> None:
-    with _lock:
-        if body is None:
-            _services.pop(key, None)
-            _deployments.pop(key, None)
-            _pods.pop(key, None)
-        else:
-            _services[key] = _slim_service(body)
+class WatchCache:
+    """Services, Deployments and pods as the watches last reported them (slimmed)."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._services: dict[ServiceKey, dict[str, Any]] = {}
+        self._deployments: dict[ServiceKey, dict[str, Any]] = {}
+        self._pods: defaultdict[ServiceKey, dict[str, dict[str, Any]]] = defaultdict(dict)
 
-def merge_service_status(
-    key: ServiceKey, status: dict[str, Any], resource_version: str | None = None
-) -> None:
-    """Apply our own status patch to the cached copy, so the next tick sees it even if the
-    watch event is late; with the version the patch stored, a write preconditioned on the
-    cached copy's version does not fail on our own write."""
-    with _lock:
-        if key in _services:
-            merged = {**(_services[key].get("status") or {}), **copy.deepcopy(status)}
-            _services[key]["status"] = merged
-            if resource_version:
-                _services[key]["metadata"]["resourceVersion"] = resource_version
+    def put_service(self, key: ServiceKey, body: dict[str, Any] | None) -> None:
+        with self._lock:
+            if body is None:
+                self._services.pop(key, None)
+                self._deployments.pop(key, None)
+                self._pods.pop(key, None)
+            else:
+                self._services[key] = _slim_service(body)
 
+    def merge_service_status(
+        self, key: ServiceKey, status: dict[str, Any], resource_version: str | None = None
+    ) -> None:
+        """Apply our own status patch to the cached copy, so the next tick sees it even if the
+        watch event is late; with the version the patch stored, a write preconditioned on the
+        cached copy's version does not fail on our own write."""
+        with self._lock:
+            if key in self._services:
+                merged = {**(self._services[key].get("status") or {}), **copy.deepcopy(status)}
+                self._services[key]["status"] = merged
+                if resource_version:
+                    self._services[key]["metadata"]["resourceVersion"] = resource_version
 
-def put_deployment(key: ServiceKey, body: dict[str, Any] | None) -> bool:
-    """Keep the watch's copy; True when its replicas, generation or rollout counts changed."""
-    with _lock:
-        before = _workload_view(_deployments.get(key))
-        if body is None:
-            _deployments.pop(key, None)
-            return before is not None
-        _deployments[key] = _slim_deployment(body)
-        return bool(_workload_view(_deployments[key]) != before)
+    def put_deployment(self, key: ServiceKey, body: dict[str, Any] | None) -> bool:
+        """Keep the watch's copy; True when its replicas, generation or rollout counts changed."""
+        with self._lock:
+            before = _workload_view(self._deployments.get(key))
+            if body is None:
+                self._deployments.pop(key, None)
+                return before is not None
+            self._deployments[key] = _slim_deployment(body)
+            return bool(_workload_view(self._deployments[key]) != before)
 
+    def put_pod(self, key: ServiceKey, name: str, body: dict[str, Any] | None) -> None:
+        with self._lock:
+            if body is None:
+                self._pods[key].pop(name, None)
+            else:
+                self._pods[key][name] = _slim_pod(body)
 
-def put_pod(key: ServiceKey, name: str, body: dict[str, Any] | None) -> None:
-    with _lock:
-        if body is None:
-            _pods[key].pop(name, None)
-        else:
-            _pods[key][name] = _slim_pod(body)
+    def services(self) -> dict[ServiceKey, dict[str, Any]]:
+        with self._lock:
+            return dict(self._services)
 
+    def service(self, key: ServiceKey) -> dict[str, Any] | None:
+        with self._lock:
+            return self._services.get(key)
 
-def services() -> dict[ServiceKey, dict[str, Any]]:
-    with _lock:
-        return dict(_services)
+    def deployment(self, key: ServiceKey) -> dict[str, Any] | None:
+        with self._lock:
+            return self._deployments.get(key)
 
-
-def service(key: ServiceKey) -> dict[str, Any] | None:
-    with _lock:
-        return _services.get(key)
-
-
-def deployment(key: ServiceKey) -> dict[str, Any] | None:
-    with _lock:
-        return _deployments.get(key)
-
-
-def pods(key: ServiceKey) -> list[dict[str, Any]]:
-    with _lock:
-        return list(_pods.get(key, {}).values())
+    def pods(self, key: ServiceKey) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._pods.get(key, {}).values())

@@ -8,7 +8,7 @@ import kopf
 
 from tokenscale.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
 from tokenscale.domain.names import SERVICE_LABEL
-from tokenscale.handlers import cache, runtime
+from tokenscale.handlers import runtime
 from tokenscale.handlers.lifecycle import reconcile_latest
 
 MANAGED = {"app.kubernetes.io/managed-by": "tokenscale"}
@@ -25,7 +25,7 @@ def _owner_name(body: kopf.Body) -> str | None:
 @kopf.on.event("", "v1", "services", labels=MANAGED)
 @kopf.on.event("", "v1", "configmaps", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
-def on_child(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 (kopf's name)
+def on_child(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
     """A child changed: reconcile its owner when the child no longer holds what was applied
     (a hand edit, a deletion) or, for the Deployment, when its replicas or rollout moved (the
     service's status follows them). The echo of the operator's own write is neither: it costs
@@ -33,37 +33,37 @@ def on_child(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002
     owner, namespace = _owner_name(body), body["metadata"].get("namespace")
     if not owner or not namespace:
         return
-    deleted = type == "DELETED"
-    kube = runtime.kube()
-    drifted = kube.observe(dict(body), deleted=deleted)
+    deleted, reg = type == "DELETED", runtime.registry(memo)
+    drifted = reg.kube().observe(dict(body), deleted=deleted)
     moved = False
     if body.get("kind") == "Deployment":
-        moved = cache.put_deployment((namespace, owner), None if deleted else dict(body))
+        moved = reg.watched.put_deployment((namespace, owner), None if deleted else dict(body))
     if not (drifted or moved):
         return
     # A deleted child is most often the garbage collector at work after its owner went: ask the
     # API server, not the watch's copy, whether the owner still exists before re-creating it.
-    runtime.reconcile_once(
+    reg.reconciles.reconcile_once(
         (namespace, owner),
-        lambda: reconcile_latest(kube, namespace, owner, fresh=deleted),
-        lambda: reconcile_latest(kube, namespace, owner),
+        lambda: reconcile_latest(reg, namespace, owner, fresh=deleted),
+        lambda: reconcile_latest(reg, namespace, owner),
         wait=False,
     )
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
-def on_pod(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002 (kopf's name)
+def on_pod(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
     """Remember worker pods: the autoscaler counts ready and starting replicas from them."""
     meta = body["metadata"]
     service = (meta.get("labels") or {}).get(SERVICE_LABEL)
     if service:
         key = (meta["namespace"], service)
-        cache.put_pod(key, meta["name"], None if type == "DELETED" else dict(body))
+        body_or_none = None if type == "DELETED" else dict(body)
+        runtime.registry(memo).watched.put_pod(key, meta["name"], body_or_none)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def on_service_event(body: kopf.Body, type: str | None, **_: Any) -> None:  # noqa: A002
+def on_service_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
     """Remember every InferenceService for the autoscale loop."""
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
-    cache.put_service(key, None if type == "DELETED" else dict(body))
+    runtime.registry(memo).watched.put_service(key, None if type == "DELETED" else dict(body))

@@ -23,7 +23,8 @@ from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION
 from tokenscale.domain import capacity, lifecycle, names, placement, render, status
 from tokenscale.domain.autoscale import status_changed
 from tokenscale.domain.names import ServiceRef
-from tokenscale.handlers import cache, runtime
+from tokenscale.handlers import runtime
+from tokenscale.handlers.runtime import Registry
 
 log = logging.getLogger(__name__)
 
@@ -35,52 +36,52 @@ def service_ref(body: kopf.Body | dict[str, Any]) -> ServiceRef:
     )
 
 
-def reconcile(kube: Kube, body: kopf.Body | dict[str, Any]) -> None:
+def reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
     """Bring one InferenceService's children and status in line with its spec. The status is
     written only onto the version `body` was read at; when the stored object is newer (409),
     once more from a fresh read."""
     try:
-        _reconcile(kube, body)
+        _reconcile(reg, body)
     except ApiException as exc:
         if exc.status != 409:
             raise
         meta = body["metadata"]
-        fresh = kube.get_service(meta["namespace"], meta["name"])
+        fresh = reg.kube().get_service(meta["namespace"], meta["name"])
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
             return
-        cache.put_service((meta["namespace"], meta["name"]), fresh)
-        _reconcile(kube, fresh)
+        reg.watched.put_service((meta["namespace"], meta["name"]), fresh)
+        _reconcile(reg, fresh)
 
 
-def reconcile_latest(kube: Kube, namespace: str, name: str, fresh: bool = False) -> None:
+def reconcile_latest(reg: Registry, namespace: str, name: str, fresh: bool = False) -> None:
     """Reconcile from the watch's copy of the service (a read only when the watch has not
     reported it yet, or with `fresh`); nothing when it is gone or going."""
-    body = None if fresh else cache.service((namespace, name))
-    body = body or kube.get_service(namespace, name)
+    body = None if fresh else reg.watched.service((namespace, name))
+    body = body or reg.kube().get_service(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
-    reconcile(kube, body)
+    reconcile(reg, body)
 
 
-def _reconcile(kube: Kube, body: kopf.Body | dict[str, Any]) -> None:
-    ref = service_ref(body)
+def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
+    kube, ref = reg.kube(), service_ref(body)
     version = body["metadata"].get("resourceVersion")
     old_status: dict[str, Any] = dict(body.get("status") or {})
     conds: status.Conditions = list(old_status.get("conditions") or [])
     now = runtime.now_rfc3339()
     spec = lifecycle.parse_spec(dict(body["spec"]))
     if isinstance(spec, lifecycle.SpecError):
-        return _report_unusable(kube, ref, old_status, conds, now, spec.message, version)
+        return _report_unusable(reg, ref, old_status, conds, now, spec.message, version)
     result = capacity.plan(spec)
     if isinstance(result, capacity.Infeasible):
-        return _report_unusable(kube, ref, old_status, conds, now, result, version)
+        return _report_unusable(reg, ref, old_status, conds, now, result, version)
     conds = status.planned_conditions(conds, result, now, ref.generation)
     cap = lifecycle.concurrency_cap(spec, result, old_status)
     podmonitor = kube.has_resource("monitoring.coreos.com/v1", "PodMonitor")
     gpu_nodes = placement.from_env(os.environ)
     for child in render.render_all(ref, spec, result, cap, podmonitor, gpu_nodes):
         kube.apply(child)
-    deployment = _deployment(kube, ref)
+    deployment = _deployment(reg, ref)
     current = None if deployment is None else (deployment["spec"].get("replicas"))
     target = lifecycle.bounded_replicas(spec, current if deployment else None)
     if target is not None:
@@ -101,23 +102,23 @@ def _reconcile(kube: Kube, body: kopf.Body | dict[str, Any]) -> None:
         "desiredReplicas": old_status.get("desiredReplicas") or workload.replicas,
         "plan": status.plan_status(result, cap),
     }
-    _write_status(kube, ref, old_status, patch, version)
+    _write_status(reg, ref, old_status, patch, version)
 
 
-def _deployment(kube: Kube, ref: ServiceRef) -> dict[str, Any] | None:
+def _deployment(reg: Registry, ref: ServiceRef) -> dict[str, Any] | None:
     """The watch's copy of the service's Deployment; a read (kept) before the watch saw it."""
     key = (ref.namespace, ref.name)
-    found = cache.deployment(key)
+    found = reg.watched.deployment(key)
     if found is None:
-        found = kube.get_deployment(ref.namespace, names.deployment_name(ref))
+        found = reg.kube().get_deployment(ref.namespace, names.deployment_name(ref))
         if found is not None:
-            cache.put_deployment(key, found)
-            found = cache.deployment(key)
+            reg.watched.put_deployment(key, found)
+            found = reg.watched.deployment(key)
     return found
 
 
 def _write_status(
-    kube: Kube,
+    reg: Registry,
     ref: ServiceRef,
     old_status: dict[str, Any],
     patch: dict[str, Any],
@@ -127,12 +128,12 @@ def _write_status(
     conditions too, and a merge patch replaces the whole list)."""
     if not status_changed(old_status, patch):
         return
-    stored = kube.patch_status(ref, patch, resource_version=version)
-    cache.merge_service_status((ref.namespace, ref.name), patch, stored)
+    stored = reg.kube().patch_status(ref, patch, resource_version=version)
+    reg.watched.merge_service_status((ref.namespace, ref.name), patch, stored)
 
 
 def _report_unusable(
-    kube: Kube,
+    reg: Registry,
     ref: ServiceRef,
     old_status: dict[str, Any],
     conds: status.Conditions,
@@ -149,9 +150,9 @@ def _report_unusable(
         for c in old_status.get("conditions") or []
     )
     patch = {"observedGeneration": ref.generation, "conditions": conds}
-    _write_status(kube, ref, old_status, patch, version)
+    _write_status(reg, ref, old_status, patch, version)
     if not already:
-        kube.event(ref, *status.unusable_event(problem))
+        reg.kube().event(ref, *status.unusable_event(problem))
         log.warning("%s", ready["message"], extra=logs.about(ref.namespace, ref.name))
 
 
@@ -172,17 +173,17 @@ def _warn_on_new_capacity_limit(
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def on_service(body: kopf.Body, **_: Any) -> None:
+def on_service(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Create, spec change, or operator restart: after any reconcile of this service already
     under way, with this body (the newest copy); kopf retries it when it fails."""
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
-    cache.put_service(key, dict(body))
-    kube = runtime.kube()
+    reg = runtime.registry(memo)
+    reg.watched.put_service(key, dict(body))
     with metrics.RECONCILE_SECONDS.time():
-        runtime.reconcile_once(
+        reg.reconciles.reconcile_once(
             key,
-            lambda: reconcile(kube, body),
-            lambda: reconcile_latest(kube, *key),
+            lambda: reconcile(reg, body),
+            lambda: reconcile_latest(reg, *key),
             wait=True,
         )

@@ -1,86 +1,121 @@
-"""Process-wide handles the handlers share: the API wrapper, per-service locks, and the
-coalescing of one service's reconciles."""
+"""What the handlers of one operator share, in one object handed to every handler.
+
+`tokenscale run` makes one `Registry` and gives it to kopf as the operator's memo; each handler
+takes it from its `memo` (`registry(memo)`). Nothing is module-global, so a test that makes its
+own registry sees nothing another test left behind.
+"""
 
 from __future__ import annotations
 
 import datetime
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
 
 from tokenscale.adapters.kube import Kube, load_client
+from tokenscale.handlers.cache import WatchCache
 
-_kube: Kube | None = None
-_dry_run = False
-_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-_locks_guard = threading.Lock()
-# Services with a reconcile under way, and those asked for again while it ran.
-_reconciles = threading.Condition()
-_running: set[tuple[str, str]] = set()
-_pending: set[tuple[str, str]] = set()
+ServiceKey = tuple[str, str]  # (namespace, name)
+# The autoscale tick's writers: decisions take milliseconds, writes are round trips.
+WRITERS = 8
 
 
-def configure(dry_run: bool) -> None:
-    """Called once by `tokenscale run` before the handlers start."""
-    global _dry_run, _kube
-    _dry_run = dry_run
-    _kube = None
+class Reconciles:
+    """One reconcile of a service at a time, and the coalescing of the requests meanwhile."""
 
+    def __init__(self) -> None:
+        self._locks: defaultdict[ServiceKey, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+        self._state = threading.Condition()
+        self._running: set[ServiceKey] = set()
+        self._pending: set[ServiceKey] = set()
 
-def kube() -> Kube:
-    global _kube
-    if _kube is None:
-        _kube = Kube(load_client(), dry_run=_dry_run)
-    return _kube
+    def lock_for(self, namespace: str, name: str) -> threading.Lock:
+        """Serialize the writes of one service's status (reconciles and autoscale ticks)."""
+        with self._locks_guard:
+            return self._locks[(namespace, name)]
 
+    def reconcile_once(
+        self,
+        key: ServiceKey,
+        first: Callable[[], None],
+        again: Callable[[], None],
+        *,
+        wait: bool,
+    ) -> None:
+        """Run one service's reconcile, one at a time per service, coalescing what comes
+        meanwhile.
 
-def lock_for(namespace: str, name: str) -> threading.Lock:
-    """Serialize reconciles of one service (its own events and its children's events)."""
-    with _locks_guard:
-        return _locks[(namespace, name)]
-
-
-def reconcile_once(
-    key: tuple[str, str],
-    first: Callable[[], None],
-    again: Callable[[], None],
-    *,
-    wait: bool,
-) -> None:
-    """Run one service's reconcile, one at a time per service, coalescing what comes meanwhile.
-
-    While a reconcile of `key` runs, a request with `wait=False` (a child's event) only marks
-    the service pending and returns; the running one then goes once more (`again`, which reads
-    the latest copy) when it ends. A rollout's dozens of Deployment and pod events cost one
-    reconcile per burst plus one, and none is lost: whatever an event said, the run after it
-    reads. `wait=True` (kopf's create/update/resume handler, which kopf retries on failure)
-    waits for the running one and then runs `first` itself."""
-    with _reconciles:
-        if key in _running:
-            if not wait:
-                _pending.add(key)
-                return
-            while key in _running:
-                _reconciles.wait()
-        _running.add(key)
-        _pending.discard(key)
-    try:
-        with lock_for(*key):
-            first()
-        while True:
-            with _reconciles:  # the check and the release in one step: no request falls between
-                if key not in _pending:
-                    _running.discard(key)
-                    _reconciles.notify_all()
+        While a reconcile of `key` runs, a request with `wait=False` (a child's event) only
+        marks the service pending and returns; the running one then goes once more (`again`,
+        which reads the latest copy) when it ends. A rollout's dozens of Deployment events cost
+        one reconcile per burst plus one, and none is lost: whatever an event said, the run
+        after it reads. `wait=True` (kopf's create/update/resume handler, which kopf retries on
+        failure) waits for the running one and then runs `first` itself."""
+        with self._state:
+            if key in self._running:
+                if not wait:
+                    self._pending.add(key)
                     return
-                _pending.discard(key)
-            with lock_for(*key):
-                again()
-    except BaseException:
-        with _reconciles:
-            _running.discard(key)
-            _reconciles.notify_all()
-        raise
+                while key in self._running:
+                    self._state.wait()
+            self._running.add(key)
+            self._pending.discard(key)
+        try:
+            with self.lock_for(*key):
+                first()
+            while True:
+                with self._state:  # the check and the release in one step: no request between
+                    if key not in self._pending:
+                        self._running.discard(key)
+                        self._state.notify_all()
+                        return
+                    self._pending.discard(key)
+                with self.lock_for(*key):
+                    again()
+        except BaseException:
+            with self._state:
+                self._running.discard(key)
+                self._state.notify_all()
+            raise
+
+
+@dataclass
+class Registry:
+    """The API wrapper (made on first use), the watch caches, the reconcile coordination and
+    the autoscaler's writer threads of one operator process."""
+
+    dry_run: bool = False
+    kube_factory: Callable[[], Kube] | None = None
+    watched: WatchCache = field(default_factory=WatchCache)
+    reconciles: Reconciles = field(default_factory=Reconciles)
+    _kube: Kube | None = None
+    _writers: ThreadPoolExecutor | None = None
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def kube(self) -> Kube:
+        with self._guard:
+            if self._kube is None:
+                factory = self.kube_factory or (lambda: Kube(load_client(), self.dry_run))
+                self._kube = factory()
+            return self._kube
+
+    def writers(self) -> ThreadPoolExecutor:
+        with self._guard:
+            if self._writers is None:
+                self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="autoscale")
+            return self._writers
+
+
+def registry(memo: Mapping[str, Any] | Any) -> Registry:
+    """The operator's registry from a handler's kopf memo."""
+    found = memo.get("registry") if isinstance(memo, Mapping) else getattr(memo, "registry", None)
+    if not isinstance(found, Registry):
+        raise RuntimeError("no tokenscale Registry in kopf's memo: start with `tokenscale run`")
+    return found
 
 
 def now_rfc3339() -> str:
