@@ -5,8 +5,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-COPY worker_image ./worker_image
-RUN pip install . && rm -rf /src
+COPY contract ./contract
+# The operator and the contract it shares with the worker: no worker, no simulator (the `bench`
+# extra is left out).
+RUN pip install ./contract . && rm -rf /src \
+    && python -c "import tokenscale.cli, tokenscale.handlers.lifecycle" \
+    && ! python -c "import tokenscale_worker" 2>/dev/null
 
 # Non-root, matching the chart's runAsUser.
 USER 65532:65532

@@ -4,17 +4,17 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml contract/pyproject.toml sim/pyproject.toml worker_image/pyproject.toml | sha1sum | cut -c1-12)
 DEMO_OUT ?= out
 
 .PHONY: demo demo-live test setup unit lint generate verify e2e bench cluster-up cluster-down venv clean contract
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml contract/pyproject.toml sim/pyproject.toml worker_image/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e ./contract -e ./sim -e ./worker_image -e '.[dev,bench]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 ## setup: install or build every tool the tests use, once (Prometheus, the cluster binaries, Helm,
@@ -29,8 +29,8 @@ demo: venv
 
 ## lint: ruff, mypy --strict (pydantic plugin) and the layer contracts
 lint: venv
-	$(BIN)/ruff check operator worker_image tests e2e
-	$(BIN)/ruff format --check operator worker_image tests e2e
+	$(BIN)/ruff check operator contract sim worker_image tests e2e hack
+	$(BIN)/ruff format --check operator contract sim worker_image tests e2e hack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -34,10 +34,8 @@ from tests.worker.conftest import free_port, scrape
 from tests.worker.vllm_worker import SERVED, rendered_config
 
 from tokenscale.domain.histogram import quantile
-from tokenscale_worker.config import WorkerConfig
-from tokenscale_worker.engine_profile import CPU_TEST
-from tokenscale_worker.launcher import engine_env, vllm_command
-from tokenscale_worker.sim.compare import (
+from tokenscale_contract.config import WorkerConfig
+from tokenscale_sim.compare import (
     ReplayResult,
     TraceRequest,
     bursty_trace,
@@ -47,7 +45,9 @@ from tokenscale_worker.sim.compare import (
     percentile,
     simulate,
 )
-from tokenscale_worker.sim.metrics import INTER_TOKEN_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
+from tokenscale_sim.metrics import INTER_TOKEN_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
+from tokenscale_worker.engine_profile import CPU_TEST
+from tokenscale_worker.launcher import engine_env, vllm_command
 
 KV_CAPACITY_TOKENS = 1_048_576  # vLLM's log: "CPU KV cache size: 1,048,576 tokens" (1 GiB)
 SAMPLE_S = 0.1

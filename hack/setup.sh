@@ -11,6 +11,9 @@
 #             worker_image/scripts/vllm-env.sh
 #   model     the tiny Llama model the real-engine tests serve, built from a fixed seed with the
 #             vLLM environment's python, its files' sha256 checked: worker_image/scripts/tiny_model.py
+#   wheels    two clean environments, one per image, with only that image's distributions and
+#             their dependencies (the wheel test installs this checkout's wheels into them):
+#             hack/wheel-venvs.sh
 # The vLLM download and the Go builds run side by side (one waits on the network, the other on
 # the CPU); each prints progress lines.
 #
@@ -22,7 +25,7 @@ cd "$(dirname "$0")/.."
 START=$SECONDS
 say() { printf '[setup %4ds] %s\n' "$((SECONDS - START))" "$*"; }
 parts=("$@")
-(( ${#parts[@]} )) || parts=(cluster vllm model)
+(( ${#parts[@]} )) || parts=(cluster vllm model wheels)
 
 want() { local p; for p in "${parts[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
 
@@ -68,5 +71,8 @@ if want model; then
     HF_HUB_OFFLINE=1 "$VLLM_PY" worker_image/scripts/tiny_model.py >/dev/null
     say "model: ready"
   fi
+fi
+if want wheels; then
+  bash hack/wheel-venvs.sh
 fi
 say "done: every tool the tests use is installed"

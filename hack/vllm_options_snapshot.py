@@ -3,9 +3,9 @@
 Run it inside an environment with vLLM installed (worker_image/scripts/vllm-env.sh builds one):
 
     VLLM_TARGET_DEVICE=cpu "$(worker_image/scripts/vllm-env.sh)" hack/vllm_options_snapshot.py \
-        > worker_image/tokenscale_worker/vllm_options.json
+        > contract/tokenscale_contract/vllm_options.json
 
-The launcher's extraArgs guard (tokenscale_worker.vllm_options) resolves arguments against this
+The launcher's extraArgs guard (tokenscale_contract.vllm_options) resolves arguments against this
 snapshot the way vLLM's FlexibleArgumentParser does; the contract test
 (tests/worker/test_vllm_contract.py) checks the snapshot equals the live parser's table.
 """

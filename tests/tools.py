@@ -105,3 +105,20 @@ def running_prometheus(work: Path, port: int) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+WHEEL_VENVS_SH = ROOT / "hack" / "wheel-venvs.sh"
+
+
+def wheel_venvs() -> Path:
+    """The directory holding the clean per-image environments `make setup` builds
+    (`operator/`, `worker/`); fails when they are missing or built for other pyproject files."""
+    check = subprocess.run(
+        ["bash", str(WHEEL_VENVS_SH), "--check"], capture_output=True, text=True, check=False
+    )
+    if check.returncode != 0:
+        pytest.fail(f"{check.stderr.strip()}: {SETUP_HINT}", pytrace=False)
+    out = subprocess.run(
+        ["bash", str(WHEEL_VENVS_SH), "--print"], capture_output=True, text=True, check=True
+    )
+    return Path(out.stdout.strip())

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from tokenscale_worker import contract
+from tokenscale_contract import interface as contract
 
 # Kubernetes' defaults for fields a probe leaves out.
 DEFAULT_PERIOD_S = 10.0

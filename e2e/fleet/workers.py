@@ -18,7 +18,7 @@ import aiohttp
 
 from e2e.fleet.lifetime import die_with_parent
 from e2e.fleet.probes import PodProbes, until_success
-from tokenscale_worker import contract
+from tokenscale_contract import interface as contract
 
 LISTENING = re.compile(r"gateway listening on [^:\s]+:(\d+)")
 DRAINING = re.compile(r"draining: (\d+) in flight, (\d+) queued")

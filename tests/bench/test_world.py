@@ -9,7 +9,7 @@ from tokenscale.bench.fleet import Fleet
 from tokenscale.bench.metrics import Recorder
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.workload import default_workload
-from tokenscale_worker.sim.profile import perturbed
+from tokenscale_sim.profile import perturbed
 
 
 def test_drawn_hardware_is_within_25_percent_and_repeatable() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tokenscale.domain import catalog
+from tokenscale_contract import catalog
 
 P = "tokenscale plan"
 MODEL_CHOICES = ", ".join(repr(m) for m in sorted(catalog.MODELS))

@@ -15,7 +15,7 @@ from tests.unit.crd_check import server_problems
 from tokenscale.api.v1alpha1 import InferenceService
 from tokenscale.api.v1alpha1.errors import problems
 from tokenscale.domain.lifecycle import SpecError, parse_spec
-from tokenscale_worker.launcher import validate_extra_args
+from tokenscale_contract.extra_args import validate_extra_args
 
 
 def document(spec: dict[str, Any] | None = None, name: str = "svc") -> dict[str, Any]:

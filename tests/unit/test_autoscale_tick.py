@@ -10,11 +10,11 @@ from tests.conftest import minimal_spec
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import autoscale, capacity
 from tokenscale.domain.capacity import Plan
-from tokenscale.domain.catalog import GFD_PRODUCTS
 from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.status import MetricsOutage, PrometheusProblem
 from tokenscale.handlers.cache import WatchCache
 from tokenscale.handlers.runtime import Registry
+from tokenscale_contract.catalog import GFD_PRODUCTS
 
 NOW = 1_800_000_000.0
 

@@ -4,8 +4,9 @@ import pytest
 
 from tests.conftest import minimal_spec
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
-from tokenscale.domain import capacity, catalog
+from tokenscale.domain import capacity
 from tokenscale.domain.capacity import Infeasible, Plan
+from tokenscale_contract import catalog
 
 
 def plan_of(arch: str, gpu: str, quant: str = "none", **sections: object) -> Plan | Infeasible:

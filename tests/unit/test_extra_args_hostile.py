@@ -16,9 +16,9 @@ from tests.unit.extra_args_cases import ISSUE_CASES, OWN_CASES
 from tests.unit.hostile import document, operator_message, python_problems, server_problems, tally
 from tokenscale.api.v1alpha1 import cel
 from tokenscale.api.v1alpha1.engine_rules import EXTRA_ARGS_RULES
-from tokenscale_worker.extra_args_guard import option_problems
-from tokenscale_worker.extra_args_policy import REFUSED
-from tokenscale_worker.vllm_options import resolve, table
+from tokenscale_contract.extra_args_guard import option_problems
+from tokenscale_contract.extra_args_policy import REFUSED
+from tokenscale_contract.vllm_options import resolve, table
 
 CASES = ISSUE_CASES + OWN_CASES
 

@@ -16,8 +16,8 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import capacity, render
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
-from tokenscale_worker import contract
-from tokenscale_worker.config import WorkerConfig
+from tokenscale_contract import interface as contract
+from tokenscale_contract.config import WorkerConfig
 from tokenscale_worker.launcher import build_vllm_args
 
 

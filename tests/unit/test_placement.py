@@ -9,10 +9,11 @@ import pytest
 
 from tests.conftest import minimal_spec
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
-from tokenscale.domain import autoscale, capacity, catalog, placement, render
+from tokenscale.domain import autoscale, capacity, placement, render
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 from tokenscale.domain.placement import GpuPlacement
+from tokenscale_contract import catalog
 
 REF = ServiceRef("chat", "team-a", uid="1")
 GFD = "nvidia.com/gpu.product"

@@ -12,7 +12,7 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import capacity, probes, render
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
-from tokenscale_worker import contract
+from tokenscale_contract import interface as contract
 
 
 def rendered(**sections: Any) -> tuple[dict[str, Any], Plan]:

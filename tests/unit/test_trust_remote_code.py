@@ -11,9 +11,9 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import capacity, render
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
-from tokenscale_worker import contract
-from tokenscale_worker.config import WorkerConfig
-from tokenscale_worker.extra_args_guard import option_problems
+from tokenscale_contract import interface as contract
+from tokenscale_contract.config import WorkerConfig
+from tokenscale_contract.extra_args_guard import option_problems
 from tokenscale_worker.launcher import build_vllm_args
 
 

@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tokenscale_sim.profile import build_profile
+from tokenscale_sim.server import SimServer
 from tokenscale_worker.gateway import Gateway
-from tokenscale_worker.sim.profile import build_profile
-from tokenscale_worker.sim.server import SimServer
 from tokenscale_worker.tuning import Tuning, TuningWatcher
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"

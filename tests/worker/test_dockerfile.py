@@ -9,7 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tokenscale_worker.contract import GATEWAY_PORT, WORKER_ENTRYPOINT
+from tokenscale_contract.interface import GATEWAY_PORT, WORKER_ENTRYPOINT
 
 DOCKERFILE = Path(__file__).parents[2] / "worker_image" / "Dockerfile"
 SCRIPT = Path(__file__).parents[2] / "worker_image" / "scripts" / "vllm-env.sh"

@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from tokenscale_worker.sim.engine import EngineModel, FinishedRequest
-from tokenscale_worker.sim.profile import (
+from tokenscale_sim.engine import EngineModel, FinishedRequest
+from tokenscale_sim.profile import (
     EngineProfile,
     InfeasibleProfileError,
     build_profile,

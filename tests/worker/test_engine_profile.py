@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.worker.vllm_worker import rendered_config
-from tokenscale_worker.config import WorkerConfig
+from tokenscale_contract.config import WorkerConfig
 from tokenscale_worker.engine_profile import (
     CPU_TEST,
     GPU,

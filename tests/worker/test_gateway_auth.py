@@ -12,12 +12,12 @@ from aiohttp import web
 
 from tests.worker.conftest import MODEL
 from tests.worker.gateway_harness import gateway_on_stub, raw_request, request_bytes
+from tokenscale_contract.interface import API_KEY_ENV
+from tokenscale_sim.profile import build_profile
+from tokenscale_sim.server import SimServer
 from tokenscale_worker.auth import authorized, load_api_key
-from tokenscale_worker.contract import API_KEY_ENV
 from tokenscale_worker.gateway import Gateway
 from tokenscale_worker.limits import GatewayLimits
-from tokenscale_worker.sim.profile import build_profile
-from tokenscale_worker.sim.server import SimServer
 from tokenscale_worker.tuning import Tuning
 
 KEY = "sk-test-0123456789"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tokenscale_worker.config import ConfigError, WorkerConfig, load_config
-from tokenscale_worker.contract import CONFIG_ENV, ENGINE_PORT, GATEWAY_PORT
+from tokenscale_contract.config import ConfigError, WorkerConfig, load_config
+from tokenscale_contract.interface import CONFIG_ENV, ENGINE_PORT, GATEWAY_PORT
 from tokenscale_worker.launcher import (
     PLANNED_FLAGS,
     LauncherError,

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from tokenscale_worker.sim import EngineProfile
-from tokenscale_worker.sim.compare import (
+from tokenscale_sim import EngineProfile
+from tokenscale_sim.compare import (
     StepCosts,
     bursty_trace,
     fit_step_costs,

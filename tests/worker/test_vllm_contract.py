@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.tools import vllm_python
-from tokenscale_worker.config import WorkerConfig
-from tokenscale_worker.extra_args_guard import option_problems
-from tokenscale_worker.extra_args_policy import REFUSED
+from tokenscale_contract.config import WorkerConfig
+from tokenscale_contract.extra_args_guard import option_problems
+from tokenscale_contract.extra_args_policy import REFUSED
+from tokenscale_contract.vllm_options import walk
 from tokenscale_worker.launcher import PLANNED_FLAGS, build_vllm_args
-from tokenscale_worker.vllm_options import walk
 
 pytestmark = pytest.mark.contract
 
@@ -172,7 +172,7 @@ def vllm_hostile() -> dict[str, object]:
 
 @pytest.mark.timeout(2400)
 def test_option_snapshot_is_vllms_table(vllm_hostile: dict[str, object]) -> None:
-    checked_in = (ROOT / "worker_image" / "tokenscale_worker" / "vllm_options.json").read_text()
+    checked_in = (ROOT / "contract" / "tokenscale_contract" / "vllm_options.json").read_text()
     assert vllm_hostile["snapshot"] == checked_in, (
         "vLLM's option table changed: regenerate with hack/vllm_options_snapshot.py "
         "and review extra_args_policy.REFUSED"
@@ -267,7 +267,7 @@ json.dump(results, sys.stdout)
 
 
 def _llama_config(arch_id: str, quantization: dict[str, object] | None) -> dict[str, object]:
-    from tokenscale.domain import catalog
+    from tokenscale_contract import catalog
 
     arch = catalog.model(arch_id)
     config: dict[str, object] = {
@@ -286,9 +286,10 @@ def _rendered_argv(doc: dict[str, object]) -> tuple[list[str], str, str]:
     """The argv the launcher builds from the config the operator renders for a spec, with the
     checkpoint format and catalog architecture it names."""
     from tokenscale.api.v1alpha1 import InferenceServiceSpec
-    from tokenscale.domain import capacity, catalog
+    from tokenscale.domain import capacity
     from tokenscale.domain.names import ServiceRef
     from tokenscale.domain.worker_config import worker_config
+    from tokenscale_contract import catalog
 
     spec = InferenceServiceSpec.model_validate(doc)
     plan = capacity.plan(spec)

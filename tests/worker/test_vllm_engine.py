@@ -26,9 +26,9 @@ from tests.worker.metric_parity import autoscaler_families, prometheus_scraping,
 from tests.worker.vllm_worker import SERVED, VllmWorker, rendered_config, vllm_worker
 from tokenscale.adapters.prometheus import GAUGES, RATES, PrometheusSignals
 from tokenscale.domain.signals import ServiceSignals
+from tokenscale_sim.compare import StepCosts, TraceRequest, measured_profile, simulate
+from tokenscale_sim.metrics import SimMetrics
 from tokenscale_worker.engine_profile import CPU_TEST
-from tokenscale_worker.sim.compare import StepCosts, TraceRequest, measured_profile, simulate
-from tokenscale_worker.sim.metrics import SimMetrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 # Start-up: ~50 s on a quiet 2-core machine, 150 s seen while other builds ran; a deadline, not a

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from tokenscale_worker.contract import API_KEY_ENV
+from tokenscale_contract.interface import API_KEY_ENV
 
 MAX_KEY_BYTES = 4096
 

@@ -15,8 +15,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tokenscale.domain import catalog
-from tokenscale_worker import contract, limits, runner
+from tokenscale_contract import catalog
+from tokenscale_contract import interface as contract
+from tokenscale_contract.config import ConfigError, load_config
+from tokenscale_sim.profile import InfeasibleProfileError
+from tokenscale_worker import limits, runner
 from tokenscale_worker.cli_types import (
     PORT,
     OneLineParser,
@@ -25,10 +28,8 @@ from tokenscale_worker.cli_types import (
     label,
     tuning_path,
 )
-from tokenscale_worker.config import ConfigError, load_config
 from tokenscale_worker.launcher import LauncherError, vllm_command
 from tokenscale_worker.runner import serve, serve_sim_only
-from tokenscale_worker.sim.profile import InfeasibleProfileError
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from tokenscale_worker.contract import TUNING_PATH
+from tokenscale_contract.interface import TUNING_PATH
 
 
 class OneLineParser(argparse.ArgumentParser):

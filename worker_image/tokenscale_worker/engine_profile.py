@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tokenscale_worker.contract import MODELS_DIR
+from tokenscale_contract.interface import MODELS_DIR
 
 PROFILE_ENV = "TOKENSCALE_ENGINE_PROFILE"
 # Every profile: the gateway keeps idle connections to the engine in its pool (aiohttp: 15 s),

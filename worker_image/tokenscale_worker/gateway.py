@@ -26,15 +26,15 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from tokenscale_worker.admission import Admission, Verdict, retry_after_s
-from tokenscale_worker.auth import authorized
-from tokenscale_worker.bodies import BodyBudget, BodyRefusedError, read_body, too_large
-from tokenscale_worker.contract import (
+from tokenscale_contract.interface import (
     ENGINE_HEALTH_TIMEOUT_S,
     HEALTH_PATH,
     METRICS_PATH,
     READY_PATH,
 )
+from tokenscale_worker.admission import Admission, Verdict, retry_after_s
+from tokenscale_worker.auth import authorized
+from tokenscale_worker.bodies import BodyBudget, BodyRefusedError, read_body, too_large
 from tokenscale_worker.gateway_metrics import GatewayMetrics
 from tokenscale_worker.limits import GatewayLimits
 from tokenscale_worker.relay import error_body, error_response, forward_headers, relay

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from tokenscale_worker.contract import HEALTH_PATH, METRICS_PATH, READY_PATH
+from tokenscale_contract.interface import HEALTH_PATH, METRICS_PATH, READY_PATH
 
 
 class Kind(enum.Enum):

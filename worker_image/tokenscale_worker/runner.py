@@ -11,17 +11,17 @@ import signal
 
 from aiohttp import web
 
-from tokenscale.domain import catalog
-from tokenscale_worker import contract
+from tokenscale_contract import catalog
+from tokenscale_contract import interface as contract
+from tokenscale_contract.config import WorkerConfig, load_config
+from tokenscale_sim.metrics import parse_labels
+from tokenscale_sim.profile import build_profile
+from tokenscale_sim.server import SimServer
 from tokenscale_worker.auth import load_api_key
-from tokenscale_worker.config import WorkerConfig, load_config
 from tokenscale_worker.engine_profile import select as select_engine_profile
 from tokenscale_worker.gateway import Gateway
 from tokenscale_worker.launcher import engine_env, vllm_command
 from tokenscale_worker.limits import GatewayLimits
-from tokenscale_worker.sim.metrics import parse_labels
-from tokenscale_worker.sim.profile import build_profile
-from tokenscale_worker.sim.server import SimServer
 from tokenscale_worker.tuning import Tuning, TuningWatcher
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tokenscale_worker.contract import TUNING_CAP_KEY, TUNING_QUEUE_KEY
+from tokenscale_contract.interface import TUNING_CAP_KEY, TUNING_QUEUE_KEY
 from tokenscale_worker.limits import MAX_CONCURRENCY_CAP, MAX_QUEUE_LIMIT
 
 log = logging.getLogger(__name__)

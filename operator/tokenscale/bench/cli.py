@@ -33,7 +33,7 @@ from tokenscale.cli.usage import (
     validation_lines,
     writable_file,
 )
-from tokenscale.domain import catalog
+from tokenscale_contract import catalog
 
 PROG = "tokenscale bench"
 # The replay steps every 2 s and ticks every 15 s through the whole span, so time and the

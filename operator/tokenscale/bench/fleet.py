@@ -1,6 +1,6 @@
 """A fleet of simulated replicas in virtual time: pods that take a cold start to become ready,
 each a gateway (per-replica concurrency cap and FIFO queue) in front of the worker's clock-free
-engine model (`tokenscale_worker.sim.engine.EngineModel`), behind a least-request balancer
+engine model (`tokenscale_sim.engine.EngineModel`), behind a least-request balancer
 (Envoy's LEAST_REQUEST: the lighter of two random ready replicas).
 
 Scale-down drains: a removed replica takes no new requests and ends when its queue and batch are
@@ -17,8 +17,8 @@ import numpy as np
 
 from tokenscale.bench.metrics import Recorder
 from tokenscale.bench.traces import Trace
-from tokenscale_worker.sim.engine import AdvanceResult, EngineModel, StepResult
-from tokenscale_worker.sim.profile import EngineProfile
+from tokenscale_sim.engine import AdvanceResult, EngineModel, StepResult
+from tokenscale_sim.profile import EngineProfile
 
 
 class Replica:

@@ -12,7 +12,7 @@ import numpy as np
 
 from tokenscale.bench.traces import Trace
 from tokenscale.domain.observation import Observation
-from tokenscale_worker.sim.engine import AdvanceResult, FinishedRequest, StepResult
+from tokenscale_sim.engine import AdvanceResult, FinishedRequest, StepResult
 
 WINDOW_S = 60.0
 HISTORY_SAMPLES = 256

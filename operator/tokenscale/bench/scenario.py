@@ -18,7 +18,7 @@ import numpy as np
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan, plan
-from tokenscale_worker.sim.profile import EngineProfile, build_profile, perturbed
+from tokenscale_sim.profile import EngineProfile, build_profile, perturbed
 
 COLD_START_SIGMA = 0.35
 

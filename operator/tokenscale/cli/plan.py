@@ -21,7 +21,8 @@ from tokenscale.cli.usage import (
     integer,
     validation_lines,
 )
-from tokenscale.domain import capacity, catalog
+from tokenscale.domain import capacity
+from tokenscale_contract import catalog
 
 PROG = "tokenscale plan"
 # The spec field each --model/--gpu option fills, to name the option in a refusal.

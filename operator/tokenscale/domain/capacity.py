@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
-from tokenscale.domain import catalog
-from tokenscale.domain.catalog import GIB, GpuKind, ModelArch, QuantFormat
 from tokenscale.domain.perf import step_model
+from tokenscale_contract import catalog
+from tokenscale_contract.catalog import GIB, GpuKind, ModelArch, QuantFormat
 
 RESERVE_GIB_PER_GPU = 1.0
 # Peak prefill activations: roughly 16 bytes per hidden unit per batched token (attention and MLP

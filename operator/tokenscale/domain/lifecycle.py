@@ -12,7 +12,7 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.api.v1alpha1.errors import problems as spec_problems
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.status import WorkloadState
-from tokenscale_worker.launcher import validate_extra_args
+from tokenscale_contract.extra_args import validate_extra_args
 
 
 @dataclass(frozen=True)

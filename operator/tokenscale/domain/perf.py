@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tokenscale.domain.catalog import GpuKind, ModelArch, QuantFormat
+from tokenscale_contract.catalog import GpuKind, ModelArch, QuantFormat
 
 # Share of peak bandwidth and of peak tensor throughput that vLLM kernels reach in practice.
 BANDWIDTH_EFFICIENCY = 0.8

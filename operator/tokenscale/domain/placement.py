@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenscale.domain import catalog
+from tokenscale_contract import catalog
 
 GFD_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GFD_COUNT_LABEL = "nvidia.com/gpu.count"

@@ -20,9 +20,10 @@ import math
 from typing import Any
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
-from tokenscale.domain import catalog, names
+from tokenscale.domain import names
 from tokenscale.domain.capacity import Plan
-from tokenscale_worker import contract
+from tokenscale_contract import catalog
+from tokenscale_contract import interface as contract
 
 PROBE_PERIOD_SECONDS = 5
 LIVENESS_PERIOD_SECONDS = 10

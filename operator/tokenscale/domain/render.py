@@ -17,7 +17,7 @@ from tokenscale.domain.names import ServiceRef
 from tokenscale.domain.placement import DEFAULT_PLACEMENT, GpuPlacement
 from tokenscale.domain.probes import model_cache_size, probes
 from tokenscale.domain.worker_config import worker_config
-from tokenscale_worker import contract
+from tokenscale_contract import interface as contract
 
 Manifest = dict[str, Any]
 

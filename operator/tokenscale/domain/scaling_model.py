@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
-from tokenscale.domain import catalog
 from tokenscale.domain.capacity import Plan, resolve_arch
 from tokenscale.domain.perf import StepModel, largest_where, step_model
 from tokenscale.domain.scaling_constants import CONSTANTS
+from tokenscale_contract import catalog
 
 # Prefill can never take more than this share of a replica's time in the model (keeps 1/(1-XP)
 # finite when the observed load is beyond what the model thinks possible).

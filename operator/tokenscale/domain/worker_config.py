@@ -12,8 +12,8 @@ from typing import Any
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
-from tokenscale_worker import contract
-from tokenscale_worker.config import WorkerConfig
+from tokenscale_contract import interface as contract
+from tokenscale_contract.config import WorkerConfig
 
 
 def served_name(spec: InferenceServiceSpec, ref: ServiceRef) -> str:

@@ -4,9 +4,9 @@ the spec owns, however it is spelled (vLLM's abbreviations, `=` forms, `_` for `
 options), as far as a per-item regular expression can tell.
 
 For each refusal group one RE2 expression matches every spelling vLLM's parser could resolve to a
-refused option (snapshot of vLLM's option table: tokenscale_worker.vllm_options), minus the
+refused option (snapshot of vLLM's option table: tokenscale_contract.vllm_options), minus the
 options that are allowed and spelled out exactly (`-dc` is allowed though it begins `-dcp`).
-The operator gives the precise per-argument message (tokenscale_worker.extra_args_guard); these
+The operator gives the precise per-argument message (tokenscale_contract.extra_args_guard); these
 rules give the API server the same verdict.
 """
 
@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterable
 
 from tokenscale.api.v1alpha1.base import Rule
-from tokenscale_worker.extra_args_policy import REFUSED, Group
-from tokenscale_worker.vllm_options import table
+from tokenscale_contract.extra_args_policy import REFUSED, Group
+from tokenscale_contract.vllm_options import table
 
 # A container image reference (distribution/reference grammar, ASCII only): optional registry
 # host[:port]/, lowercase path components, optional :tag, optional @sha256:digest.

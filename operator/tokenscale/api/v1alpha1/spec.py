@@ -18,7 +18,7 @@ from tokenscale.api.v1alpha1.base import (
 )
 from tokenscale.api.v1alpha1.engine_rules import EXTRA_ARGS_RULES, IMAGE_RULE
 from tokenscale.api.v1alpha1.objectives import ScalingSpec, SloSpec
-from tokenscale_worker.extra_args_guard import option_problems
+from tokenscale_contract.extra_args_guard import option_problems
 
 GpuKindId = Literal["h100-80gb", "h200-141gb", "a100-80gb", "a100-40gb", "l40s-48gb", "l4-24gb"]
 ModelArchId = Literal[

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tokenscale_worker.contract import CONFIG_ENV, CONFIG_PATH, ENGINE_PORT
+from tokenscale_contract.interface import CONFIG_ENV, CONFIG_PATH, ENGINE_PORT
 
 
 class WorkerConfig(BaseModel):

@@ -6,8 +6,8 @@ drives it in virtual time with `advance(until)`, the server in wall time with `s
 catalog.
 """
 
-from tokenscale_worker.sim.engine import AdvanceResult, EngineModel, FinishedRequest, StepResult
-from tokenscale_worker.sim.profile import EngineProfile, InfeasibleProfileError, build_profile
+from tokenscale_sim.engine import AdvanceResult, EngineModel, FinishedRequest, StepResult
+from tokenscale_sim.profile import EngineProfile, InfeasibleProfileError, build_profile
 
 __all__ = [
     "AdvanceResult",

@@ -20,8 +20,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tokenscale_worker.sim.engine import EngineModel
-from tokenscale_worker.sim.profile import BLOCK_SIZE, EngineProfile
+from tokenscale_sim.engine import EngineModel
+from tokenscale_sim.profile import BLOCK_SIZE, EngineProfile
 
 
 @dataclass(frozen=True)

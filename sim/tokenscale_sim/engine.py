@@ -35,8 +35,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from tokenscale_worker.sim.profile import EngineProfile, blocks_for
-from tokenscale_worker.sim.results import (
+from tokenscale_sim.profile import EngineProfile, blocks_for
+from tokenscale_sim.results import (
     AdvanceResult,
     FinishedRequest,
     ReqId,

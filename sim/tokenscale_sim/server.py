@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from tokenscale_worker.sim.engine import EngineModel, ReqId, StepResult
-from tokenscale_worker.sim.metrics import SimMetrics
-from tokenscale_worker.sim.openai_api import ApiError, Reply, SimRequest, parse_request
-from tokenscale_worker.sim.profile import EngineProfile
+from tokenscale_sim.engine import EngineModel, ReqId, StepResult
+from tokenscale_sim.metrics import SimMetrics
+from tokenscale_sim.openai_api import ApiError, Reply, SimRequest, parse_request
+from tokenscale_sim.profile import EngineProfile
 
 log = logging.getLogger(__name__)
 PROM_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

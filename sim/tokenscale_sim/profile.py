@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from tokenscale.domain import catalog
+from tokenscale_contract import catalog
 
 # Fraction of peak memory bandwidth a decode step achieves. A single-stream Llama-3.1-8B decode on
 # an A100 reaches ~77% of the bandwidth roofline (docs/simulator.md, source 3).

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from tokenscale_worker.extra_args_policy import GROUP_TITLES, REFUSED
-from tokenscale_worker.vllm_options import Resolved, table, walk
+from tokenscale_contract.extra_args_policy import GROUP_TITLES, REFUSED
+from tokenscale_contract.vllm_options import Resolved, table, walk
 
 
 def canonical(dest: str) -> str:
