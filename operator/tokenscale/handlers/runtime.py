@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenscale.adapters.kube import Kube, load_client
+from tokenscale.domain.signals import ServiceKey
 from tokenscale.handlers.cache import WatchCache
 
-ServiceKey = tuple[str, str]  # (namespace, name)
 # The autoscale tick's writers: decisions take milliseconds, writes are round trips.
 WRITERS = 8
 
