@@ -45,6 +45,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "time_scale(x): the scenario's simulated GPUs run x times slower than the catalog says",
     )
+    config.addinivalue_line(
+        "markers", "engine(name): the scenario's workers run `sim` (default) or real `vllm` (CPU)"
+    )
 
 
 def autoscale_env(prometheus: PrometheusServer) -> dict[str, str]:
@@ -147,8 +150,14 @@ def scenario(
     namespace = cluster.new_namespace(f"{SESSION}-" + short.rstrip("-"))
     marker = request.node.get_closest_marker("time_scale")
     time_scale = float(marker.args[0]) if marker else 1.0
+    engine = request.node.get_closest_marker("engine")
     fleet = FleetProcess(
-        cluster, namespace, as_workdir / namespace, prometheus.sd_dir, time_scale=time_scale
+        cluster,
+        namespace,
+        as_workdir / namespace,
+        prometheus.sd_dir,
+        time_scale=time_scale,
+        engine=engine.args[0] if engine else "sim",
     )
     fleet.start()
     sc = Scenario(cluster, namespace, fleet, as_operator, prometheus)

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
+from tests.tools import tiny_model, vllm_python
 
 from e2e.fleet.cluster import ClusterView
 from e2e.fleet.lifetime import die_with_parent
 from e2e.fleet.loadgen import RequestRecord, percentile
+from e2e.fleet.workers import Engine
 from e2e.harness import ROOT, Cluster, wait_for
 
 RESULTS = Path(os.environ.get("TOKENSCALE_AS_RESULTS", ROOT / "out" / "autoscale-e2e.json"))
@@ -77,6 +79,7 @@ class FleetProcess:
     work_dir: Path
     sd_dir: Path
     time_scale: float = 1.0
+    engine: Engine = "sim"
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,6 +90,8 @@ class FleetProcess:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log = (self.work_dir / "fleet.log").open("ab")
         env = {**os.environ, **self.cluster.env, "PYTHONPATH": str(ROOT)}
+        if self.engine == "vllm":
+            env |= real_engine_env()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -100,6 +105,8 @@ class FleetProcess:
                 str(self.sd_file),
                 "--time-scale",
                 str(self.time_scale),
+                "--engine",
+                self.engine,
             ],
             cwd=ROOT,
             env=env,
@@ -141,6 +148,26 @@ class FleetProcess:
     def workers(self, svc: str) -> int:
         return sum(1 for w in self.state().get("workers", {}).values() if w["service"] == svc)
 
+    def starts(self, svc: str) -> list[dict[str, Any]]:
+        """Each of the service's workers, serving or stopped: when it was spawned, when its
+        readiness probe first passed, and the seconds between (its cold start)."""
+        state = self.state()
+        workers = [w | {"pod": k} for k, w in state.get("workers", {}).items()]
+        found = [w for w in workers + state.get("stopped", []) if w["service"] == svc]
+        return sorted(
+            (
+                {
+                    "pod": str(w["pod"]).rsplit("/", 1)[-1],
+                    "startedAt": w["startedAt"],
+                    "readyAt": w["readyAt"],
+                    "coldStartS": round(w["readyAt"] - w["startedAt"], 1),
+                }
+                for w in found
+                if w.get("readyAt")
+            ),
+            key=lambda w: w["startedAt"],
+        )
+
     def stopped(self) -> list[dict[str, Any]]:
         stopped: list[dict[str, Any]] = self.state().get("stopped", [])
         return stopped
@@ -160,6 +187,16 @@ class FleetProcess:
         path = self.work_dir / "fleet.log"
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def real_engine_env() -> dict[str, str]:
+    """What a node running real vLLM's CPU build sets for its workers (engine_profile.py): the
+    cached vLLM environment, and the directory pvc:// sources resolve under (the tiny model)."""
+    return {
+        "TOKENSCALE_ENGINE_PROFILE": "cpu-test",
+        "TOKENSCALE_VLLM_PYTHON": vllm_python(),
+        "TOKENSCALE_MODELS_DIR": str(Path(tiny_model()).parent),
+    }
 
 
 # ---- what the operator says -------------------------------------------------------------------

@@ -72,20 +72,26 @@ healthy() {
 }
 
 # nodes_alive: every kwok node's lease was renewed within its duration, i.e. a live kwok controller
-# plays its kubelet. An API server that answers is not enough: with the controller gone, pods are
-# scheduled and never become Ready.
+# plays its kubelet; and the controller-manager's and scheduler's leader leases too. An API server
+# that answers is not enough: with the controller gone, pods are scheduled and never become Ready;
+# with the controller-manager or scheduler gone (an interrupted run took them), none is created.
 nodes_alive() {
   local leases
-  leases="$("$KUBECTL" get lease -n kube-node-lease -o json --request-timeout=5s 2>/dev/null)" || return 1
+  leases="$("$KUBECTL" get lease -A -o json --request-timeout=5s 2>/dev/null)" || return 1
   python3 -c '
 import datetime, json, sys
 items = json.load(sys.stdin)["items"]
 now = datetime.datetime.now(datetime.timezone.utc)
 def fresh(lease):
     spec = lease["spec"]
+    if not spec.get("renewTime"):
+        return False
     renewed = datetime.datetime.fromisoformat(spec["renewTime"].replace("Z", "+00:00"))
     return (now - renewed).total_seconds() < spec["leaseDurationSeconds"]
-sys.exit(0 if items and all(fresh(l) for l in items) else 1)
+nodes = [l for l in items if l["metadata"]["namespace"] == "kube-node-lease"]
+leaders = [l for l in items if l["metadata"]["namespace"] == "kube-system"
+           and l["metadata"]["name"] in ("kube-controller-manager", "kube-scheduler")]
+sys.exit(0 if nodes and len(leaders) == 2 and all(map(fresh, nodes + leaders)) else 1)
 ' <<<"$leases"
 }
 

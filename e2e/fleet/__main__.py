@@ -28,7 +28,16 @@ def parse(argv: Sequence[str] | None) -> FleetOptions:
     p.add_argument("--poll-interval", type=float, default=0.5)
     p.add_argument("--prestop", type=float, default=1.0, help="seconds from unlisting to SIGTERM")
     p.add_argument("--drain-grace", type=float, default=120.0)
+    p.add_argument(
+        "--engine",
+        choices=("sim", "vllm"),
+        default="sim",
+        help="vllm: real vLLM's CPU build (TOKENSCALE_ENGINE_PROFILE=cpu-test and "
+        "TOKENSCALE_VLLM_PYTHON, TOKENSCALE_MODELS_DIR in the environment); its start takes a "
+        "minute, so startup probes run at their rendered period and pod readiness is reported",
+    )
     a = p.parse_args(argv)
+    vllm = a.engine == "vllm"
     return FleetOptions(
         namespaces=tuple(a.namespace),
         work_dir=a.work_dir,
@@ -38,6 +47,9 @@ def parse(argv: Sequence[str] | None) -> FleetOptions:
         poll_interval_s=a.poll_interval,
         prestop_s=a.prestop,
         drain_grace_s=a.drain_grace,
+        engine=a.engine,
+        probe_period_scale=1.0 if vllm else 0.1,
+        report_readiness=vllm,
     )
 
 

@@ -3,6 +3,7 @@ InferenceServices and node GPU labels. Plain JSON (no client models): it is poll
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +31,12 @@ class Snapshot:
 
 
 def running(pod: dict[str, Any]) -> bool:
-    """What a kubelet runs: bound, Ready, not terminating."""
+    """What a kubelet runs: bound, phase Running (kwok's stage), not terminating. Not its Ready
+    condition: that is the kubelet's (here the emulator's) report of the probes, not an input."""
     meta, status = pod["metadata"], pod.get("status") or {}
     if meta.get("deletionTimestamp") or not (pod.get("spec") or {}).get("nodeName"):
         return False
-    conds = status.get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+    return status.get("phase") == "Running"
 
 
 @dataclass
@@ -73,6 +74,34 @@ class ClusterView:
             raise RuntimeError(f"GET {path}: HTTP {resp.status}: {raw[:300]!r}")
         result: dict[str, Any] = json.loads(raw)
         return result
+
+    def set_pod_ready(self, namespace: str, pod: str, ready: bool, why: str | None) -> None:
+        """Patch the pod's Ready and ContainersReady conditions (a strategic merge on `type`),
+        as the kubelet's status manager does after a probe changes."""
+        status = "True" if ready else "False"
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        conditions = [
+            {"type": kind, "status": status, "lastTransitionTime": now}
+            | ({} if ready else {"reason": "ContainersNotReady", "message": why or ""})
+            for kind in ("Ready", "ContainersReady")
+        ]
+        api = self._client()
+        method, url, headers, body, _ = api.param_serialize(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/{pod}/status",
+            body={"status": {"conditions": conditions}},
+            header_params={
+                "Accept": "application/json",
+                "Content-Type": "application/strategic-merge-patch+json",
+            },
+            auth_settings=["BearerToken"],
+        )
+        resp = api.call_api(method, url, header_params=headers, body=body, _request_timeout=10)
+        raw: bytes = resp.read() or b""  # type: ignore[no-untyped-call]
+        if resp.status != 200:
+            raise RuntimeError(
+                f"PATCH pod {namespace}/{pod} status: HTTP {resp.status}: {raw[:300]!r}"
+            )
 
     def snapshot(self, namespace: str) -> Snapshot:
         pods = self._get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=MANAGED)["items"]

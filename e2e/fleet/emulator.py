@@ -1,13 +1,18 @@
 """The fleet emulator: kubelet, Service and PodMonitor for tokenscale worker pods on a cluster
 whose nodes are fake (kwok), so that the operator meets real engines and a real Prometheus.
 
-For each Ready worker pod in the watched namespaces it runs a local simulator worker
-(`workers.py`); it relays the pod's tuning ConfigMap into the file the worker polls, as the
-kubelet refreshes a mounted ConfigMap; it writes Prometheus file-based service discovery targets
-labelled `namespace`, `pod` and `tokenscale_io_service` (what a PodMonitor with
-`podTargetLabels` gives); and it keeps a round-robin front per service (`front.py`). A pod that
-goes away is taken out of the front and discovery at once, then gets SIGTERM after a preStop
-pause, and its worker drains before it exits.
+For each running worker pod in the watched namespaces it runs a local worker (`workers.py`) on the
+simulator or on real vLLM's CPU build; it relays the pod's tuning ConfigMap into the file the
+worker polls, as the kubelet refreshes a mounted ConfigMap; it writes Prometheus file-based
+service discovery targets labelled `namespace`, `pod` and `tokenscale_io_service` (what a
+PodMonitor with `podTargetLabels` gives); and it keeps a round-robin front per service
+(`front.py`). A pod that goes away is taken out of the front and discovery at once, then gets
+SIGTERM after a preStop pause, and its worker drains before it exits.
+
+kwok marks a pod Ready the moment it runs. With `report_readiness` (on for vLLM workers, whose
+start takes a minute) the emulator reports readiness as a kubelet does instead: the pod's Ready
+condition is False until the worker's startup and readiness probes pass, and follows the readiness
+probe after that, so the operator sees a starting replica as starting.
 
 State for tests and people goes to `state.json` in the work directory on every change.
 """
@@ -28,7 +33,7 @@ from typing import Any
 from e2e.fleet.cluster import SERVICE_LABEL, ClusterView, Snapshot, running
 from e2e.fleet.front import Front
 from e2e.fleet.probes import PodProbes, watch
-from e2e.fleet.workers import WorkerProcess, WorkerSpec
+from e2e.fleet.workers import Engine, WorkerProcess, WorkerSpec
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
@@ -52,6 +57,8 @@ class FleetOptions:
     # Readiness and liveness run at the rendered periods, as a kubelet's do (at 300 workers that
     # is 90 probes a second; scaled down it would be the emulator's main load).
     watch_period_scale: float = 1.0
+    engine: Engine = "sim"
+    report_readiness: bool = False
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -148,9 +155,12 @@ class Fleet:
             logs / f"{key[1]}.log",
             probes=PodProbes.from_pod(pod),
             probe_period_scale=self.options.probe_period_scale,
+            engine=self.options.engine,
         )
         worker = Worker(process)
         self.workers[key] = worker
+        if self.options.report_readiness:
+            await self._report_ready(key, False, "the worker is starting")
         tuning = self._tuning_path(key[0], service)
         worker.task = asyncio.create_task(
             process.start(tuning, self.options.time_scale, self.options.drain_grace_s)
@@ -170,6 +180,16 @@ class Fleet:
         log.info("fleet: worker %s/%s ready on port %s", *key, worker.process.port)
         self._watch_probes(key, worker)
         self._publish()
+        if self.options.report_readiness:
+            self._spawn(self._report_ready(key, True, None))
+
+    async def _report_ready(self, key: Key, ready: bool, why: str | None) -> None:
+        """The pod's Ready condition, as the kubelet writes it from the probes."""
+        try:
+            await asyncio.to_thread(self.view.set_pod_ready, key[0], key[1], ready, why)
+        except Exception:
+            # A pod deleted meanwhile; anything else shows in the log and the next probe retries.
+            log.warning("fleet: reporting %s/%s Ready=%s failed", *key, ready, exc_info=True)
 
     def _watch_probes(self, key: Key, worker: Worker) -> None:
         """Readiness takes the pod out of the front and discovery and back; a liveness failure
@@ -182,6 +202,8 @@ class Fleet:
             worker.ready = ok
             self.probe_events.append({"pod": key[1], "probe": "readiness", "ok": ok, "why": why})
             self._publish()
+            if self.options.report_readiness:
+                self._spawn(self._report_ready(key, ok, why))
 
         def liveness(ok: bool, why: str | None) -> None:
             if ok or self.workers.get(key) is not worker:
@@ -221,6 +243,10 @@ class Fleet:
                 "exitCode": code,
                 "stopSeconds": process.stop_seconds,
                 "heldAtSigterm": process.held_at_sigterm,
+                "engine": process.engine,
+                "engineProcessesLeft": process.engine_left,
+                "startedAt": process.started_at,
+                "readyAt": process.ready_at,
                 "stoppedAt": time.time(),
             }
         )
@@ -294,6 +320,9 @@ class Fleet:
                     "pid": w.process.proc.pid if w.process.proc else None,
                     "gpu": w.process.spec.gpu,
                     "model": w.process.spec.model,
+                    "engine": w.process.engine,
+                    "startedAt": w.process.started_at,
+                    "readyAt": w.process.ready_at,
                 }
                 for k, w in ready
             },

@@ -13,8 +13,9 @@ Everything is bounded: at most `max_requests` requests, `max_in_flight` at once,
 `request_timeout_s` per request. A closed-loop stream refused with 429 or 503 waits the
 response's Retry-After (at most 10 s) before its next request, as a well-behaved client does.
 A request counts as complete only when it ended with HTTP 200, the `[DONE]` marker and exactly
-`max_tokens` tokens (the simulator never stops early on completions), so a truncated stream is
-a failure, not a short answer.
+`max_tokens` tokens (the engine's usage figure where it sends one, else one per text chunk; every
+request asks `ignore_eos`, so neither the simulator nor real vLLM stops early), so a truncated
+stream is a failure, not a short answer.
 """
 
 from __future__ import annotations
@@ -59,14 +60,18 @@ class RequestRecord:
     error: str | None = None
     ended_at: float | None = None
     retry_after_s: float | None = None
+    # completion_tokens of the stream's usage chunk: real vLLM may send a token whose text is
+    # empty (a partial UTF-8 sequence held back), so text chunks alone undercount.
+    usage_tokens: int | None = None
 
     @property
     def complete(self) -> bool:
+        generated = self.tokens if self.usage_tokens is None else self.usage_tokens
         return (
             self.status == 200
             and self.done_marker
             and self.error is None
-            and self.tokens == self.expected_tokens
+            and generated == self.expected_tokens
         )
 
     @property
@@ -83,6 +88,9 @@ def _parse_sse(line: bytes, rec: RequestRecord, now: float, last: list[float]) -
         rec.done_marker = True
         return
     chunk = json.loads(payload)
+    usage = chunk.get("usage") or {}
+    if isinstance(usage.get("completion_tokens"), int):
+        rec.usage_tokens = usage["completion_tokens"]
     choices = chunk.get("choices") or []
     if not choices or not choices[0].get("text"):
         return
@@ -196,6 +204,8 @@ class LoadGenerator:
             "prompt": " ".join(["hello"] * phase.prompt_tokens),
             "max_tokens": phase.max_tokens,
             "stream": True,
+            "stream_options": {"include_usage": True},
+            "ignore_eos": True,
         }
         last = [0.0]
         try:

@@ -1,18 +1,25 @@
-"""One simulated replica: a local `tokenscale-worker serve --engine sim` process standing in for
-a worker pod's container, started and stopped the way a kubelet would (SIGTERM, then drain)."""
+"""One replica: a local `tokenscale-worker serve` process standing in for a worker pod's
+container, started and stopped the way a kubelet would (SIGTERM, then drain).
+
+Its engine is the simulator (`--engine sim`, timed as the node's GPU) or real vLLM's CPU build
+(`--engine vllm`): then the worker runs exactly what the pod would, `serve --engine vllm --config`
+on the worker config the operator rendered into the pod, under the `cpu-test` engine profile the
+environment names (TOKENSCALE_ENGINE_PROFILE, TOKENSCALE_VLLM_PYTHON, TOKENSCALE_MODELS_DIR)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -22,7 +29,11 @@ from tokenscale_contract import interface as contract
 
 LISTENING = re.compile(r"gateway listening on [^:\s]+:(\d+)")
 DRAINING = re.compile(r"draining: (\d+) in flight, (\d+) queued")
-START_TIMEOUT_S = 60.0
+Engine = Literal["sim", "vllm"]
+# Seconds from spawn to the first passed readiness probe: the simulator starts in about a second;
+# real vLLM on a CPU takes ~50 s alone and minutes when several start at once on two cores (the
+# rendered startup probe allows at least 10 minutes, as a GPU pod needs).
+START_TIMEOUT_S: dict[Engine, float] = {"sim": 60.0, "vllm": 600.0}
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,8 @@ class WorkerSpec:
     max_model_len: int | None = None
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
+    # The pod's worker config as rendered, what `serve --engine vllm --config` reads.
+    config: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any], gpu: str, architecture: str | None) -> WorkerSpec | None:
@@ -61,7 +74,16 @@ class WorkerSpec:
             max_model_len=config.get("maxModelLen"),
             max_num_seqs=config.get("maxNumSeqs"),
             max_num_batched_tokens=config.get("maxNumBatchedTokens"),
+            config=config,
         )
+
+    def vllm_argv(self, config_path: Path, tuning: Path, drain_grace_s: float) -> list[str]:
+        """The pod's own command line, the worker config file in place of the env var."""
+        return [
+            sys.executable, "-m", "tokenscale_worker.cli", "serve", "--engine", "vllm",
+            "--config", str(config_path), "--host", "127.0.0.1", "--port", "0",
+            "--tuning", str(tuning), "--drain-grace", str(drain_grace_s),
+        ]  # fmt: skip
 
     def argv(self, tuning: Path, time_scale: float, drain_grace_s: float) -> list[str]:
         args = [
@@ -104,6 +126,15 @@ class WorkerSpec:
         return args
 
 
+def free_port() -> int:
+    """A port for the engine: in a pod it has the pod's network to itself, here it must not
+    collide with another replica's."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def _worker_config(pod: dict[str, Any]) -> dict[str, Any] | None:
     for container in pod["spec"].get("containers") or []:
         for env in container.get("env") or []:
@@ -129,25 +160,46 @@ class WorkerProcess:
     # The pod's rendered probes, applied as a kubelet would (probes.py); none: wait for /ready.
     probes: PodProbes = field(default_factory=PodProbes)
     probe_period_scale: float = 1.0
+    engine: Engine = "sim"
+    # vLLM's server process (the worker's child, leader of the engine's process group) once ready,
+    # and how many processes of that group were left after the worker exited (0: vLLM stopped).
+    engine_pid: int | None = None
+    engine_left: int | None = None
+    ready_at: float | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.log_path.with_suffix(".config.json")
+
+    def command(self, tuning: Path, time_scale: float, drain_grace_s: float) -> list[str]:
+        if self.engine == "sim":
+            return self.spec.argv(tuning, time_scale, drain_grace_s)
+        config = {**self.spec.config, "port": free_port()}
+        self.config_path.write_text(json.dumps(config))
+        return self.spec.vllm_argv(self.config_path, tuning, drain_grace_s)
 
     async def start(self, tuning: Path, time_scale: float, drain_grace_s: float) -> int:
         """Spawn, wait for the listening line and for /ready; return the gateway port."""
+        argv = self.command(tuning, time_scale, drain_grace_s)
         log = self.log_path.open("ab")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.spec.argv(tuning, time_scale, drain_grace_s),
+                *argv,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
+                preexec_fn=die_with_parent if self.engine == "sim" else _engine_on_spare_cpu,
             )
         finally:
             log.close()
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + START_TIMEOUT_S[self.engine]
         self.port = await self._wait_for_port(deadline)
+        if self.engine == "vllm":  # spawned before the gateway listens
+            self.engine_pid = child_of(self.proc.pid)
         if self.probes.startup is not None:
             await until_success(self.port, self.probes.startup, self.probe_period_scale)
         await self._wait_ready(deadline)
+        self.ready_at = time.time()
         return self.port
 
     async def _wait_for_port(self, deadline: float) -> int:
@@ -201,4 +253,39 @@ class WorkerProcess:
         self.stop_seconds = round(time.monotonic() - began, 3)
         found = DRAINING.search(self.log_path.read_text(errors="replace"))
         self.held_at_sigterm = int(found.group(1)) + int(found.group(2)) if found else None
+        if self.engine_pid is not None:
+            left = process_group(self.engine_pid)
+            self.engine_left = len(left)
+            for pid in left:  # recorded, then never left behind (3 GB each)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         return self.exit_code
+
+
+# A real engine busy-polls a core while it has work; on a GPU node that core is the GPU's host
+# thread, here it is shared with the API server, the operator and Prometheus. Niceness 10 keeps
+# the control plane answering (a starved API server timed out the emulator's own reads).
+ENGINE_NICENESS = 10
+
+
+def _engine_on_spare_cpu() -> None:
+    die_with_parent()
+    os.nice(ENGINE_NICENESS)
+
+
+def child_of(pid: int) -> int | None:
+    """The only child of `pid` (the worker's engine), from /proc."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0]) if len(children) == 1 else None
+
+
+def process_group(pgid: int) -> list[int]:
+    """Live processes of the group: vLLM's API server and its engine core share one."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # Fields after the command's closing parenthesis: state, ppid, pgrp, ...
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+    return found

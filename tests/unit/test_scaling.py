@@ -181,6 +181,23 @@ def test_cold_start_in_progress_counts_as_coming_capacity() -> None:
     assert d2.replicas > d.replicas and d2.reason.startswith("TTFT p95 1.80 s > 1.00 s")
 
 
+def test_no_scale_down_while_requests_queue_past_the_ttft_objective() -> None:
+    # 8 ready and 4 starting, a need of ~6 and a passed burst (its 12 older than the cold
+    # start): a quiet service goes down; with 5 queued at TTFT 1.6 s it keeps every replica
+    # (the TTFT boost waits for the starting ones, so the need alone would have cut them).
+    now, state = 600.0, ScalerState(recommendations=((0.0, 12),), concurrency_cap=40)
+    starting = (now - 30.0,) * 4
+    quiet = decide(SPEC, PLAN, obs(now, 26.0, 8, starting=starting), state, now)
+    assert quiet.replicas < 12
+    queued_obs = obs(now, 26.0, 8, starting=starting, waiting=5.0, ttft=1.6)
+    queued = decide(SPEC, PLAN, queued_obs, state, now)
+    assert queued.replicas == 12
+    assert "no scale-down while TTFT p95 1.60 s > 1.00 s with 5 queued" in queued.reason
+    # A queue within the objective is no reason to keep replicas the need does not ask for.
+    fast_obs = obs(now, 26.0, 8, starting=starting, waiting=5.0, ttft=0.6)
+    assert decide(SPEC, PLAN, fast_obs, state, now).replicas == quiet.replicas
+
+
 def test_flapping_load_at_the_tolerance_edge_does_not_flap() -> None:
     ds = run([27.0, 29.0] * 40, 9)
     # The first ten minutes learn the service and ITL factors; after that, +/-4% load

@@ -50,6 +50,8 @@ def test_cpu_test_profile_applies_every_difference() -> None:
     assert env["A"] == "1"
     assert (env["VLLM_TARGET_DEVICE"], env["VLLM_CPU_KVCACHE_SPACE"]) == ("cpu", "1")
     assert env["HF_HUB_OFFLINE"] == "1"
+    # Several engines on one machine: unpinned, one OpenMP thread each (not all on core 0).
+    assert (env["VLLM_CPU_OMP_THREADS_BIND"], env["OMP_NUM_THREADS"]) == ("nobind", "1")
 
 
 def test_user_extra_args_follow_the_profile_flags() -> None:

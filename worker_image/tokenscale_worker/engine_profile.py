@@ -16,6 +16,11 @@ Differences of `cpu-test` from `gpu` (a pod), each with its reason:
 - `--enforce-eager`: no CUDA graphs, no compile step at start;
 - env `VLLM_TARGET_DEVICE=cpu` (the platform, before vLLM imports), `VLLM_CPU_KVCACHE_SPACE=1`
   (KV cache GiB; replaces the GPU memory utilisation), `HF_HUB_OFFLINE=1` (never the hub);
+- env `VLLM_CPU_OMP_THREADS_BIND=nobind`, `OMP_NUM_THREADS=1`: vLLM's automatic binding pins
+  every engine's model runner to the same core (core 0 on a 2-core machine, the other reserved),
+  where a busy engine's spinning OpenMP thread starves a second engine's start for minutes; one
+  unpinned thread per engine lets the kernel share the cores (the tiny model gains nothing from
+  more threads);
 - `pvc://` and `s3://` sources are found under `$TOKENSCALE_MODELS_DIR` (default
   `~/.cache/tokenscale`, where `make setup` builds `tiny-llama`) instead of `/models`.
 """
@@ -78,7 +83,13 @@ CPU_TEST = EngineProfile(
         "max_num_seqs": 8,
     },
     extra_flags=("--enforce-eager",),
-    env={"VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"},
+    env={
+        "VLLM_TARGET_DEVICE": "cpu",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+        "OMP_NUM_THREADS": "1",
+    },
     models_dir_env=(MODELS_DIR_ENV, str(Path("~/.cache/tokenscale"))),
 )
 

@@ -16,7 +16,8 @@ Replica count, held to ITL, TTFT and queueing: the largest of
 then a tolerance band (scale down only below 90% of the current count), scale-down
 stabilization (the highest recommendation of the window; one more than 20% above the present
 need is a passed burst and holds only for coldStartSeconds), burst mode (a need of 2x the ready
-replicas scales up at once and blocks scale-down for 60 s), rate limits, min/max and the
+replicas scales up at once and blocks scale-down for 60 s), no scale-down while requests queue
+past the TTFT objective, rate limits, min/max and the
 cluster's schedulable capacity. The learned model corrections are updated only in steady
 state: no replica starting and no scale event within the last metrics window.
 """
@@ -63,6 +64,9 @@ def decide(
     if need >= c.panic_threshold * max(1, obs.ready_replicas or 0) and need > current:
         burst_until = now + c.burst_hold_s
     target, recs, hold_note = _stabilize(spec, state, current, need, burst_until, now, c)
+    queue_note = _queue_over_objective(spec, obs)
+    if queue_note and target < current:
+        target, hold_note = current, f"no scale-down while {queue_note}"
     limited, limit_note = _rate_limit(spec, current, target, c)
     final, short = _capacity(obs, limited)
     new_state = replace(
@@ -199,6 +203,17 @@ def _ttft_boost(
     if _coming(spec, obs) > 0 or ready == 0:
         return 0.0
     return ready * min(c.max_ttft_boost, ttft / spec.slo.ttft_seconds)
+
+
+def _queue_over_objective(spec: InferenceServiceSpec, obs: Observation) -> str:
+    """What makes removing a replica wrong whatever the need says: requests waiting while TTFT
+    is over the objective (an in-flight gauge read between two requests, or a replica still
+    starting, can make the need look lower; the queue says users are waiting now). "" if none."""
+    ttft, queued = obs.ttft_s, obs.waiting or 0.0
+    if ttft is None or ttft <= spec.slo.ttft_seconds or queued < 1.0:
+        return ""
+    pct, slo = f"p{spec.slo.percentile:g}", spec.slo.ttft_seconds
+    return f"TTFT {pct} {ttft:.2f} s > {slo:.2f} s with {queued:.0f} queued"
 
 
 def _coming(spec: InferenceServiceSpec, obs: Observation) -> int:

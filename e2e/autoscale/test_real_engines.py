@@ -1,0 +1,207 @@
+"""One load step on real engines: the fleet emulator serves the service's pods with real vLLM (the
+CPU build, the tiny Llama model `make setup` builds), each started from the worker config the
+operator rendered into its pod, under the `cpu-test` engine profile.
+
+Real vLLM metrics -> real Prometheus -> the operator scales out -> each new replica's real cold
+start (vLLM loading, tens of seconds; its pod is not Ready until the startup and readiness probes
+pass, as a kubelet reports it) is what the operator waits for -> the TTFT objective is met again;
+then the load drops, the operator scales in, the removed workers drain and stop vLLM, and no
+request is lost. At most two engines run at once (~3 GB and, under load, a core each: a third on
+this 2-core machine starved the API server).
+
+The load is closed-loop (a fixed number of streams) and cap-limited: the per-replica batch is
+pinned at 3 and each request decodes 300 tokens (1.5 s or more on this CPU), so one replica with
+4 streams queues one of them for a whole request (TTFT p95 over the 1 s objective), and two
+replicas (6 slots) hold 4 streams without a queue unless the front's round robin puts all four on
+one replica (with 3 streams on 4 slots, 3 on one replica was frequent enough to keep TTFT p95
+over the objective). On a 2-core machine a second CPU engine adds
+little token throughput, so the test is about queueing, which extra replicas do remove.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from e2e.autoscale.conftest import Scenario
+from e2e.autoscale.helpers import epoch, incomplete, record_result, slo_recovery
+from e2e.fleet.loadgen import Phase, summarize
+from e2e.harness import wait_for
+
+NAME = "tiny"
+MAX_REPLICAS = 2
+COLD_START_S = 180
+STABILIZATION_S = 30
+# A prompt of 32 words stays far inside the tiny model's 512-token context with 300 out.
+BASE = Phase("base", concurrency=1, prompt_tokens=32, max_tokens=300)
+STEP = Phase("step", concurrency=4, prompt_tokens=32, max_tokens=300)
+LOW = Phase("low", concurrency=1, prompt_tokens=32, max_tokens=300)
+
+TINY_SERVICE: dict[str, Any] = {
+    "apiVersion": "tokenscale.io/v1alpha1",
+    "kind": "InferenceService",
+    "metadata": {"name": NAME},
+    "spec": {
+        "model": {
+            # The tiny model's directory under the node's models dir: a claim named `models`.
+            "source": "pvc://models/tiny-llama",
+            "servedName": "tiny-llama",
+            "maxModelLen": 512,
+            "parameters": {
+                "parametersBillions": 0.0004,
+                "layers": 2,
+                "hiddenSize": 128,
+                "kvHeads": 2,
+                "headDim": 32,
+            },
+        },
+        "resources": {"gpu": "l4-24gb", "cpu": "1", "memory": "2Gi"},
+        "slo": {"ttftSeconds": 1.0, "itlSeconds": 0.2, "percentile": 95},
+        "scaling": {
+            "minReplicas": 1,
+            "maxReplicas": MAX_REPLICAS,
+            "mode": "auto",
+            "coldStartSeconds": COLD_START_S,
+            "scaleDownStabilizationSeconds": STABILIZATION_S,
+            "maxScaleDownRate": 2.0,
+            "batch": {"enabled": True, "minConcurrency": 3, "maxConcurrency": 3},
+        },
+    },
+}
+
+# The claim the pods mount: a PersistentVolume bound to it by name (no provisioner runs here).
+# The fleet emulator maps the claim to the node's models directory, where the tiny model is.
+MODELS_CLAIM = """
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {namespace}-models}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadOnlyMany]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  claimRef: {{namespace: {namespace}, name: models}}
+  hostPath: {{path: /models}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: models, namespace: {namespace}}}
+spec:
+  accessModes: [ReadOnlyMany]
+  storageClassName: ""
+  volumeName: {namespace}-models
+  resources: {{requests: {{storage: 1Gi}}}}
+"""
+
+
+@pytest.mark.engine("vllm")
+@pytest.mark.timeout(1500)
+def test_real_vllm_engines_scale_out_on_queueing_and_back_in_without_loss(
+    scenario: Scenario,
+) -> None:
+    sc, svc = scenario, scenario.service(NAME)
+    sc.cluster.kubectl("apply", "-f", "-", stdin=MODELS_CLAIM.format(namespace=sc.namespace))
+    sc.cluster.apply(copy.deepcopy(TINY_SERVICE), sc.namespace)
+    timeline = sc.timeline(NAME)
+    # The first engine's cold start, bounded by the start the rendered startup probe allows.
+    sc.fleet.front(NAME, timeout=600)
+    load = sc.start_load(BASE, NAME)
+    assert svc.replicas() == 1, "one stream at a cap of 3 needs one replica"
+    step_at = load.set(STEP)
+
+    up = wait_for(
+        "a scale-up decision",
+        lambda: timeline.first(step_at, lambda s: s.replicas > 1),
+        timeout=120,
+    )
+
+    def all_serving() -> bool:
+        return svc.replicas() == MAX_REPLICAS and sc.fleet.backends(NAME) == MAX_REPLICAS
+
+    wait_for(f"{MAX_REPLICAS} real engines serving", all_serving, timeout=600, every=1)
+    serving_at = timeline.samples[-1].at
+    # A new pod is not Ready while its vLLM loads: the emulator reports the probes as a kubelet
+    # does (kwok marks a running pod Ready for a moment first), so the Deployment, and the
+    # operator reading it, keep counting a replica as starting until its engine answers.
+    new = [w for w in sc.fleet.starts(NAME) if w["startedAt"] >= step_at]
+    assert len(new) == MAX_REPLICAS - 1, new
+    last_engine_ready = max(w["readyAt"] for w in new)
+    wait_for(
+        "the Deployment to count every replica ready",
+        lambda: timeline.first(last_engine_ready, lambda s: s.ready >= MAX_REPLICAS),
+        timeout=30,
+    )
+    short = [s.at for s in timeline.between(up.at, last_engine_ready) if s.ready < MAX_REPLICAS]
+    # 3 s: the emulator's status patch and the Deployment controller's count follow the probe.
+    assert short and short[-1] >= last_engine_ready - 3.0, (
+        f"the Deployment counted {MAX_REPLICAS} ready from {short[-1] if short else up.at:.1f}, "
+        f"{last_engine_ready - (short[-1] if short else up.at):.1f} s before the last new engine "
+        "answered: readiness is not the engine's"
+    )
+    all_ready_s = round(last_engine_ready - up.at, 1)
+
+    def recovered() -> tuple[bool, float | None] | None:
+        missed, at = slo_recovery(timeline.samples, step_at)
+        settled = timeline.samples[-1].slo_met == "True" and timeline.samples[-1].at > serving_at
+        return (missed, at) if (at is not None or (not missed and settled)) else None
+
+    missed, recovered_at = wait_for("SLOMet=True again", recovered, timeout=240, every=1)
+    assert missed, "the SLO never broke with four streams at one replica of cap 3"
+    first_engine_ready = min(w["readyAt"] for w in new)
+    assert recovered_at is not None and recovered_at >= first_engine_ready, (
+        "SLOMet came back before a new engine served: the queue ended by itself"
+    )
+    # While the step held, the replicas never went down (no flapping on a starting engine).
+    held = timeline.between(up.at, recovered_at)
+    assert all(s.replicas >= up.replicas for s in held), "scaled in while the step load held"
+
+    drop_at = load.set(LOW)
+
+    def at_min() -> bool:
+        return svc.replicas() == 1 and sc.fleet.workers(NAME) == 1
+
+    wait_for("scale-in to minReplicas", at_min, timeout=STABILIZATION_S + 240, every=1)
+
+    def drained() -> list[dict[str, Any]] | None:
+        stopped = [w for w in sc.fleet.stopped() if w["service"] == NAME]
+        return stopped if len(stopped) >= MAX_REPLICAS - 1 else None
+
+    stopped = wait_for("the removed replicas to drain and exit", drained, timeout=300, every=1)
+    records = load.stop()
+    timeline.stop()
+    assert len(stopped) == MAX_REPLICAS - 1, stopped
+    assert all(w["exitCode"] == 0 for w in stopped), f"a worker did not drain cleanly: {stopped}"
+    # vLLM stopped with its worker: nothing of the engine's process group outlived the gateway.
+    assert all(w["engine"] == "vllm" and w["engineProcessesLeft"] == 0 for w in stopped), stopped
+    # 429s are the gateway's queue limit shedding a closed loop before the scale-out; anything
+    # else not complete (an error, a truncated stream) is a lost request.
+    lost = [r for r in incomplete(records) if r.status != 429]
+    assert not lost, f"{len(lost)} requests lost or truncated: {lost[:3]}"
+
+    starts = sc.fleet.starts(NAME)
+    sc.cluster.kubectl("delete", "pv", f"{sc.namespace}-models", "--wait=false")
+    downs = [d for d in timeline.history() if d["replicas"] < d["previousReplicas"]]
+    step_records = [r for r in records if r.phase == "step"]
+    record_result(
+        "real_vllm",
+        {
+            "engine": "vLLM 0.32.0 CPU build, tiny Llama, cpu-test profile",
+            "cold_starts_s": [w["coldStartS"] for w in starts],
+            "step_to_decision_s": round(up.at - step_at, 1),
+            "decision_to_all_serving_s": round(serving_at - up.at, 1),
+            "decision_to_last_engine_ready_s": all_ready_s,
+            "step_to_slo_recovered_s": round(recovered_at - step_at, 1),
+            "drop_to_first_scale_in_s": round(epoch(downs[0]["time"]) - drop_at, 1)
+            if downs
+            else None,
+            "scale_in_steps": [f"{d['previousReplicas']}->{d['replicas']}" for d in downs],
+            "requests_in_flight_at_sigterm": [w.get("heldAtSigterm") for w in stopped],
+            "worker_stop_s": [w.get("stopSeconds") for w in stopped],
+            "requests": len(records),
+            "lost": len(lost),
+            "shed_429": sum(1 for r in records if r.status == 429),
+            "client_step": summarize(step_records),
+        },
+    )
