@@ -161,8 +161,9 @@ class WorkerProcess:
     probes: PodProbes = field(default_factory=PodProbes)
     probe_period_scale: float = 1.0
     engine: Engine = "sim"
-    # vLLM's server process (the worker's child, leader of the engine's process group) once ready,
-    # and how many processes of that group were left after the worker exited (0: vLLM stopped).
+    # vLLM's server process (the worker's child, leader of the engine's process group) once the
+    # gateway listens, and how many processes of that group were left after the worker exited
+    # (0: vLLM stopped with it).
     engine_pid: int | None = None
     engine_left: int | None = None
     ready_at: float | None = None
