@@ -10,6 +10,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,21 @@ def vllm_python() -> str:
 
 
 TINY_MODEL_PY = ROOT / "worker_image" / "scripts" / "tiny_model.py"
+TINY_SERVED = "tiny-llama"
+# The tiny model as a user declares it in spec.model: a PVC-held checkpoint (claim `models`, which
+# the cpu-test engine profile resolves under the models dir) with its shape spelled out.
+TINY_MODEL_SPEC: dict[str, Any] = {
+    "source": "pvc://models/tiny-llama",
+    "servedName": TINY_SERVED,
+    "maxModelLen": 512,
+    "parameters": {
+        "parametersBillions": 0.0004,
+        "layers": 2,
+        "hiddenSize": 128,
+        "kvHeads": 2,
+        "headDim": 32,
+    },
+}
 
 
 def tiny_model() -> str:

@@ -24,6 +24,7 @@ import copy
 from typing import Any
 
 import pytest
+from tests.tools import TINY_MODEL_SPEC
 
 from e2e.autoscale.conftest import Scenario
 from e2e.autoscale.helpers import epoch, incomplete, record_result, slo_recovery
@@ -44,19 +45,7 @@ TINY_SERVICE: dict[str, Any] = {
     "kind": "InferenceService",
     "metadata": {"name": NAME},
     "spec": {
-        "model": {
-            # The tiny model's directory under the node's models dir: a claim named `models`.
-            "source": "pvc://models/tiny-llama",
-            "servedName": "tiny-llama",
-            "maxModelLen": 512,
-            "parameters": {
-                "parametersBillions": 0.0004,
-                "layers": 2,
-                "hiddenSize": 128,
-                "kvHeads": 2,
-                "headDim": 32,
-            },
-        },
+        "model": TINY_MODEL_SPEC,
         "resources": {"gpu": "l4-24gb", "cpu": "1", "memory": "2Gi"},
         "slo": {"ttftSeconds": 1.0, "itlSeconds": 0.2, "percentile": 95},
         "scaling": {

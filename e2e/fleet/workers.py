@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import aiohttp
 
 from e2e.fleet.lifetime import die_with_parent
 from e2e.fleet.probes import PodProbes, until_success
+from e2e.fleet.prometheus import free_port
 from tokenscale_contract import interface as contract
 
 LISTENING = re.compile(r"gateway listening on [^:\s]+:(\d+)")
@@ -126,15 +126,6 @@ class WorkerSpec:
         return args
 
 
-def free_port() -> int:
-    """A port for the engine: in a pod it has the pod's network to itself, here it must not
-    collide with another replica's."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _worker_config(pod: dict[str, Any]) -> dict[str, Any] | None:
     for container in pod["spec"].get("containers") or []:
         for env in container.get("env") or []:
@@ -175,6 +166,8 @@ class WorkerProcess:
     def command(self, tuning: Path, time_scale: float, drain_grace_s: float) -> list[str]:
         if self.engine == "sim":
             return self.spec.argv(tuning, time_scale, drain_grace_s)
+        # In a pod the engine has the pod's network to itself; here its port must not collide
+        # with another replica's.
         config = {**self.spec.config, "port": free_port()}
         self.config_path.write_text(json.dumps(config))
         return self.spec.vllm_argv(self.config_path, tuning, drain_grace_s)

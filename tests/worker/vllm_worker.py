@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.tools import tiny_model, vllm_python
+from tests.tools import TINY_MODEL_SPEC, TINY_SERVED, tiny_model, vllm_python
 from tests.worker.conftest import free_port
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import capacity
@@ -22,23 +22,8 @@ from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 from tokenscale.domain.worker_config import worker_config
 
-SERVED = "tiny-llama"
-# The tiny model as a user would declare it: a PVC-held checkpoint with its shape spelled out.
-TINY_SPEC: dict[str, Any] = {
-    "model": {
-        "source": "pvc://models/tiny-llama",
-        "servedName": SERVED,
-        "maxModelLen": 512,
-        "parameters": {
-            "parametersBillions": 0.0004,
-            "layers": 2,
-            "hiddenSize": 128,
-            "kvHeads": 2,
-            "headDim": 32,
-        },
-    },
-    "resources": {"gpu": "l4-24gb"},
-}
+SERVED = TINY_SERVED
+TINY_SPEC: dict[str, Any] = {"model": TINY_MODEL_SPEC, "resources": {"gpu": "l4-24gb"}}
 
 
 def rendered_config() -> dict[str, Any]:
