@@ -34,7 +34,11 @@ from e2e.harness import wait_for
 NAME = "tiny"
 MAX_REPLICAS = 2
 COLD_START_S = 180
-STABILIZATION_S = 30
+# The scale-down hold is min(coldStartSeconds, this window) after the last recommendation above
+# the new count. At 30 s it ended while the second engine was still loading (~110 s), and one
+# tick whose gauges read fewer streams in flight (3 instead of 4) removed the starting replica.
+# 120 s outlasts the load, so one low reading cannot.
+STABILIZATION_S = 120
 # A prompt of 32 words stays far inside the tiny model's 512-token context with 300 out.
 BASE = Phase("base", concurrency=1, prompt_tokens=32, max_tokens=300)
 STEP = Phase("step", concurrency=4, prompt_tokens=32, max_tokens=300)
