@@ -20,6 +20,9 @@ class WorkerConfig(BaseModel):
         alias="modelSource", description="hf://org/name, pvc://claim/path or s3://bucket/path"
     )
     revision: str | None = None
+    # Set when the weights are read from the shared model cache: vLLM gets the cache's
+    # directory for this key (model_cache.cache_key) instead of the source.
+    model_cache_key: str | None = Field(default=None, alias="modelCacheKey", min_length=1)
     served_name: str = Field(alias="servedName", min_length=1)
     quantization: str | None = Field(default=None, description="vLLM --quantization value")
     # The checkpoint's own quantization method is deprecated in vLLM (fbgemm_fp8 in 0.32), which

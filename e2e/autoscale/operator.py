@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from e2e.conftest import install_chart
 from e2e.harness import (
     RELEASE,
-    SYSTEM_NAMESPACE,
     Cluster,
     Operator,
     service_account_kubeconfig,
@@ -24,10 +23,10 @@ CHART_CLUSTER_ROLES = (RELEASE, f"{RELEASE}-cluster-reads")
 
 
 def ensure_chart(cluster: Cluster) -> None:
-    """Install the chart (CRD, ClusterRoles) unless a suite beside this one already has."""
-    status = cluster.helm("status", RELEASE, "-n", SYSTEM_NAMESPACE, check=False)
-    if status.returncode != 0 or "STATUS: deployed" not in status.stdout:
-        install_chart(cluster)
+    """Install or upgrade the chart (CRD, ClusterRoles): a cluster kept from an earlier checkout
+    must not serve an older CRD or RBAC than the operator under test (an upgrade to the same
+    chart changes nothing)."""
+    install_chart(cluster)
 
 
 def ensure_account(cluster: Cluster) -> None:

@@ -64,7 +64,16 @@ if ! flock -n 8; then
   flock 8
 fi
 
+# The kwok stages the cluster was created with (kwok-stages.yaml): a cluster made from other ones
+# (an older checkout) is recreated, not reused.
+STAGES="$HERE/kwok-stages.yaml"
+STAGES_STAMP="$TOKENSCALE_CACHE/cluster-$NAME.stages"
+stages_current() {
+  [[ -f "$STAGES_STAMP" ]] && [[ "$(cat "$STAGES_STAMP")" == "$(sha256sum <"$STAGES")" ]]
+}
+
 healthy() {
+  stages_current &&
   [[ -s "$KUBECONFIG" ]] &&
     "$KUBECTL" get --raw /readyz --request-timeout=3s >/dev/null 2>&1 &&
     "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME" &&
@@ -115,7 +124,7 @@ path_of() { sed -n "s/^$1=//p" <<<"$paths"; }
 # out their 200 s duration before it marks any pod Ready. The cluster holds only test state, and a
 # fresh one also drops namespaces an interrupted run left behind.
 if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME"; then
-  say "cluster '$NAME' exists but is not healthy: recreating it"
+  say "cluster '$NAME' exists but is not healthy or has other kwok stages: recreating it"
   "$KWOKCTL" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG" 8>&- 2>&1 | kwok_log || true
 fi
 
@@ -132,8 +141,10 @@ if ! healthy; then
     --kwok-controller-binary "$(path_of kwok)" \
     --etcd-binary "$(path_of etcd)" \
     --disable-qps-limits \
+    --config "$STAGES" \
     --wait 60s \
     --timeout 120s 8>&- 2>&1 | kwok_log
+  sha256sum <"$STAGES" >"$STAGES_STAMP"
 fi
 
 # ---- ready for workloads --------------------------------------------------------------------------

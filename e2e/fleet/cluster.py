@@ -3,6 +3,7 @@ InferenceServices and node GPU labels. Plain JSON (no client models): it is poll
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from tokenscale.domain.placement import DEFAULT_PLACEMENT
 
 MANAGED = "app.kubernetes.io/managed-by=tokenscale"
 SERVICE_LABEL = "tokenscale.io/service"
+# The model cache's fill pods (domain/model_cache.py): run to completion, not served.
+FILL_LABEL = "tokenscale.io/model-fill"
 TUNING_KEY = "tuning.json"
 
 
@@ -85,18 +88,67 @@ class ClusterView:
             | ({} if ready else {"reason": "ContainersNotReady", "message": why or ""})
             for kind in ("Ready", "ContainersReady")
         ]
+        body = {"status": {"conditions": conditions}}
+        self._patch_status(namespace, pod, body, "strategic-merge-patch")
+
+    def claim_path(self, namespace: str, claim: str) -> str | None:
+        """The directory a kubelet would mount for a claim bound to a hostPath volume; None
+        while the claim is unbound (the scheduler waits for that before placing the pod)."""
+        pvc = self.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}")
+        volume = ((pvc or {}).get("spec") or {}).get("volumeName")
+        if not volume:
+            return None
+        pv = self._get(f"/api/v1/persistentvolumes/{volume}")
+        host = (pv.get("spec") or {}).get("hostPath")
+        if not host:
+            raise RuntimeError(f"volume {volume} of claim {claim} is not a hostPath volume")
+        return str(host["path"])
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        secret = self._get(f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        return base64.b64decode((secret.get("data") or {})[key]).decode()
+
+    def set_pod_terminated(self, namespace: str, pod: dict[str, Any], exit_code: int) -> None:
+        """Phase Succeeded or Failed with each container's exit, as the kubelet reports a pod
+        whose containers ended (restartPolicy Never): what the Job controller counts."""
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reason = "Completed" if exit_code == 0 else "Error"
+        statuses = [
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "started": False,
+                "state": {
+                    "terminated": {
+                        "exitCode": exit_code,
+                        "reason": reason,
+                        "startedAt": now,
+                        "finishedAt": now,
+                    }
+                },
+            }
+            for c in pod["spec"]["containers"]
+        ]
+        phase = "Succeeded" if exit_code == 0 else "Failed"
+        body = {"status": {"phase": phase, "containerStatuses": statuses}}
+        self._patch_status(namespace, pod["metadata"]["name"], body, "merge-patch")
+
+    def _patch_status(self, namespace: str, pod: str, body: dict[str, Any], kind: str) -> None:
         api = self._client()
-        method, url, headers, body, _ = api.param_serialize(
+        method, url, headers, payload, _ = api.param_serialize(
             "PATCH",
             f"/api/v1/namespaces/{namespace}/pods/{pod}/status",
-            body={"status": {"conditions": conditions}},
+            body=body,
             header_params={
                 "Accept": "application/json",
-                "Content-Type": "application/strategic-merge-patch+json",
+                "Content-Type": f"application/{kind}+json",
             },
             auth_settings=["BearerToken"],
         )
-        resp = api.call_api(method, url, header_params=headers, body=body, _request_timeout=10)
+        resp = api.call_api(method, url, header_params=headers, body=payload, _request_timeout=10)
         raw: bytes = resp.read() or b""  # type: ignore[no-untyped-call]
         if resp.status != 200:
             raise RuntimeError(

@@ -10,9 +10,14 @@ PodMonitor with `podTargetLabels` gives); and it keeps a round-robin front per s
 SIGTERM after a preStop pause, and its worker drains before it exits.
 
 kwok marks a pod Ready the moment it runs. With `report_readiness` (on for vLLM workers, whose
-start takes a minute) the emulator reports readiness as a kubelet does instead: the pod's Ready
-condition is False until the worker's startup and readiness probes pass, and follows the readiness
-probe after that, so the operator sees a starting replica as starting.
+start takes a minute, and for every pod with init containers) the emulator reports readiness as a
+kubelet does instead: the pod's Ready condition is False until its init containers have exited 0
+and the worker's startup and readiness probes pass, and follows the readiness probe after that, so
+the operator sees a starting replica as starting.
+
+Pods that run to an end (the model cache's fill Jobs, label tokenscale.io/model-fill, which kwok's
+stages leave Running) and init containers run as local processes (`containers.py`); a fill pod's
+exit is reported as phase Succeeded or Failed, which the real Job controller counts.
 
 State for tests and people goes to `state.json` in the work directory on every change.
 """
@@ -30,10 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2e.fleet.cluster import SERVICE_LABEL, ClusterView, Snapshot, running
+from e2e.fleet.cluster import FILL_LABEL, SERVICE_LABEL, ClusterView, Snapshot, running
+from e2e.fleet.containers import PodNotRunnableError, local_container, run_to_completion
 from e2e.fleet.front import Front
 from e2e.fleet.probes import PodProbes, watch
 from e2e.fleet.workers import Engine, WorkerProcess, WorkerSpec
+from tokenscale_contract.model_cache import MODEL_CACHE_MOUNT
+from tokenscale_worker.engine_profile import MODEL_CACHE_DIR_ENV
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
@@ -74,6 +82,8 @@ class Worker:
     task: asyncio.Task[int] | None = None
     ready: bool = False
     watchers: list[asyncio.Task[None]] = field(default_factory=list)
+    # Whether this pod's Ready condition is the emulator's to report (kwok's otherwise).
+    report_readiness: bool = False
 
 
 @dataclass
@@ -87,6 +97,10 @@ class Fleet:
     failed: dict[Key, str] = field(default_factory=dict)
     # What the kubelet's probes did: a readiness probe taking a pod out, a liveness restart.
     probe_events: list[dict[str, Any]] = field(default_factory=list)
+    # Pods that run to an end (the model cache's fill Jobs), by pod, and how each ended.
+    runs: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
+    run_results: list[dict[str, Any]] = field(default_factory=list)
+    init_results: list[dict[str, Any]] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -111,7 +125,17 @@ class Fleet:
 
     async def sync(self, ns: str, snap: Snapshot) -> None:
         self._relay_tuning(ns, snap.tuning)
-        wanted = {p["metadata"]["name"]: p for p in snap.pods if running(p)}
+        live = [p for p in snap.pods if running(p)]
+        for pod in live:
+            if FILL_LABEL in (pod["metadata"].get("labels") or {}):
+                key = (ns, pod["metadata"]["name"])
+                if key not in self.runs:
+                    self.runs[key] = asyncio.create_task(self._run_to_end(key, pod))
+        wanted = {
+            p["metadata"]["name"]: p
+            for p in live
+            if SERVICE_LABEL in (p["metadata"].get("labels") or {})
+        }
         for name, pod in wanted.items():
             key = (ns, name)
             if key not in self.workers and key not in self.failed:
@@ -136,6 +160,71 @@ class Fleet:
             log.info("fleet: %s/%s tuning -> %s", ns, service, text)
             self._publish()
 
+    # ---- pods that run to an end (fill Jobs) -------------------------------------------------
+
+    async def _run_to_end(self, key: Key, pod: dict[str, Any]) -> None:
+        """Run the pod's container and report its exit (phase Succeeded or Failed), as the
+        kubelet of a restartPolicy Never pod; kwok's stages leave these pods Running for it."""
+        started = time.time()
+        log_path = self.options.work_dir / key[0] / "logs" / f"{key[1]}.log"
+        container = pod["spec"]["containers"][0]
+        try:
+            local = await asyncio.to_thread(
+                local_container, self.view, pod, container, self._scratch(key)
+            )
+            code = await run_to_completion(local, log_path)
+        except PodNotRunnableError as err:
+            # A kubelet would keep the pod waiting; the next poll tries again.
+            log.warning("fleet: pod %s/%s cannot run yet: %s", *key, err)
+            await asyncio.sleep(1.0)
+            self.runs.pop(key, None)
+            return
+        await asyncio.to_thread(self.view.set_pod_terminated, key[0], pod, code)
+        job = (pod["metadata"].get("labels") or {}).get("job-name")
+        self.run_results.append(
+            {
+                "namespace": key[0],
+                "pod": key[1],
+                "job": job,
+                "exitCode": code,
+                "startedAt": started,
+                "endedAt": time.time(),
+                "argv": local.argv,
+            }
+        )
+        log.info("fleet: pod %s/%s ran to its end (exit %s)", *key, code)
+        self._publish()
+
+    def _scratch(self, key: Key) -> Path:
+        """The pod's emptyDir volumes live here."""
+        return self.options.work_dir / key[0] / "pods" / key[1]
+
+    async def _init_containers(self, key: Key, pod: dict[str, Any]) -> dict[str, Path]:
+        """Run the pod's init containers in order, each to exit 0, before its worker starts
+        (the kubelet's order); the mounts of the main container, for its engine's paths."""
+        for container in pod["spec"].get("initContainers") or []:
+            local = await asyncio.to_thread(
+                local_container, self.view, pod, container, self._scratch(key)
+            )
+            began = time.time()
+            log_path = self.options.work_dir / key[0] / "logs" / f"{key[1]}.{container['name']}.log"
+            code = await run_to_completion(local, log_path)
+            self.init_results.append(
+                {
+                    "pod": key[1],
+                    "container": container["name"],
+                    "exitCode": code,
+                    "startedAt": began,
+                    "endedAt": time.time(),
+                }
+            )
+            if code != 0:
+                raise RuntimeError(f"init container {container['name']} exited with {code}")
+        main = await asyncio.to_thread(
+            local_container, self.view, pod, pod["spec"]["containers"][0], self._scratch(key)
+        )
+        return main.mounts
+
     # ---- workers ----------------------------------------------------------------------------
 
     async def _start(self, key: Key, pod: dict[str, Any], snap: Snapshot) -> None:
@@ -157,14 +246,21 @@ class Fleet:
             probe_period_scale=self.options.probe_period_scale,
             engine=self.options.engine,
         )
-        worker = Worker(process)
+        has_init = bool(pod["spec"].get("initContainers"))
+        worker = Worker(process, report_readiness=self.options.report_readiness or has_init)
         self.workers[key] = worker
-        if self.options.report_readiness:
+        if worker.report_readiness:
             await self._report_ready(key, False, "the worker is starting")
         tuning = self._tuning_path(key[0], service)
-        worker.task = asyncio.create_task(
-            process.start(tuning, self.options.time_scale, self.options.drain_grace_s)
-        )
+
+        async def boot() -> int:
+            mounts = await self._init_containers(key, pod)
+            cache = mounts.get(MODEL_CACHE_MOUNT)
+            if cache is not None:  # the cpu-test profile's stand-in for the pod's mount
+                process.env[MODEL_CACHE_DIR_ENV] = str(cache)
+            return await process.start(tuning, self.options.time_scale, self.options.drain_grace_s)
+
+        worker.task = asyncio.create_task(boot())
         worker.task.add_done_callback(lambda t: self._started(key, t))
 
     def _started(self, key: Key, task: asyncio.Task[int]) -> None:
@@ -180,7 +276,7 @@ class Fleet:
         log.info("fleet: worker %s/%s ready on port %s", *key, worker.process.port)
         self._watch_probes(key, worker)
         self._publish()
-        if self.options.report_readiness:
+        if worker.report_readiness:
             self._spawn(self._report_ready(key, True, None))
 
     async def _report_ready(self, key: Key, ready: bool, why: str | None) -> None:
@@ -202,7 +298,7 @@ class Fleet:
             worker.ready = ok
             self.probe_events.append({"pod": key[1], "probe": "readiness", "ok": ok, "why": why})
             self._publish()
-            if self.options.report_readiness:
+            if worker.report_readiness:
                 self._spawn(self._report_ready(key, ok, why))
 
         def liveness(ok: bool, why: str | None) -> None:
@@ -256,6 +352,8 @@ class Fleet:
 
     async def shutdown(self) -> None:
         """Drain and stop every worker, even when state can no longer be written."""
+        for task in self.runs.values():
+            task.cancel()
         for key in list(self.workers):
             worker = self.workers.pop(key)
             self._spawn(self._stop(key, worker))
@@ -333,5 +431,7 @@ class Fleet:
             "stopped": self.stopped,
             "failed": {f"{k[0]}/{k[1]}": v for k, v in self.failed.items()},
             "probeEvents": self.probe_events,
+            "runs": self.run_results,
+            "initContainers": self.init_results,
         }
         write_atomic(self.options.work_dir / "state.json", json.dumps(state, indent=1))

@@ -158,6 +158,8 @@ class WorkerProcess:
     engine_pid: int | None = None
     engine_left: int | None = None
     ready_at: float | None = None
+    # Variables the pod's node adds (the cpu-test profile's stand-ins for the pod's mounts).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def config_path(self) -> Path:
@@ -182,6 +184,7 @@ class WorkerProcess:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
+                env={**os.environ, **self.env},
                 preexec_fn=die_with_parent if self.engine == "sim" else _engine_on_spare_cpu,
             )
         finally:

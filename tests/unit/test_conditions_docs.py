@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
+from tokenscale.api.v1alpha1.status import ConditionType
 from tokenscale.domain.status import Condition, Event, PrometheusProblem, Template
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
@@ -87,3 +89,11 @@ PROBLEMS = {
 
 def test_the_problem_list_names_real_reasons() -> None:
     assert {t.reason for t in templates()} >= PROBLEMS
+
+
+def test_every_condition_written_is_a_type_the_crd_accepts() -> None:
+    """The status schema enumerates condition types: one the code writes but the schema lacks
+    makes the API server refuse the whole status write (422)."""
+    accepted = set(get_args(ConditionType))
+    written = {t.kind for t in templates() if t.kind != "Event"}
+    assert written - accepted == set(), "add these to ConditionType in api/v1alpha1/status.py"

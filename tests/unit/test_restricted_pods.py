@@ -14,8 +14,10 @@ from tokenscale.domain import capacity, render
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 
+CACHED = {"storageClassName": "filestore"}
 SOURCES = {
     "hf": {"source": "hf://meta-llama/Llama-3.1-8B-Instruct", "architecture": "llama-3.1-8b"},
+    "s3-cached": {"source": "s3://weights/llama", "architecture": "llama-3.1-8b", "cache": CACHED},
     "pvc": {"source": "pvc://weights/llama/8b", "architecture": "llama-3.1-8b"},
     "tp4": {"source": "hf://m/l70", "architecture": "llama-3.1-70b"},
 }
@@ -33,6 +35,19 @@ def pod(model: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("source", sorted(SOURCES))
 def test_worker_pods_pass_the_restricted_profile(source: str) -> None:
     assert restricted_violations(pod(SOURCES[source])) == []
+
+
+def test_the_model_cache_fill_job_passes_the_restricted_profile() -> None:
+    spec = InferenceServiceSpec.model_validate(minimal_spec(model=SOURCES["s3-cached"]))
+    plan = capacity.plan(spec)
+    assert isinstance(plan, Plan)
+    children = render.render_all(ServiceRef("chat", "ns", "uid"), spec, plan, 8, False)
+    job = next(c for c in children if c["kind"] == "Job")
+    job_pod = job["spec"]["template"]["spec"]
+    assert restricted_violations(job_pod) == []
+    assert job_pod["automountServiceAccountToken"] is False
+    # The worker's init container too (restricted checks every container).
+    assert pod(SOURCES["s3-cached"])["initContainers"][0]["securityContext"]["runAsNonRoot"]
 
 
 def test_the_checker_catches_what_the_api_server_refuses() -> None:

@@ -198,6 +198,25 @@ def test_no_scale_down_while_requests_queue_past_the_ttft_objective() -> None:
     assert decide(SPEC, PLAN, fast_obs, state, now).replicas == quiet.replicas
 
 
+def test_no_replica_past_the_first_while_the_model_cache_fills() -> None:
+    """A replica added while the fill runs would wait for it in its init container: the load
+    that asks for 6 replicas gets 1 (a new service) and keeps 3 (replicas serving an earlier
+    copy), and says why; once filled, the need is met."""
+    now = 600.0
+    fresh = replace(obs(now, 30.0, 0, cap=40), current_replicas=1, model_filling=True)
+    gated = decide(SPEC, PLAN, fresh, ScalerState(), now)
+    assert gated.replicas == 1
+    assert "model cache filling: 1 until the copy is complete" in gated.reason
+    serving = replace(obs(now, 30.0, 3, cap=40), model_filling=True)
+    assert decide(SPEC, PLAN, serving, ScalerState(), now).replicas == 3
+    filled = decide(SPEC, PLAN, replace(serving, model_filling=False), ScalerState(), now)
+    assert filled.replicas > 3
+    # Without metrics (the _hold path) the gate holds too.
+    no_data = Observation(current_replicas=1, ready_replicas=0, model_filling=True)
+    held = decide(make_spec(minReplicas=4), PLAN, no_data, ScalerState(), now)
+    assert held.replicas == 1 and "model cache filling" in held.reason
+
+
 def test_flapping_load_at_the_tolerance_edge_does_not_flap() -> None:
     ds = run([27.0, 29.0] * 40, 9)
     # The first ten minutes learn the service and ITL factors; after that, +/-4% load

@@ -66,9 +66,9 @@ ISSUE_SPEC_CASES: list[tuple[str, Any, list[str]]] = [
         {"source": "s3://bucket/llama-8b", "architecture": "llama-3.1-8b", "revision": "v2"},
         [
             REVISION_HF
-            + "; spec.model.source: s3:// sources are not supported yet (no loader is wired); "
-            "copy the weights onto a PersistentVolumeClaim and use pvc://claim/path, or use "
-            "hf://org/name"
+            + "; spec.model.source: an s3:// model is read through the model cache: set "
+            "spec.model.cache.storageClassName (tokenscale creates a ReadWriteMany claim) or "
+            "spec.model.cache.claimName (an existing one), and one Job copies the weights onto it"
         ],
     ),
     ("resources.gpusPerReplica", "4", [GPUS + " (got '4')"]),

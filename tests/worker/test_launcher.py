@@ -77,7 +77,7 @@ def test_model_sources(source: str, model: str) -> None:
 
 @pytest.mark.parametrize(
     "source",
-    ["hf://just-a-name", "ftp://x/y", "no-scheme-model", "s3://", "s3://bucket/llama/8b"],
+    ["hf://just-a-name", "ftp://x/y", "no-scheme-model"],
 )
 def test_bad_model_sources(source: str) -> None:
     with pytest.raises(LauncherError, match="hf://org/name"):
@@ -93,9 +93,24 @@ def test_path_traversal_is_refused(source: str) -> None:
         resolve_model(source)
 
 
-def test_s3_is_refused_until_a_loader_is_wired() -> None:
-    with pytest.raises(LauncherError, match="s3:// sources are not supported yet"):
+def test_s3_without_the_model_cache_is_refused() -> None:
+    with pytest.raises(LauncherError, match="s3:// model is read through the model cache"):
         resolve_model("s3://bucket/llama/8b")
+
+
+def test_a_cached_model_is_read_from_the_cache_at_its_key_without_a_revision() -> None:
+    argv = build_vllm_args(
+        cfg(modelSource="hf://org/name", revision="abc123", modelCacheKey="hf-org-name-1")
+    )
+    assert argv[argv.index("--model") + 1] == "/model-cache/hf-org-name-1"
+    assert "--revision" not in argv
+    assert resolve_model("s3://b/m", cache_key="k", cache_dir="/x") == "/x/k"
+
+
+@pytest.mark.parametrize("key", ["a/b", "..", "."])
+def test_a_cache_key_that_is_not_one_directory_is_refused(key: str) -> None:
+    with pytest.raises(LauncherError, match="not one directory name"):
+        resolve_model("s3://b/m", cache_key=key)
 
 
 def test_revision_only_for_hf() -> None:

@@ -26,9 +26,10 @@ SERVED = TINY_SERVED
 TINY_SPEC: dict[str, Any] = {"model": TINY_MODEL_SPEC, "resources": {"gpu": "l4-24gb"}}
 
 
-def rendered_config() -> dict[str, Any]:
-    """The worker config the operator renders for the tiny model's InferenceService."""
-    spec = InferenceServiceSpec.model_validate(TINY_SPEC)
+def rendered_config(spec_doc: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The worker config the operator renders for the tiny model's InferenceService (or for
+    `spec_doc`)."""
+    spec = InferenceServiceSpec.model_validate(TINY_SPEC if spec_doc is None else spec_doc)
     plan = capacity.plan(spec)
     assert isinstance(plan, Plan), plan
     return worker_config(spec, plan, ServiceRef("tiny", "default", uid="u1", generation=1))
@@ -54,10 +55,17 @@ class VllmWorker:
 
 
 @contextlib.contextmanager
-def vllm_worker(workdir: Path, cap: int = 8, queue_limit: int = 64) -> Iterator[VllmWorker]:
-    """Start `tokenscale-worker serve --engine vllm` on the rendered config; always stopped."""
+def vllm_worker(
+    workdir: Path,
+    cap: int = 8,
+    queue_limit: int = 64,
+    config: dict[str, Any] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[VllmWorker]:
+    """Start `tokenscale-worker serve --engine vllm` on the rendered config (or `config`), with
+    `extra_env` for the pod's mounts; always stopped."""
     model_dir = Path(tiny_model())
-    config = rendered_config()
+    config = rendered_config() if config is None else dict(config)
     # A pod has its own network namespace; here the engine port must not collide with others.
     config["port"] = free_port()
     config_path = workdir / "config.json"
@@ -70,6 +78,7 @@ def vllm_worker(workdir: Path, cap: int = 8, queue_limit: int = 64) -> Iterator[
         "TOKENSCALE_VLLM_PYTHON": vllm_python(),
         # pvc://models/tiny-llama -> <models dir>/tiny-llama
         "TOKENSCALE_MODELS_DIR": str(model_dir.parent),
+        **(extra_env or {}),
     }
     cmd = [
         sys.executable, "-m", "tokenscale_worker.cli", "serve", "--engine", "vllm",

@@ -4,6 +4,10 @@ tokenscale-worker serve [--engine vllm|sim] [--model M] [--gpu G] [--quantizatio
                         [--port N] [--config FILE] ...
 tokenscale-worker sim   --model M --gpu G [--port N] [--label k=v] ...   (engine only)
 tokenscale-worker args  [--config FILE]      (print the vLLM argv the config becomes)
+tokenscale-worker fill  --source s3://B/P|hf://ORG/NAME [--revision R] --cache-dir DIR
+                        (the model cache's fill Job)
+tokenscale-worker wait-model --cache-dir DIR --key KEY [--poll-seconds S]
+                        (the replicas' init container: returns once the fill is complete)
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from collections.abc import Sequence
 from tokenscale_contract import catalog
 from tokenscale_contract import interface as contract
 from tokenscale_contract.config import ConfigError, load_config
+from tokenscale_contract.model_cache import MODEL_CACHE_MOUNT
 from tokenscale_sim.profile import InfeasibleProfileError
-from tokenscale_worker import limits, runner
+from tokenscale_worker import fill, limits, runner
 from tokenscale_worker.cli_types import (
     PORT,
     OneLineParser,
@@ -93,6 +98,36 @@ def _gateway_limits(s: argparse.ArgumentParser) -> None:
     )
 
 
+def _model_cache(sub: argparse._SubParsersAction[OneLineParser]) -> None:
+    f = sub.add_parser("fill", help="download a model into the shared model cache (the fill Job)")
+    f.add_argument(
+        "--source",
+        required=True,
+        type=fill.model_source,
+        help="s3://bucket/prefix or hf://org/name",
+    )
+    f.add_argument(
+        "--revision",
+        type=fill.revision,
+        default=None,
+        help="hf: branch, tag or commit to download; s3: only part of the cache key",
+    )
+    f.add_argument(
+        "--cache-dir", required=True, help=f"the cache volume's mount ({MODEL_CACHE_MOUNT} in pods)"
+    )
+    w = sub.add_parser("wait-model", help="wait until the model cache holds a complete entry")
+    w.add_argument(
+        "--cache-dir", required=True, help=f"the cache volume's mount ({MODEL_CACHE_MOUNT} in pods)"
+    )
+    w.add_argument("--key", required=True, type=fill.entry_key, help="the entry's directory name")
+    w.add_argument(
+        "--poll-seconds",
+        type=float_range(0, 3600, low_open=True),
+        default=2.0,
+        help="how often to look for the entry's complete marker",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="tokenscale-worker")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--port", type=PORT, default=contract.ENGINE_PORT)
     a = sub.add_parser("args", help="print the vLLM argv for a worker config")
     a.add_argument("--config", default=None)
+    _model_cache(sub)
     return parser
 
 
@@ -141,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "args":
             print(json.dumps(vllm_command(load_config(args.config))))
             return 0
+        if args.command == "fill":
+            return fill.run_fill(args)
+        if args.command == "wait-model":
+            return fill.run_wait_model(args)
         if args.command == "sim":
             return asyncio.run(serve_sim_only(args))
         return asyncio.run(serve(args))

@@ -21,8 +21,10 @@ Differences of `cpu-test` from `gpu` (a pod), each with its reason:
   where a busy engine's spinning OpenMP thread starves a second engine's start for minutes; one
   unpinned thread per engine lets the kernel share the cores (the tiny model gains nothing from
   more threads);
-- `pvc://` and `s3://` sources are found under `$TOKENSCALE_MODELS_DIR` (default
-  `~/.cache/tokenscale`, where `make setup` builds `tiny-llama`) instead of `/models`.
+- `pvc://` sources are found under `$TOKENSCALE_MODELS_DIR` (default `~/.cache/tokenscale`,
+  where `make setup` builds `tiny-llama`) instead of `/models`, and the shared model cache under
+  `$TOKENSCALE_MODEL_CACHE_DIR` (default `~/.cache/tokenscale/model-cache`) instead of
+  `/model-cache`: a claim's directory on the machine that runs the engine.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tokenscale_contract.interface import MODELS_DIR
+from tokenscale_contract.model_cache import MODEL_CACHE_MOUNT
 
 PROFILE_ENV = "TOKENSCALE_ENGINE_PROFILE"
 # Every profile: the gateway keeps idle connections to the engine in its pool (aiohttp: 15 s),
@@ -44,6 +47,7 @@ PROFILE_ENV = "TOKENSCALE_ENGINE_PROFILE"
 COMMON_ENV: dict[str, str] = {"VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "60"}
 VLLM_PYTHON_ENV = "TOKENSCALE_VLLM_PYTHON"
 MODELS_DIR_ENV = "TOKENSCALE_MODELS_DIR"
+MODEL_CACHE_DIR_ENV = "TOKENSCALE_MODEL_CACHE_DIR"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class EngineProfile:
     env: Mapping[str, str] = field(default_factory=dict)
     # None: the pod's MODELS_DIR; else an env var naming it and its default.
     models_dir_env: tuple[str, str] | None = None
+    # The same for the shared model cache's mount.
+    model_cache_dir_env: tuple[str, str] | None = None
 
     def argv_prefix(self, environ: Mapping[str, str]) -> list[str]:
         python = environ.get(VLLM_PYTHON_ENV) or sys.executable
@@ -68,6 +74,12 @@ class EngineProfile:
         if self.models_dir_env is None:
             return MODELS_DIR
         name, default = self.models_dir_env
+        return environ.get(name) or os.path.expanduser(default)
+
+    def model_cache_dir(self, environ: Mapping[str, str]) -> str:
+        if self.model_cache_dir_env is None:
+            return MODEL_CACHE_MOUNT
+        name, default = self.model_cache_dir_env
         return environ.get(name) or os.path.expanduser(default)
 
 
@@ -91,6 +103,7 @@ CPU_TEST = EngineProfile(
         "OMP_NUM_THREADS": "1",
     },
     models_dir_env=(MODELS_DIR_ENV, str(Path("~/.cache/tokenscale"))),
+    model_cache_dir_env=(MODEL_CACHE_DIR_ENV, str(Path("~/.cache/tokenscale/model-cache"))),
 )
 
 PROFILES: dict[str, EngineProfile] = {p.name: p for p in (GPU, CPU_TEST)}

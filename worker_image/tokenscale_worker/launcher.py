@@ -16,6 +16,7 @@ from tokenscale_contract.config import WorkerConfig
 from tokenscale_contract.extra_args import validate_extra_args
 from tokenscale_contract.extra_args_policy import REFUSED
 from tokenscale_contract.interface import MODELS_DIR
+from tokenscale_contract.model_cache import MODEL_CACHE_MOUNT
 from tokenscale_worker.engine_profile import COMMON_ENV, GPU, EngineProfile
 
 # The command the argument list follows.
@@ -35,21 +36,28 @@ class LauncherError(ValueError):
     """The configuration cannot become a vLLM command line; the message lists every problem."""
 
 
-# s3:// has no loader yet (no init container, no --load-format runai_streamer): refused here and
-# by the API server (ModelSpec's CEL rule) with the same advice.
-S3_NOT_WIRED = (
-    "spec.model.source: s3:// sources are not supported yet (no loader is wired); copy the weights "
-    "onto a PersistentVolumeClaim and use pvc://claim/path, or use hf://org/name"
+# s3:// weights reach a replica only through the shared model cache (a fill Job copies them):
+# without a cache key there is nothing to read. The API server refuses such a spec too.
+S3_NEEDS_CACHE = (
+    "spec.model.source: an s3:// model is read through the model cache: set "
+    "spec.model.cache.storageClassName or spec.model.cache.claimName"
 )
 
 
-def resolve_model(source: str, models_dir: str = MODELS_DIR) -> str:
+def resolve_model(
+    source: str,
+    models_dir: str = MODELS_DIR,
+    cache_key: str | None = None,
+    cache_dir: str = MODEL_CACHE_MOUNT,
+) -> str:
     """The value of vLLM's --model for a model source.
 
     hf://meta-llama/Llama-3.1-8B-Instruct -> meta-llama/Llama-3.1-8B-Instruct (downloaded by vLLM)
     pvc://models-claim/llama/8b            -> /models/llama/8b (the renderer mounts the claim's
                                               root at /models: render._volumes)
-    s3://bucket/llama/8b                   -> refused: not wired yet (the API server refuses it too)
+    any source with a cache key            -> /model-cache/<key> (the fill Job's copy on the
+                                              shared claim, mounted read-only by the renderer)
+    s3://bucket/llama/8b without a key     -> refused: s3:// needs the model cache
     llama-3.1-8b (a catalog id)            -> its Hugging Face repository
 
     A `.` or `..` segment is refused: pvc://claim/../../etc/passwd would leave the claim.
@@ -60,8 +68,12 @@ def resolve_model(source: str, models_dir: str = MODELS_DIR) -> str:
             f"model source {source!r} has a . or .. path segment, which would leave the claim or "
             "repository; give the path inside it"
         )
+    if cache_key is not None:
+        if "/" in cache_key or cache_key in (".", ".."):
+            raise LauncherError(f"model cache key {cache_key!r} is not one directory name")
+        return str(PurePosixPath(cache_dir, cache_key))
     if scheme == "s3":
-        raise LauncherError(S3_NOT_WIRED)
+        raise LauncherError(S3_NEEDS_CACHE)
     if not sep:
         if source in catalog.MODELS:
             return catalog.MODELS[source].hf_repo
@@ -95,14 +107,20 @@ def build_vllm_args(
     if cfg.revision is not None and not cfg.model_source.startswith("hf://"):
         problems.append("revision applies only to hf:// model sources; remove it")
     try:
-        model = resolve_model(cfg.model_source, profile.models_dir(env))
+        model = resolve_model(
+            cfg.model_source,
+            profile.models_dir(env),
+            cfg.model_cache_key,
+            profile.model_cache_dir(env),
+        )
     except LauncherError as err:
         problems.append(str(err))
         model = ""
     if problems:
         raise LauncherError("; ".join(problems))
     args = ["--model", model]
-    args += _flag_pair("--revision", cfg.revision)
+    # A cached copy is one fixed revision already (the fill Job pinned it).
+    args += _flag_pair("--revision", None if cfg.model_cache_key else cfg.revision)
     args += ["--served-model-name", cfg.served_name]
     args += _flag_pair("--quantization", cfg.quantization)
     if cfg.allow_deprecated_quantization:

@@ -83,6 +83,7 @@ class Kube:
         self.dynamic = DynamicClient(api)
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
+        self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         # The dynamic client's discovery cache is not thread-safe, and a lookup that misses
         # (PodMonitor on a cluster without the Prometheus operator) rebuilds it from scratch:
@@ -218,6 +219,16 @@ class Kube:
             response: Any = self.apps.read_namespaced_deployment(
                 name, namespace, _preload_content=False
             )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        result: Manifest = json.loads(response.data)
+        return result
+
+    def get_job(self, namespace: str, name: str) -> Manifest | None:
+        try:
+            response: Any = self.batch.read_namespaced_job(name, namespace, _preload_content=False)
         except ApiException as exc:
             if exc.status == 404:
                 return None

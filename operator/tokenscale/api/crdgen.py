@@ -32,6 +32,11 @@ _KEPT = {
 }
 
 
+# A field's schema extra: the optional object's absence is a setting (spec.model.cache unset: no
+# cache), so the API server must not default it to `{}`.
+UNSET_MEANS_OFF = "tokenscaleUnsetMeansOff"
+
+
 def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in node:
         name = node["$ref"].rsplit("/", 1)[-1]
@@ -82,6 +87,8 @@ def convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         # An absent optional field is already "unset"; a null default would fail validation.
         del out["default"]
     out.update({k: v for k, v in node.items() if k.startswith("x-kubernetes-")})
+    if node.get(UNSET_MEANS_OFF):
+        out[UNSET_MEANS_OFF] = True
     out.update(_numeric_bounds(node))
     if "properties" in node:
         out["type"] = "object"
@@ -108,7 +115,8 @@ def _with_object_defaults(schema: dict[str, Any]) -> dict[str, Any]:
     for name, prop in schema.get("properties", {}).items():
         if prop.get("type") == "object" and "properties" in prop:
             _with_object_defaults(prop)
-            if name not in schema.get("required", []) and not _has_required(prop):
+            off = prop.pop(UNSET_MEANS_OFF, False)
+            if name not in schema.get("required", []) and not _has_required(prop) and not off:
                 prop.setdefault("default", {})
     return schema
 

@@ -45,22 +45,39 @@ def concurrency_cap(spec: InferenceServiceSpec, plan: Plan, status: dict[str, An
     return ceiling
 
 
-def bounded_replicas(spec: InferenceServiceSpec, current: int | None) -> int | None:
+def bounded_replicas(
+    spec: InferenceServiceSpec, current: int | None, limit: int | None = None
+) -> int | None:
     """The replica count the lifecycle handler enforces, or None to leave it to the autoscaler.
 
     A new Deployment starts at minReplicas; an existing one is only pulled back inside
     [minReplicas, maxReplicas]. `off` pins minReplicas; `advisory` never touches replicas once
-    the Deployment exists.
+    the Deployment exists. `limit` (the model cache's fill gate) caps what is asked for: a
+    service whose weights are still being copied starts one replica, not minReplicas.
     """
     scaling = spec.scaling
+    cap = scaling.max_replicas if limit is None else limit
     if current is None:
-        return scaling.min_replicas
+        return min(scaling.min_replicas, cap)
     if scaling.mode == "advisory":
         return None
     if scaling.mode == "off":
-        return scaling.min_replicas if current != scaling.min_replicas else None
-    bounded = max(scaling.min_replicas, min(scaling.max_replicas, current))
+        pinned = min(scaling.min_replicas, cap)
+        return pinned if current != pinned else None
+    bounded = min(max(scaling.min_replicas, min(scaling.max_replicas, current)), cap)
     return bounded if bounded != current else None
+
+
+def autoscaler_after_scale(status: dict[str, Any], replicas: int) -> dict[str, Any] | None:
+    """status.autoscaler once the lifecycle handler has set `replicas` itself (the bounds moved,
+    or the model cache's gate lifted): the count tokenscale last applied, so the autoscaler does
+    not take its own operator's write for another client's. The scale subresource leaves no
+    managedFields entry for spec.replicas, so only this record tells the two apart. None while
+    the autoscaler has not ticked yet (it has nothing to compare)."""
+    autoscaler = status.get("autoscaler")
+    if not isinstance(autoscaler, dict):
+        return None
+    return {**autoscaler, "lastAppliedReplicas": replicas}
 
 
 def _unschedulable(pod: dict[str, Any]) -> str | None:

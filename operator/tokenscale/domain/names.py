@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from tokenscale.api.v1alpha1 import API_VERSION, KIND
 
 FIELD_MANAGER = "tokenscale"
 SERVICE_LABEL = "tokenscale.io/service"
@@ -56,4 +59,25 @@ def labels(ref: ServiceRef, component: str = "inference") -> dict[str, str]:
         "app.kubernetes.io/part-of": "tokenscale",
         "app.kubernetes.io/managed-by": "tokenscale",
         SERVICE_LABEL: ref.name,
+    }
+
+
+def owner_reference(ref: ServiceRef) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": ref.name,
+        "uid": ref.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_metadata(ref: ServiceRef, name: str, component: str = "inference") -> dict[str, Any]:
+    """Name, namespace, labels and the owner reference the garbage collector follows."""
+    return {
+        "name": name,
+        "namespace": ref.namespace,
+        "labels": labels(ref, component),
+        "ownerReferences": [owner_reference(ref)],
     }

@@ -39,6 +39,9 @@ class Observation:
     current_cap: int | None = None  # per-replica concurrency cap in force
     # The most replicas the cluster can schedule (free GPUs + ours); None = unknown/unlimited.
     schedulable_replicas: int | None = None
+    # The shared model cache is still being filled: no replicas beyond the first (or beyond
+    # those already serving an earlier copy) until it is complete.
+    model_filling: bool = False
 
     def replicas_now(self) -> int:
         """Replicas the service has or has asked for: spec replicas, else ready + starting."""

@@ -30,6 +30,10 @@ LIVENESS_PERIOD_SECONDS = 10
 # Bytes per second a replica reads weights at when it starts: a hub download or a network volume
 # (a single HF download stream or a PD-balanced disk gives 200-300 MiB/s).
 LOAD_BYTES_PER_SECOND = 256 * 1024**2
+# A single client reading the shared model cache (a ReadWriteMany network volume: Filestore
+# Zonal, EFS Elastic and CephFS read 1-1.5 GiB/s per client for large sequential files); the low
+# end, so a replica is expected no sooner than it can come.
+CACHE_READ_BYTES_PER_SECOND = 1024**3
 # Engine start after the weights are in memory: CUDA graph capture and compilation.
 WARMUP_SECONDS = 180
 STARTUP_FLOOR_SECONDS = 600
@@ -54,15 +58,16 @@ def checkpoint_gib(spec: InferenceServiceSpec, plan: Plan) -> float:
 def model_cache_size(spec: InferenceServiceSpec, plan: Plan) -> str | None:
     """sizeLimit and ephemeral-storage request of the download cache (emptyDir) of an hf://
     model: the checkpoint plus 10% and 2 GiB for tokenizer files and partial downloads; None for
-    a pvc:// model, which is read from its claim and downloads nothing."""
-    if not spec.model.source.startswith("hf://"):
+    a pvc:// model or one read from the shared model cache, which download nothing."""
+    if not spec.model.source.startswith("hf://") or spec.model.cache is not None:
         return None
     return f"{math.ceil(checkpoint_gib(spec, plan) * 1.1) + 2}Gi"
 
 
 def startup_budget_seconds(spec: InferenceServiceSpec, plan: Plan) -> float:
     """Seconds the startup probe allows before the kubelet restarts the container."""
-    load = checkpoint_gib(spec, plan) * 1024**3 / LOAD_BYTES_PER_SECOND + WARMUP_SECONDS
+    bandwidth = CACHE_READ_BYTES_PER_SECOND if spec.model.cache else LOAD_BYTES_PER_SECOND
+    load = checkpoint_gib(spec, plan) * 1024**3 / bandwidth + WARMUP_SECONDS
     return max(STARTUP_FLOOR_SECONDS, 2 * spec.scaling.cold_start_seconds, load)
 
 

@@ -10,11 +10,12 @@ import json
 import posixpath
 from typing import Any
 
-from tokenscale.api.v1alpha1 import API_VERSION, KIND, InferenceServiceSpec
-from tokenscale.domain import names
+from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain import model_cache, names
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 from tokenscale.domain.placement import DEFAULT_PLACEMENT, GpuPlacement
+from tokenscale.domain.pod_security import RESTRICTED_CONTAINER, restricted_pod
 from tokenscale.domain.probes import model_cache_size, probes
 from tokenscale.domain.worker_config import worker_config
 from tokenscale_contract import interface as contract
@@ -28,33 +29,17 @@ QUEUE_PER_SLOT = 4
 TUNING_DIR = posixpath.dirname(contract.TUNING_PATH)
 # Hugging Face downloads land here (an emptyDir: the root filesystem is read-only).
 MODEL_CACHE_DIR = "/var/cache/huggingface"
-# The worker image's user (worker_image/Dockerfile `USER 1000`); numeric so the kubelet can check
-# runAsNonRoot without reading /etc/passwd.
-WORKER_UID = 1000
 # A writable home on an emptyDir: vLLM writes ~/.cache/vllm (VLLM_CACHE_ROOT: compile and CUDA
 # graph caches) and ~/.config/vllm at start, torch and Triton their kernel caches under
 # XDG_CACHE_HOME; with HOME here the root filesystem stays read-only.
 HOME_DIR = "/home/worker"
 
 
-def owner_reference(ref: ServiceRef) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": ref.name,
-        "uid": ref.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+owner_reference = names.owner_reference
 
 
 def _metadata(ref: ServiceRef, name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": ref.namespace,
-        "labels": names.labels(ref),
-        "ownerReferences": [owner_reference(ref)],
-    }
+    return names.child_metadata(ref, name)
 
 
 def tuning_document(concurrency_cap: int) -> str:
@@ -151,7 +136,10 @@ def _volumes(
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     source = spec.model.source
-    if source.startswith("pvc://"):
+    if model_cache.enabled(spec):
+        volumes.append(model_cache.replica_volume(ref, spec))
+        mounts.append(model_cache.replica_mount())
+    elif source.startswith("pvc://"):
         # The claim's root is mounted at MODELS_DIR, so pvc://claim/llama/8b is /models/llama/8b:
         # the path the launcher gives vLLM (launcher.resolve_model).
         claim = source.removeprefix("pvc://").split("/", 1)[0]
@@ -218,14 +206,8 @@ def _container(
         },
         "volumeMounts": mounts,
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
-        # Pod Security Admission "restricted": no privilege escalation, no capabilities, non-root,
-        # and a read-only root filesystem (every path vLLM writes is a volume above).
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-        },
+        # Pod Security Admission "restricted" (pod_security.py).
+        "securityContext": RESTRICTED_CONTAINER,
         **probes(spec, plan),
     }
 
@@ -265,16 +247,10 @@ def _pod_spec(
         "enableServiceLinks": False,
         # The worker never calls the Kubernetes API: no ServiceAccount token in the pod.
         "automountServiceAccountToken": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": WORKER_UID,
-            "runAsGroup": WORKER_UID,
-            # Volumes (a model claim included) are group-writable/readable by the worker.
-            "fsGroup": WORKER_UID,
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod(),
     }
+    if model_cache.enabled(spec):
+        pod["initContainers"] = [model_cache.wait_container(spec)]
     if spec.resources.node_selector:
         pod["nodeSelector"] = dict(sorted(spec.resources.node_selector.items()))
     tolerations = _tolerations(spec, placement)
@@ -328,7 +304,10 @@ def render_all(
     placement: GpuPlacement = DEFAULT_PLACEMENT,
 ) -> list[Manifest]:
     """Every child, in apply order (the ConfigMap first: pods mount it)."""
+    # The model cache's claim and fill Job before the Deployment whose pods mount the claim.
+    cache = [model_cache.make_claim(ref, spec, plan), model_cache.make_fill_job(ref, spec)]
     children = [
+        *[c for c in cache if c is not None],
         make_configmap(ref, concurrency_cap),
         make_deployment(
             ref, spec, plan, scrape_annotations=not podmonitor_available, placement=placement

@@ -69,6 +69,7 @@ def decide(
         target, hold_note = current, f"no scale-down while {queue_note}"
     limited, limit_note = _rate_limit(spec, current, target, c)
     final, short = _capacity(obs, limited)
+    final, fill_note = _fill_gate(obs, current, final)
     new_state = replace(
         state,
         recommendations=recs,
@@ -77,7 +78,7 @@ def decide(
         burst_until=burst_until,
         cap_changed_at=now if cap.changed else state.cap_changed_at,
     )
-    notes = [n for n in (hold_note, limit_note, short) if n]
+    notes = [n for n in (hold_note, limit_note, short, fill_note) if n]
     if burst_until is not None:
         notes.insert(0, "burst mode")
     reason = _reason(driver, current, final, cap, notes)
@@ -314,6 +315,15 @@ def _capacity(obs: Observation, replicas: int) -> tuple[int, str]:
     return fit, f"capacity-limited: {replicas} replicas needed, only {fit} can be scheduled"
 
 
+def _fill_gate(obs: Observation, current: int, replicas: int) -> tuple[int, str]:
+    """While the model cache fills, the first replica waits for it and a new one would too:
+    no more than one replica, or than those already serving an earlier copy."""
+    limit = max(1, current)
+    if not obs.model_filling or replicas <= limit:
+        return replicas, ""
+    return limit, f"model cache filling: {limit} until the copy is complete (wanted {replicas})"
+
+
 def _reason(driver: str, current: int, final: int, cap: CapChoice, notes: list[str]) -> str:
     verb = "hold" if final == current else f"{current} → {final} replicas"
     if final == current:
@@ -366,12 +376,12 @@ def _hold(
     s = spec.scaling
     bounded = min(max(current, s.min_replicas), s.max_replicas)
     final, short = _capacity(obs, bounded)
+    final, fill_note = _fill_gate(obs, current, final)
+    notes = "".join(f"; {n}" for n in (short, fill_note) if n)
     cap = _held_cap(spec, plan, obs, state)
-    reason = f"{why}; hold {final} replicas" + (f"; {short}" if short else "")
+    reason = f"{why}; hold {final} replicas{notes}"
     if final != current:
-        reason = f"{why}; {current} → {final} replicas to respect bounds" + (
-            f"; {short}" if short else ""
-        )
+        reason = f"{why}; {current} → {final} replicas to respect bounds{notes}"
     return Decision(
         replicas=final,
         concurrency_cap=cap,

@@ -142,6 +142,24 @@ class Condition(enum.Enum):
         "{writer} set replicas to {replicas}; tokenscale stopped scaling this service; remove "
         "the other autoscaler, or leave the count alone for {quiet} s to hand it back",
     )
+    MODEL_CACHED = Template(
+        "ModelCached",
+        "True",
+        "Filled",
+        "{message}: the weights are on claim {claim} ({key}); replicas read them from there",
+    )
+    MODEL_FILLING = Template(
+        "ModelCached",
+        "False",
+        "Filling",
+        "{message}; replicas stay at {limit} until the copy on claim {claim} is complete",
+    )
+    MODEL_FILL_FAILED = Template(
+        "ModelCached",
+        "False",
+        "FillFailed",
+        "{message}; replicas stay at {limit} (claim {claim})",
+    )
 
 
 class Event(enum.Enum):
@@ -165,6 +183,7 @@ class Event(enum.Enum):
         "Event", "Warning", "Infeasible", "{problem}; nothing is deployed until the spec changes"
     )
     CAPACITY_LIMITED = Template("Event", "Warning", "CapacityLimited", "{message}")
+    MODEL_FILL_FAILED = Template("Event", "Warning", "ModelFillFailed", "{message}")
 
 
 class PrometheusProblem(enum.Enum):
@@ -346,3 +365,23 @@ def plan_status(plan: Plan, concurrency_cap: int) -> dict[str, Any]:
         "maxConcurrency": plan.max_concurrency,
         "concurrencyCap": concurrency_cap,
     }
+
+
+def model_cache_conditions(
+    previous: Conditions,
+    phase: str,
+    message: str,
+    claim: str,
+    key: str,
+    limit: int,
+    now: str,
+    generation: int,
+) -> Conditions:
+    """ModelCached from the fill Job's state (model_cache.FillState)."""
+    condition = {
+        "Complete": Condition.MODEL_CACHED,
+        "Failed": Condition.MODEL_FILL_FAILED,
+    }.get(phase, Condition.MODEL_FILLING)
+    return set_condition(
+        previous, condition, now, generation, message=message, claim=claim, key=key, limit=limit
+    )

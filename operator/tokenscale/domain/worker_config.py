@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain import model_cache
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 from tokenscale_contract import interface as contract
@@ -26,6 +27,7 @@ def worker_config(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> di
     config = WorkerConfig(
         model_source=spec.model.source,
         revision=spec.model.revision,
+        model_cache_key=model_cache.key(spec) if model_cache.enabled(spec) else None,
         served_name=served_name(spec, ref),
         quantization=plan.vllm_quantization,
         allow_deprecated_quantization=plan.allow_deprecated_quantization,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -24,7 +25,7 @@ from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants, for
 from tokenscale.domain.signals import ServiceKey, ServiceSignals, to_observation
 from tokenscale.domain.status import Event, MetricsOutage, event_message
 from tokenscale.handlers import runtime
-from tokenscale.handlers.lifecycle import service_ref
+from tokenscale.handlers.lifecycle import fill_state, service_ref
 from tokenscale.handlers.runtime import Registry
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,9 @@ def tick_service(
         if outage
         else to_observation(signals or ServiceSignals(), spec.slo.percentile, facts)
     )
+    fill = fill_state(reg, ref, spec)
+    if fill is not None and fill.phase != "Complete":
+        observation = dataclasses.replace(observation, model_filling=True)
     decision = decide(spec, plan, observation, state, now, constants=constants)
     patch = autoscale.tick_status(spec, status, decision, observation, now, ref.generation, outage)
     if _write_status(reg, key, ref, patch, version):

@@ -71,14 +71,30 @@ def _slim_pod(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _slim_job(body: dict[str, Any]) -> dict[str, Any]:
+    """What model_cache.fill_state reads: the Job's conditions and failed count."""
+    status = body.get("status") or {}
+    return {
+        "metadata": _meta(body),
+        "status": {
+            "failed": status.get("failed"),
+            "conditions": [
+                {k: c.get(k) for k in ("type", "status", "reason", "message")}
+                for c in status.get("conditions") or []
+            ],
+        },
+    }
+
+
 class WatchCache:
-    """Services, Deployments and pods as the watches last reported them (slimmed)."""
+    """Services, Deployments, pods and fill Jobs as the watches last reported them (slimmed)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._services: dict[ServiceKey, dict[str, Any]] = {}
         self._deployments: dict[ServiceKey, dict[str, Any]] = {}
         self._pods: defaultdict[ServiceKey, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self._jobs: defaultdict[ServiceKey, dict[str, dict[str, Any]]] = defaultdict(dict)
 
     def put_service(self, key: ServiceKey, body: dict[str, Any] | None) -> None:
         with self._lock:
@@ -86,6 +102,7 @@ class WatchCache:
                 self._services.pop(key, None)
                 self._deployments.pop(key, None)
                 self._pods.pop(key, None)
+                self._jobs.pop(key, None)
             else:
                 self._services[key] = _slim_service(body)
 
@@ -118,6 +135,20 @@ class WatchCache:
                 self._pods[key].pop(name, None)
             else:
                 self._pods[key][name] = _slim_pod(body)
+
+    def put_job(self, key: ServiceKey, name: str, body: dict[str, Any] | None) -> bool:
+        """Keep a fill Job's state; True when its status changed (the gate may lift)."""
+        with self._lock:
+            before = self._jobs[key].get(name)
+            if body is None:
+                self._jobs[key].pop(name, None)
+                return before is not None
+            self._jobs[key][name] = _slim_job(body)
+            return before is None or before["status"] != self._jobs[key][name]["status"]
+
+    def job(self, key: ServiceKey, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._jobs.get(key, {}).get(name)
 
     def services(self) -> dict[ServiceKey, dict[str, Any]]:
         with self._lock:

@@ -50,6 +50,27 @@ def on_child(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> No
     )
 
 
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+def on_fill_job(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
+    """A model cache fill Job moved: the ModelCached condition and the replica gate follow it
+    (the autoscale tick reads the cached state; the reconcile writes the condition)."""
+    owner, namespace = _owner_name(body), body["metadata"].get("namespace")
+    if not owner or not namespace:
+        return
+    reg = runtime.registry(memo)
+    deleted = type == "DELETED"
+    reg.kube().observe(dict(body), deleted=deleted)
+    body_or_none = None if deleted else dict(body)
+    if not reg.watched.put_job((namespace, owner), body["metadata"]["name"], body_or_none):
+        return
+    reg.reconciles.reconcile_once(
+        (namespace, owner),
+        lambda: reconcile_latest(reg, namespace, owner, fresh=deleted),
+        lambda: reconcile_latest(reg, namespace, owner),
+        wait=False,
+    )
+
+
 @kopf.on.event("", "v1", "pods", labels=MANAGED)
 def on_pod(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
     """Remember worker pods: the autoscaler counts ready and starting replicas from them."""

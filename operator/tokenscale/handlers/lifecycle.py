@@ -19,8 +19,8 @@ from kubernetes.client.exceptions import ApiException
 
 from tokenscale.adapters import logs, metrics
 from tokenscale.adapters.kube import Kube
-from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION
-from tokenscale.domain import capacity, lifecycle, names, placement, render, status
+from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceServiceSpec
+from tokenscale.domain import capacity, lifecycle, model_cache, names, placement, render, status
 from tokenscale.domain.autoscale import status_changed
 from tokenscale.domain.names import ServiceRef
 from tokenscale.handlers import runtime
@@ -83,7 +83,10 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
         kube.apply(child)
     deployment = _deployment(reg, ref)
     current = None if deployment is None else (deployment["spec"].get("replicas"))
-    target = lifecycle.bounded_replicas(spec, current if deployment else None)
+    fill = fill_state(reg, ref, spec)
+    gate = model_cache.fill_gate(fill, current or 0)
+    target = lifecycle.bounded_replicas(spec, current if deployment else None, gate)
+    own_write = None if target is None else lifecycle.autoscaler_after_scale(old_status, target)
     if target is not None:
         kube.scale(ref, names.deployment_name(ref), target)
         if deployment is None:
@@ -94,15 +97,49 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
     workload = lifecycle.workload_state(deployment, pods)
     conds = status.workload_conditions(conds, workload, now, ref.generation)
     _warn_on_new_capacity_limit(kube, ref, old_status, conds)
-    patch = {
+    if fill is not None:
+        conds = status.model_cache_conditions(
+            conds,
+            fill.phase,
+            fill.message,
+            model_cache.claim_name(ref, spec),
+            model_cache.key(spec),
+            gate if gate is not None else workload.replicas,
+            now,
+            ref.generation,
+        )
+        _warn_on_new_fill_failure(kube, ref, old_status, conds)
+    plan = status.plan_status(result, cap)
+    if model_cache.enabled(spec):
+        plan["modelCacheColdStartSeconds"] = model_cache.cold_start_estimate_seconds(spec, result)
+    patch: dict[str, Any] = {
         "observedGeneration": ref.generation,
         "conditions": conds,
         "replicas": workload.current,
         "readyReplicas": workload.ready,
         "desiredReplicas": old_status.get("desiredReplicas") or workload.replicas,
-        "plan": status.plan_status(result, cap),
+        "plan": plan,
     }
+    if own_write is not None:
+        patch["autoscaler"] = own_write
     _write_status(reg, ref, old_status, patch, version)
+
+
+def fill_state(
+    reg: Registry, ref: ServiceRef, spec: InferenceServiceSpec
+) -> model_cache.FillState | None:
+    """The model cache fill's state from the watch's copy of its Job (a read, kept, before the
+    watch saw it); None when the service has no model cache."""
+    if not model_cache.enabled(spec):
+        return None
+    key, name = (ref.namespace, ref.name), model_cache.fill_job_name(ref, spec)
+    job = reg.watched.job(key, name)
+    if job is None:
+        job = reg.kube().get_job(ref.namespace, name)
+        if job is not None:
+            reg.watched.put_job(key, name, job)
+            job = reg.watched.job(key, name)
+    return model_cache.fill_state(job, name)
 
 
 def _deployment(reg: Registry, ref: ServiceRef) -> dict[str, Any] | None:
@@ -167,6 +204,20 @@ def _warn_on_new_capacity_limit(
     if now and now["status"] == "True" and not was:
         message = now["message"]
         kube.event(ref, *status.event_message(status.Event.CAPACITY_LIMITED, message=message))
+        log.warning("%s", message, extra=logs.about(ref.namespace, ref.name))
+
+
+def _warn_on_new_fill_failure(
+    kube: Kube, ref: ServiceRef, old_status: dict[str, Any], conds: status.Conditions
+) -> None:
+    was = any(
+        c.get("type") == "ModelCached" and c.get("reason") == "FillFailed"
+        for c in old_status.get("conditions") or []
+    )
+    now = next((c for c in conds if c["type"] == "ModelCached"), None)
+    if now and now["reason"] == "FillFailed" and not was:
+        message = now["message"]
+        kube.event(ref, *status.event_message(status.Event.MODEL_FILL_FAILED, message=message))
         log.warning("%s", message, extra=logs.about(ref.namespace, ref.name))
 
 

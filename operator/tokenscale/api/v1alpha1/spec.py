@@ -62,6 +62,42 @@ class CustomArchitecture(_Model):
     head_dim: int = Field(ge=16, le=1024, description="Dimension of one attention head.")
 
 
+class ModelCacheSpec(_Model):
+    """Where the shared copy of the weights lives: an existing claim, or one tokenscale creates."""
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "has(self.claimName) != has(self.storageClassName)",
+            "spec.model.cache: set exactly one of claimName (an existing ReadWriteMany "
+            "PersistentVolumeClaim) or storageClassName (tokenscale creates the claim)",
+        ),
+        Rule(
+            "!has(self.size) || has(self.storageClassName)",
+            "spec.model.cache.size applies only with storageClassName (the claim tokenscale "
+            "creates); an existing claim keeps its own size",
+        ),
+    )
+
+    claim_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="An existing ReadWriteMany PersistentVolumeClaim in the service's namespace.",
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="StorageClass of the ReadWriteMany claim tokenscale creates "
+        "(<name>-model-cache), e.g. a Filestore, EFS or CephFS class.",
+    )
+    size: str | None = Field(
+        default=None,
+        pattern=QUANTITY_PATTERN,
+        description="Size of the claim tokenscale creates; default: the checkpoint plus 20%.",
+    )
+
+
 class ModelSpec(_Model):
     """Which model to serve and how long its sequences may be."""
 
@@ -88,9 +124,19 @@ class ModelSpec(_Model):
             "claim or bucket; give the path inside it",
         ),
         Rule(
-            "!self.source.startsWith('s3://')",
-            "spec.model.source: s3:// sources are not supported yet (no loader is wired); copy the "
-            "weights onto a PersistentVolumeClaim and use pvc://claim/path, or use hf://org/name",
+            "!self.source.startsWith('s3://') || has(self.cache)",
+            "spec.model.source: an s3:// model is read through the model cache: set "
+            "spec.model.cache.storageClassName (tokenscale creates a ReadWriteMany claim) or "
+            "spec.model.cache.claimName (an existing one), and one Job copies the weights onto it",
+        ),
+        Rule(
+            "!self.source.startsWith('pvc://') || !has(self.cache)",
+            "spec.model.cache: a pvc:// model is on shared storage already; remove "
+            "spec.model.cache",
+        ),
+        Rule(
+            "!has(self.s3EndpointUrl) || self.source.startsWith('s3://')",
+            "spec.model.s3EndpointUrl applies only to s3:// sources; remove it",
         ),
     )
 
@@ -104,6 +150,21 @@ class ModelSpec(_Model):
         default=None,
         max_length=128,
         description="Model revision (branch, tag or commit) to pin; changing it rolls the pods.",
+    )
+    cache: ModelCacheSpec | None = Field(
+        default=None,
+        json_schema_extra={"tokenscaleUnsetMeansOff": True},
+        description="A shared model cache: one Job copies the weights onto a ReadWriteMany "
+        "claim, every replica mounts it read-only, and replicas scale past the first only once "
+        "the copy is complete. Required for s3:// sources; optional for hf:// sources.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/?$",
+        description="S3-compatible endpoint for s3:// sources (MinIO, Ceph, a cloud's S3 "
+        "API), e.g. http://minio.storage:9000; unset: AWS S3. Credentials come from "
+        "spec.secrets.s3Credentials.",
     )
     served_name: str | None = Field(
         default=None,
@@ -351,12 +412,26 @@ class SecretKeyRef(_Model):
     key: str = Field(default="token", min_length=1, max_length=253, description="Key in it.")
 
 
+class SecretName(_Model):
+    """A Secret in the InferenceService's namespace, used by its conventional keys."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN, description="Secret name."
+    )
+
+
 class SecretsSpec(_Model):
     """Credentials, always by reference."""
 
     hub_token: SecretKeyRef | None = Field(
         default=None,
         description="Secret holding the model hub token (exposed to vLLM as HF_TOKEN).",
+    )
+    s3_credentials: SecretName | None = Field(
+        default=None,
+        description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, given to the "
+        "model cache's fill Job only (replicas read the cache, never the bucket); unset: the "
+        "fill Job's pod identity (IRSA, Workload Identity).",
     )
     api_key: SecretKeyRef | None = Field(
         default=None,
