@@ -73,7 +73,16 @@ def test_the_cold_start_from_the_cache_is_the_read_plus_the_warm_up() -> None:
     plan = capacity.plan(spec)
     assert isinstance(plan, Plan)
     gib = probes.checkpoint_gib(spec, plan)
-    estimate = model_cache.cold_start_estimate_seconds(spec, plan)
+    estimate = probes.cache_cold_start_seconds(spec, plan)
+    # Unset coldStartSeconds: the autoscaler plans with the cache's arithmetic; a stated value
+    # wins; without a cache, 120 s.
+    assert probes.cold_start_seconds(spec, plan) == estimate
+    stated = spec.model_copy(
+        update={"scaling": spec.scaling.model_copy(update={"cold_start_seconds": 45.0})}
+    )
+    assert probes.cold_start_seconds(stated, plan) == 45.0
+    no_cache = spec.model_copy(update={"model": spec.model.model_copy(update={"cache": None})})
+    assert probes.cold_start_seconds(no_cache, plan) == probes.DEFAULT_COLD_START_SECONDS
     assert estimate == pytest.approx(gib + probes.WARMUP_SECONDS, abs=0.1)  # 1 GiB/s
     # From the hub the same replica reads at 256 MiB/s: four times the read.
     hub = gib * 1024**3 / probes.LOAD_BYTES_PER_SECOND + probes.WARMUP_SECONDS

@@ -11,6 +11,7 @@ import pytest
 from tokenscale.adapters.settings import AutoscaleSettings
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan, plan
+from tokenscale.domain.probes import DEFAULT_COLD_START_SECONDS
 from tokenscale.domain.scaling import Decision, Observation, ScalerState, decide
 from tokenscale.domain.scaling_constants import CONSTANTS, for_window
 from tokenscale.domain.scaling_model import service_model
@@ -117,7 +118,7 @@ def test_drop_to_idle_holds_one_cold_start_then_halves_per_step() -> None:
     high = ds[3].replicas
     # The recommendation of 10 is far above a need of 0: a passed burst, held for the cold
     # start (120 s, 8 ticks after the last one made at t = 45 s), not the whole 300 s window.
-    hold_ticks = int(SPEC.scaling.cold_start_seconds / TICK)
+    hold_ticks = int(DEFAULT_COLD_START_SECONDS / TICK)
     assert all(d.replicas == high for d in ds[4 : 4 + hold_ticks - 1])
     assert ds[4 + hold_ticks - 1].replicas < high
     after = [d.replicas for d in ds[4 + hold_ticks - 1 :]]
@@ -179,6 +180,25 @@ def test_cold_start_in_progress_counts_as_coming_capacity() -> None:
     stuck = obs(now, 30.0, 6, starting=(now - 500,) * 4, **high_ttft)  # type: ignore[arg-type]
     d2 = decide(SPEC, PLAN, stuck, ScalerState(concurrency_cap=40), now)
     assert d2.replicas > d.replicas and d2.reason.startswith("TTFT p95 1.80 s > 1.00 s")
+
+
+def test_an_unset_cold_start_is_the_model_cache_read_plus_warm_up() -> None:
+    """Replicas that started 250 s ago: past the 120 s default, so TTFT boosts; with the model
+    cache (70B fp8 on H100: its bf16 checkpoint, 131.5 GiB at 1 GiB/s + 180 s = 312 s) they are
+    still coming, and the decision waits for them."""
+    now = 600.0
+    starting = obs(now, 30.0, 6, starting=(now - 250,) * 4, waiting=20.0, ttft=1.8)
+    plain = decide(SPEC, PLAN, starting, ScalerState(concurrency_cap=40), now)
+    assert plain.reason.startswith("TTFT p95 1.80 s > 1.00 s")
+    doc = SPEC.model_dump(by_alias=True, exclude_none=True)
+    doc["model"] = {
+        **doc["model"],
+        "source": "s3://weights/llama-70b",
+        "cache": {"storageClassName": "rwx"},
+    }
+    cached = InferenceServiceSpec.model_validate(doc)
+    d = decide(cached, PLAN, starting, ScalerState(concurrency_cap=40), now)
+    assert "TTFT" not in d.reason.split(";")[0] and d.replicas < plain.replicas
 
 
 def test_no_scale_down_while_requests_queue_past_the_ttft_objective() -> None:

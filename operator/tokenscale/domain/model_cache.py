@@ -5,7 +5,7 @@ only after the copy is complete (`fill_gate`).
 Why: without it every new replica downloads the whole checkpoint (a 70B bf16 replica pulls
 131.5 GiB from the hub at ~256 MiB/s: 9 minutes before it can serve), and N replicas starting
 together pull it N times. With it the first fill pays the download once, and a replica's cold start
-is the read from the shared volume plus the engine's warm-up (`cold_start_estimate_seconds`).
+is the read from the shared volume plus the engine's warm-up (`probes.cache_cold_start_seconds`).
 
 The layout on the claim (`<key>.partial/` renamed to `<key>/` when complete) is the contract
 package's `model_cache` module: the worker image's `fill` and `wait-model` commands follow it.
@@ -24,7 +24,7 @@ from tokenscale.domain import names
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 from tokenscale.domain.pod_security import RESTRICTED_CONTAINER, restricted_pod
-from tokenscale.domain.probes import CACHE_READ_BYTES_PER_SECOND, WARMUP_SECONDS, checkpoint_gib
+from tokenscale.domain.probes import checkpoint_gib
 from tokenscale_contract.model_cache import MODEL_CACHE_MOUNT, cache_key
 
 Manifest = dict[str, Any]
@@ -60,14 +60,6 @@ def claim_size(spec: InferenceServiceSpec, plan: Plan) -> str:
     if cache is not None and cache.size:
         return cache.size
     return f"{math.ceil(checkpoint_gib(spec, plan) * CLAIM_HEADROOM) + 2}Gi"
-
-
-def cold_start_estimate_seconds(spec: InferenceServiceSpec, plan: Plan) -> float:
-    """From pod start to serving when the weights come from the cache: the checkpoint read at
-    `CACHE_READ_BYTES_PER_SECOND` plus the engine's warm-up. Llama-3.1-70B bf16: 131.5 GiB /
-    1 GiB/s + 180 s = 312 s (against 706 s from the hub)."""
-    read = checkpoint_gib(spec, plan) * 1024**3 / CACHE_READ_BYTES_PER_SECOND
-    return round(read + WARMUP_SECONDS, 1)
 
 
 def make_claim(ref: ServiceRef, spec: InferenceServiceSpec, plan: Plan) -> Manifest | None:

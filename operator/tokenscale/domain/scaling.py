@@ -30,6 +30,7 @@ from dataclasses import replace
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.observation import Decision, Observation, ScalerState
+from tokenscale.domain.probes import DEFAULT_COLD_START_SECONDS, cold_start_seconds
 from tokenscale.domain.scaling_cap import CapChoice, cap_bounds, choose_cap, static_cap
 from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants
 from tokenscale.domain.scaling_model import ServiceModel, service_model
@@ -48,6 +49,7 @@ def decide(
     """One autoscaling decision for one service at time `now`. The operator passes the
     constants for its metrics window (`for_window`); the benchmark's sweeps pass others
     (scaling_constants.py says where each value came from)."""
+    spec = _with_cold_start(spec, plan)
     obs, scaling, c = observation, spec.scaling, constants
     current = obs.replicas_now()
     if scaling.mode == "off":
@@ -95,6 +97,15 @@ def decide(
         burst=burst_until is not None,
         desired_unbounded=round(need, 3),
     )
+
+
+def _with_cold_start(spec: InferenceServiceSpec, plan: Plan) -> InferenceServiceSpec:
+    """The spec with coldStartSeconds filled in when the user left it unset (the model cache's
+    read plus warm-up, or 120 s): one value for every rule below."""
+    if spec.scaling.cold_start_seconds is not None:
+        return spec
+    scaling = spec.scaling.model_copy(update={"cold_start_seconds": cold_start_seconds(spec, plan)})
+    return spec.model_copy(update={"scaling": scaling})
 
 
 # ---- the need --------------------------------------------------------------------------------
@@ -217,10 +228,16 @@ def _queue_over_objective(spec: InferenceServiceSpec, obs: Observation) -> str:
     return f"TTFT {pct} {ttft:.2f} s > {slo:.2f} s with {queued:.0f} queued"
 
 
+def _cold_start(spec: InferenceServiceSpec) -> float:
+    """decide() resolves an unset coldStartSeconds first (`probes.cold_start_seconds`)."""
+    stated = spec.scaling.cold_start_seconds
+    return DEFAULT_COLD_START_SECONDS if stated is None else stated
+
+
 def _coming(spec: InferenceServiceSpec, obs: Observation) -> int:
     """Replicas started within coldStartSeconds of the sample: capacity on its way."""
     at = obs.sampled_at or 0.0
-    return sum(1 for t in obs.starting_since if at - t < spec.scaling.cold_start_seconds)
+    return sum(1 for t in obs.starting_since if at - t < _cold_start(spec))
 
 
 def _missing_metrics(obs: Observation, now: float, c: ScalingConstants = CONSTANTS) -> str:
@@ -281,7 +298,7 @@ def _window_max(
     burst asked for 12: 12 holds until 120 s after it was made, then ceil(8.3 x 1.2) = 10.
     Keeping a replica nobody needs longer than it takes to start a new one costs more than
     starting it again (ski rental); flapping within 20% keeps the whole window."""
-    hold = min(spec.scaling.cold_start_seconds, spec.scaling.scale_down_stabilization_seconds)
+    hold = min(_cold_start(spec), spec.scaling.scale_down_stabilization_seconds)
     recent = max((r for t, r in recs if now - t < hold), default=0)
     ceiling = math.ceil(need * c.passed_burst - 1e-9)
     older = max(min(r, ceiling) for _, r in recs)

@@ -23,6 +23,7 @@ from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceServiceSpec
 from tokenscale.domain import capacity, lifecycle, model_cache, names, placement, render, status
 from tokenscale.domain.autoscale import status_changed
 from tokenscale.domain.names import ServiceRef
+from tokenscale.domain.probes import cold_start_seconds
 from tokenscale.handlers import runtime
 from tokenscale.handlers.runtime import Registry
 
@@ -109,9 +110,7 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
             ref.generation,
         )
         _warn_on_new_fill_failure(kube, ref, old_status, conds)
-    plan = status.plan_status(result, cap)
-    if model_cache.enabled(spec):
-        plan["modelCacheColdStartSeconds"] = model_cache.cold_start_estimate_seconds(spec, result)
+    plan = {**status.plan_status(result, cap), "coldStartSeconds": cold_start_seconds(spec, result)}
     patch: dict[str, Any] = {
         "observedGeneration": ref.generation,
         "conditions": conds,

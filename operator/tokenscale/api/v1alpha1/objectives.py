@@ -110,12 +110,14 @@ class ScalingSpec(_Model):
         le=1000,
         description="Replicas may shrink at most by this factor per decision.",
     )
-    cold_start_seconds: float = Field(
-        default=120,
+    cold_start_seconds: float | None = Field(
+        default=None,
         ge=0,
         le=3600,
         description="Expected time from pod creation to serving; starting replicas count as "
-        "coming capacity for this long.",
+        "coming capacity for this long. Unset: with spec.model.cache, the checkpoint read from "
+        "the cache at 1 GiB/s plus 180 s of engine warm-up; otherwise 120 s. "
+        "status.plan.coldStartSeconds is the value in use.",
     )
     batch: BatchTuningSpec = Field(
         default_factory=BatchTuningSpec, description="Per-replica batch-size tuning."

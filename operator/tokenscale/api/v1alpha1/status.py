@@ -45,11 +45,11 @@ class PlanStatus(_Model):
     kv_cache_tokens: int = Field(description="KV-cache capacity per replica in tokens.")
     max_concurrency: int = Field(description="Largest batch the KV cache supports.")
     concurrency_cap: int = Field(description="Concurrency cap per replica in force.")
-    model_cache_cold_start_seconds: float | None = Field(
+    cold_start_seconds: float | None = Field(
         default=None,
-        description="With spec.model.cache: a replica's expected cold start reading the weights "
-        "from the cache (checkpoint / 1 GiB/s + 180 s warm-up); set "
-        "spec.scaling.coldStartSeconds to it, or to what your volume measures.",
+        description="The cold start the autoscaler plans with: spec.scaling.coldStartSeconds, "
+        "or, unset, the model cache's read plus warm-up (checkpoint / 1 GiB/s + 180 s), else "
+        "120 s.",
     )
 
 
