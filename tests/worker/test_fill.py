@@ -175,8 +175,9 @@ def test_keys_that_escape_the_entry_are_refused(endpoint: str, tmp_path: Path, b
     assert result.returncode == 1, result.stderr
     [line] = error_lines(result.stderr)
     assert f"object key 'tiny/{bad}'" in line and "rename the object" in line
-    # Refused at listing time: nothing downloaded, in the cache or outside it.
-    assert list(tmp_path.rglob("*")) == []
+    # Refused at listing time: nothing downloaded, in the cache (the volume's mount, which a pod
+    # has anyway) or outside it; no lock left behind.
+    assert [p for p in tmp_path.rglob("*") if p != cache] == []
 
 
 def test_an_object_named_like_the_marker_is_refused(endpoint: str, tmp_path: Path) -> None:
@@ -371,3 +372,54 @@ def test_wait_model_keeps_waiting_on_a_partial_entry(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_second_fill_of_the_same_entry_waits_for_the_first_and_fetches_nothing(
+    endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """Two services sharing a claim run two fill Jobs for one key: the second waits while the
+    first holds the entry's lock (touched as it works), then finds the entry complete."""
+    source = f"s3://{bucket}/tiny"
+    key = cache_key(source, None)
+    lock = tmp_path / f"{key}.lock"
+    lock.write_text("another fill\n")  # held and fresh: its mtime is now
+    with CuttingProxy(endpoint) as proxy:
+        second = subprocess.Popen(
+            [*CLI, "fill", "--source", source, "--cache-dir", str(tmp_path)],
+            env=env_for(proxy.url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            # The process must still be waiting when this expires (a wait bound to expire).
+            with pytest.raises(subprocess.TimeoutExpired):
+                second.wait(timeout=5)
+            assert not (tmp_path / f"{key}{PARTIAL_SUFFIX}").exists()
+            # The first fill publishes the entry and lets go of the lock.
+            entry = tmp_path / key
+            entry.mkdir()
+            (entry / COMPLETE_MARKER).write_text("{}")
+            lock.unlink()
+            _out, err = second.communicate(timeout=60)
+        finally:
+            if second.poll() is None:
+                second.kill()
+        assert second.returncode == 0, err
+        assert proxy.requests == 0, "the waiting fill read the bucket"
+
+
+def test_a_stale_lock_is_taken_over(endpoint: str, bucket: str, tmp_path: Path) -> None:
+    """A holder killed with SIGKILL leaves its lock behind: untouched for longer than the
+    staleness limit, it is taken over, and the fill completes and releases it."""
+    source = f"s3://{bucket}/tiny"
+    key = cache_key(source, None)
+    lock = tmp_path / f"{key}.lock"
+    lock.write_text("a killed fill\n")
+    hour_ago = os.stat(lock).st_mtime - 3600
+    os.utime(lock, (hour_ago, hour_ago))
+    result = run_fill(tmp_path, source, endpoint)
+    assert result.returncode == 0, result.stderr
+    assert "taking over" in result.stderr
+    assert (tmp_path / key / COMPLETE_MARKER).is_file()
+    assert not lock.exists()

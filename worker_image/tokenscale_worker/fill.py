@@ -4,8 +4,8 @@ replicas back until it is there.
 fill downloads into `<cache>/<key>.partial/`, writes the complete marker there last and renames the
 directory to `<cache>/<key>` (the layout in `tokenscale_contract.model_cache`). Each object is
 tried once per process: a broken transfer exits 1 and the Kubernetes Job's backoff starts a new pod,
-which keeps every object the failed one finished. wait-model, the replicas' init container, returns
-once `<cache>/<key>/.complete` exists.
+which keeps every object the failed one finished. One fill per key runs at a time (`fill_lock`).
+wait-model, the replicas' init container, returns once `<cache>/<key>/.complete` exists.
 
 boto3 and huggingface_hub are imported only when a fill needs them, so `serve` runs without them.
 """
@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tokenscale_contract.model_cache import COMPLETE_MARKER, PARTIAL_SUFFIX, cache_key
+from tokenscale_worker import fill_lock
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -121,8 +122,14 @@ def run_fill(args: argparse.Namespace) -> int:
         log.info("already cached: %s (%s)", final, source.uri)
         return EXIT_OK
     started = time.monotonic()
+    done = (final / COMPLETE_MARKER).is_file
     try:
-        tally = _fill(source, args.revision, cache, key)
+        cache.mkdir(parents=True, exist_ok=True)  # the volume's mount in a pod; a directory here
+        with fill_lock.exclusive(cache / f"{key}{fill_lock.LOCK_SUFFIX}", done) as held:
+            if not held or done():
+                log.info("filled by another fill meanwhile: %s (%s)", final, source.uri)
+                return EXIT_OK
+            tally = _fill(source, args.revision, cache, key)
     except MissingExtraError as err:
         print(f"tokenscale-worker fill: {err}", file=sys.stderr)
         return EXIT_USAGE
