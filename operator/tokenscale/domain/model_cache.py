@@ -23,7 +23,7 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import names
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
-from tokenscale.domain.pod_security import RESTRICTED_CONTAINER, restricted_pod
+from tokenscale.domain.pod_security import restricted_container, restricted_pod
 from tokenscale.domain.probes import checkpoint_gib
 from tokenscale_contract.model_cache import MODEL_CACHE_MOUNT, cache_key
 
@@ -121,7 +121,7 @@ def _fill_pod(ref: ServiceRef, spec: InferenceServiceSpec) -> Manifest:
             {"name": VOLUME, "mountPath": MODEL_CACHE_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
-        "securityContext": RESTRICTED_CONTAINER,
+        "securityContext": restricted_container(),
     }
     return {
         "restartPolicy": "Never",
@@ -185,7 +185,7 @@ def wait_container(spec: InferenceServiceSpec) -> Manifest:
         "args": ["--cache-dir", MODEL_CACHE_MOUNT, "--key", key(spec)],
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "volumeMounts": [replica_mount()],
-        "securityContext": RESTRICTED_CONTAINER,
+        "securityContext": restricted_container(),
     }
 
 

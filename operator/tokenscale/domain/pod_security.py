@@ -8,14 +8,16 @@ from typing import Any, Final
 # runAsNonRoot without reading /etc/passwd.
 WORKER_UID: Final = 1000
 
-# No privilege escalation, no capabilities, non-root, and a read-only root filesystem (every path
-# a container writes is a volume).
-RESTRICTED_CONTAINER: Final[dict[str, Any]] = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-}
+
+def restricted_container() -> dict[str, Any]:
+    """No privilege escalation, no capabilities, non-root, and a read-only root filesystem (every
+    path a container writes is a volume). A new dict each time: manifests are edited in place."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
 
 
 def restricted_pod() -> dict[str, Any]:

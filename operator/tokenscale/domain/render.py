@@ -15,7 +15,7 @@ from tokenscale.domain import model_cache, names
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 from tokenscale.domain.placement import DEFAULT_PLACEMENT, GpuPlacement
-from tokenscale.domain.pod_security import RESTRICTED_CONTAINER, restricted_pod
+from tokenscale.domain.pod_security import restricted_container, restricted_pod
 from tokenscale.domain.probes import model_cache_size, probes
 from tokenscale.domain.worker_config import worker_config
 from tokenscale_contract import interface as contract
@@ -33,9 +33,6 @@ MODEL_CACHE_DIR = "/var/cache/huggingface"
 # graph caches) and ~/.config/vllm at start, torch and Triton their kernel caches under
 # XDG_CACHE_HOME; with HOME here the root filesystem stays read-only.
 HOME_DIR = "/home/worker"
-
-
-owner_reference = names.owner_reference
 
 
 def _metadata(ref: ServiceRef, name: str) -> dict[str, Any]:
@@ -207,7 +204,7 @@ def _container(
         "volumeMounts": mounts,
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         # Pod Security Admission "restricted" (pod_security.py).
-        "securityContext": RESTRICTED_CONTAINER,
+        "securityContext": restricted_container(),
         **probes(spec, plan),
     }
 
