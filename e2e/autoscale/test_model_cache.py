@@ -96,6 +96,22 @@ def _keys() -> dict[str, str]:
     }
 
 
+def stuck_fills(state: dict[str, Any]) -> str:
+    """What each fill process still running is doing, from /proc: its state and kernel wait."""
+    lines = []
+    for pod, run in (state.get("running") or {}).items():
+        proc = Path(f"/proc/{run['pid']}")
+        try:
+            status = (proc / "status").read_text().splitlines()
+            fields = [line for line in status if line.startswith(("State", "Threads"))]
+            detail = f"{fields} wchan={(proc / 'wchan').read_text()!r}"
+            detail += f" cmdline={(proc / 'cmdline').read_text().split(chr(0))[:6]}"
+        except OSError as err:
+            detail = f"gone ({err})"
+        lines.append(f"fill {pod} pid {run['pid']}: {detail}")
+    return "\n".join(lines) or "no fill process running"
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -132,11 +148,14 @@ def test_the_model_cache_is_filled_once_through_a_cut_and_gates_the_second_repli
             return [r for r in sc.fleet.state().get("runs") or [] if r["namespace"] == sc.namespace]
 
         # 1. The first fill pod is cut half way and fails; nothing a replica reads exists.
-        failed = wait_for(
-            "the first fill pod to fail on the cut download",
-            lambda: next((r for r in fill_runs() if r["exitCode"] != 0), None),
-            timeout=180,
-        )
+        try:
+            failed = wait_for(
+                "the first fill pod to fail on the cut download",
+                lambda: next((r for r in fill_runs() if r["exitCode"] != 0), None),
+                timeout=180,
+            )
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{stuck_fills(sc.fleet.state())}") from None
         # The Job controller's back-off (10 s at least) keeps the next pod away while we look.
         assert not (cache_dir / key).exists(), "a failed fill left a complete-looking copy"
         partial = cache_dir / f"{key}{PARTIAL_SUFFIX}"

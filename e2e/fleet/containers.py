@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,11 @@ def local_container(
     return LocalContainer(argv, _env(view, pod["metadata"]["namespace"], container, mounts), mounts)
 
 
-async def run_to_completion(local: LocalContainer, log_path: Path) -> int:
-    """The exit code; the process is killed if the caller is cancelled (the pod went away)."""
+async def run_to_completion(
+    local: LocalContainer, log_path: Path, on_start: Callable[[int], None] | None = None
+) -> int:
+    """The exit code; the process is killed if the caller is cancelled (the pod went away).
+    `on_start` gets the process id once it runs (for a test to look at a process that hangs)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
@@ -103,6 +107,8 @@ async def run_to_completion(local: LocalContainer, log_path: Path) -> int:
             env={**os.environ, **local.env},
             preexec_fn=die_with_parent,
         )
+    if on_start is not None:
+        on_start(proc.pid)
     try:
         return await proc.wait()
     finally:

@@ -100,6 +100,8 @@ class Fleet:
     # Pods that run to an end (the model cache's fill Jobs), by pod, and how each ended.
     runs: dict[Key, asyncio.Task[None]] = field(default_factory=dict)
     run_results: list[dict[str, Any]] = field(default_factory=list)
+    # Those still running: pod -> pid and start, so a test can say what a stuck one is doing.
+    running_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     init_results: list[dict[str, Any]] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -172,7 +174,16 @@ class Fleet:
             local = await asyncio.to_thread(
                 local_container, self.view, pod, container, self._scratch(key)
             )
-            code = await run_to_completion(local, log_path)
+            pod_id = f"{key[0]}/{key[1]}"
+
+            def started_as(pid: int) -> None:
+                self.running_runs[pod_id] = {"pid": pid, "startedAt": time.time()}
+                self._publish()
+
+            try:
+                code = await run_to_completion(local, log_path, started_as)
+            finally:
+                self.running_runs.pop(pod_id, None)
         except PodNotRunnableError as err:
             # A kubelet would keep the pod waiting; the next poll tries again.
             log.warning("fleet: pod %s/%s cannot run yet: %s", *key, err)
@@ -432,6 +443,7 @@ class Fleet:
             "failed": {f"{k[0]}/{k[1]}": v for k, v in self.failed.items()},
             "probeEvents": self.probe_events,
             "runs": self.run_results,
+            "running": self.running_runs,
             "initContainers": self.init_results,
         }
         write_atomic(self.options.work_dir / "state.json", json.dumps(state, indent=1))

@@ -121,6 +121,7 @@ def run_fill(args: argparse.Namespace) -> int:
     if (final / COMPLETE_MARKER).is_file():
         log.info("already cached: %s (%s)", final, source.uri)
         return EXIT_OK
+    log.info("filling %s into %s", source.uri, final)
     started = time.monotonic()
     done = (final / COMPLETE_MARKER).is_file
     try:
