@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from e2e.fleet.cluster import ClusterView
-from e2e.fleet.lifetime import die_with_parent
 
 # The worker image's console script, run from this checkout's environment.
 IMAGE_COMMANDS = {"tokenscale-worker": [sys.executable, "-m", "tokenscale_worker.cli"]}
@@ -105,7 +104,9 @@ async def run_to_completion(
             stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL,
             env={**os.environ, **local.env},
-            preexec_fn=die_with_parent,
+            # No preexec_fn: Python code between fork and exec can deadlock on a lock another
+            # thread of the emulator held at the fork (two cold CI runs hung a fill there). These
+            # processes end by themselves, and a cancelled run kills its process below.
         )
     if on_start is not None:
         on_start(proc.pid)
