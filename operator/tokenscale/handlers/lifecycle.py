@@ -97,7 +97,8 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
     pods = kube.list_pods(ref.namespace, names.selector_labels(ref))
     workload = lifecycle.workload_state(deployment, pods)
     conds = status.workload_conditions(conds, workload, now, ref.generation)
-    _warn_on_new_capacity_limit(kube, ref, old_status, conds)
+    limited = {"type": "CapacityLimited", "status": "True"}
+    _warn_on_entering(kube, ref, old_status, conds, limited, status.Event.CAPACITY_LIMITED)
     if fill is not None:
         conds = status.model_cache_conditions(
             conds,
@@ -109,7 +110,8 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
             now,
             ref.generation,
         )
-        _warn_on_new_fill_failure(kube, ref, old_status, conds)
+        failed = {"type": "ModelCached", "reason": "FillFailed"}
+        _warn_on_entering(kube, ref, old_status, conds, failed, status.Event.MODEL_FILL_FAILED)
     plan = {**status.plan_status(result, cap), "coldStartSeconds": cold_start_seconds(spec, result)}
     patch: dict[str, Any] = {
         "observedGeneration": ref.generation,
@@ -192,31 +194,25 @@ def _report_unusable(
         log.warning("%s", ready["message"], extra=logs.about(ref.namespace, ref.name))
 
 
-def _warn_on_new_capacity_limit(
-    kube: Kube, ref: ServiceRef, old_status: dict[str, Any], conds: status.Conditions
+def _warn_on_entering(
+    kube: Kube,
+    ref: ServiceRef,
+    old_status: dict[str, Any],
+    conds: status.Conditions,
+    state: dict[str, str],
+    event: status.Event,
 ) -> None:
-    was = any(
-        c.get("type") == "CapacityLimited" and c.get("status") == "True"
-        for c in old_status.get("conditions") or []
-    )
-    now = next((c for c in conds if c["type"] == "CapacityLimited"), None)
-    if now and now["status"] == "True" and not was:
-        message = now["message"]
-        kube.event(ref, *status.event_message(status.Event.CAPACITY_LIMITED, message=message))
-        log.warning("%s", message, extra=logs.about(ref.namespace, ref.name))
+    """One Warning Event (and log line) when a condition enters `state` (e.g. {"type":
+    "CapacityLimited", "status": "True"}), not on every reconcile that finds it there."""
 
+    def matches(c: dict[str, Any]) -> bool:
+        return all(c.get(k) == v for k, v in state.items())
 
-def _warn_on_new_fill_failure(
-    kube: Kube, ref: ServiceRef, old_status: dict[str, Any], conds: status.Conditions
-) -> None:
-    was = any(
-        c.get("type") == "ModelCached" and c.get("reason") == "FillFailed"
-        for c in old_status.get("conditions") or []
-    )
-    now = next((c for c in conds if c["type"] == "ModelCached"), None)
-    if now and now["reason"] == "FillFailed" and not was:
+    was = any(matches(c) for c in old_status.get("conditions") or [])
+    now = next((c for c in conds if c["type"] == state["type"]), None)
+    if now and matches(now) and not was:
         message = now["message"]
-        kube.event(ref, *status.event_message(status.Event.MODEL_FILL_FAILED, message=message))
+        kube.event(ref, *status.event_message(event, message=message))
         log.warning("%s", message, extra=logs.about(ref.namespace, ref.name))
 
 
