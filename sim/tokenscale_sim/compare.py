@@ -137,6 +137,7 @@ class ReplayResult:
     waiting: list[tuple[float, int]] = field(default_factory=list)
     running: list[tuple[float, int]] = field(default_factory=list)
     preemptions: int = 0
+    steps: int = 0
 
 
 def frontend_arrivals(trace: Sequence[TraceRequest], frontend_s: float) -> list[TraceRequest]:
@@ -174,6 +175,7 @@ def simulate(
         for req_id, at in acc.first_tokens:
             result.ttft[str(req_id)] = at - arrivals[str(req_id)]
         result.preemptions += len(acc.preempted)
+        result.steps += acc.steps
         if arrival_next:
             # Arriving during a step, it waits for the next one, as in vLLM.
             r = pending.pop(0)
