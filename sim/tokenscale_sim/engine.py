@@ -33,7 +33,7 @@ admission, chunked prefill, recompute preemption of the most recently admitted r
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tokenscale_sim.profile import EngineProfile, blocks_for
 from tokenscale_sim.results import (
@@ -87,8 +87,17 @@ class _Req:
 class EngineModel:
     """The scheduler state of one replica; see the module docstring for the API."""
 
-    def __init__(self, profile: EngineProfile, on_interval: IntervalSink | None = None) -> None:
+    def __init__(
+        self,
+        profile: EngineProfile,
+        on_interval: IntervalSink | None = None,
+        step_noise: Sequence[float] | None = None,
+    ) -> None:
+        """`step_noise`: multipliers applied to successive step times, cycled (the benchmark's
+        drawn world: a GPU's step time varies from step to step; the roofline is its mean)."""
         self.profile = profile
+        self._noise = list(step_noise) if step_noise else None
+        self._noise_i = 0
         self.clock = 0.0
         self.waiting: deque[_Req] = deque()
         self.running: list[_Req] = []
@@ -171,7 +180,7 @@ class EngineModel:
             # Only reachable when the queue head cannot fit even an empty cache; capacity checks
             # in build_profile and add_request keep that from happening.
             raise RuntimeError("engine stalled: nothing schedulable")
-        res.end = start + self._duration(sched)
+        res.end = start + self._duration(sched) * self._jitter()
         self._finish_step(sched, res)
         self.clock = res.end
         return res
@@ -235,6 +244,14 @@ class EngineModel:
             self.running.append(r)
             sched.append((r, n))
             budget -= n
+
+    def _jitter(self) -> float:
+        noise = self._noise
+        if noise is None:
+            return 1.0
+        i = self._noise_i
+        self._noise_i = (i + 1) % len(noise)
+        return noise[i]
 
     def _duration(self, sched: list[tuple[_Req, int]]) -> float:
         tokens = 0
@@ -320,12 +337,15 @@ class EngineModel:
         t = self.clock
         j = 0
         sink = self._on_interval
+        noise = self._noise
         # Step j reads C + n(j+1) context tokens (each sequence's context grows by one per step);
         # kv_read and attention pairs are equal for single-token queries.
         while j < k and t < until:
             x = ctx + n * (j + 1)
             mem = p.weight_s + x * p.kv_read_s_per_token
             d = (base + max(mem, nfl + x * p.attn_s_per_pair)) * p.time_scale
+            if noise is not None:
+                d *= self._jitter()
             if sink is not None:
                 sink(d, n)
             t += d

@@ -70,6 +70,8 @@ def test_cli_json_shape(tmp_path: Path) -> None:
         "policy",
         "config",
         "slo_attainment",
+        "slo_attainment_feasible",
+        "infeasible_share",
         "gpu_hours",
         "ttft_p50_s",
         "ttft_p95_s",

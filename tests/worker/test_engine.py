@@ -240,3 +240,26 @@ def test_quantized_decode_is_faster() -> None:
 def test_infeasible_names_the_fix() -> None:
     with pytest.raises(InfeasibleProfileError, match="tensor-parallel size or a 4-bit format"):
         build_profile("llama-3.1-70b", "l4-24gb")
+
+
+def test_step_noise_multiplies_each_step_time_in_turn_on_both_paths() -> None:
+    """Noise [2, 0.5] cycled: the steps alternate twice and half the roofline's time; the decode
+    fast path and step-by-step driving apply the same multipliers in the same order, and a noise
+    of 1 is no noise."""
+
+    def finish(noise: list[float] | None, fast: bool) -> float:
+        engine = EngineModel(tiny(), step_noise=noise)
+        engine.add_request("a", 16, 40, 0.0)
+        engine.add_request("b", 16, 40, 0.0)
+        if fast:
+            done = engine.advance(1e9).finished
+        else:
+            done = run_to_end(engine)
+        return max(f.finished_at for f in done)
+
+    plain = finish(None, fast=False)
+    noisy = finish([2.0, 0.5], fast=False)
+    assert noisy == pytest.approx(finish([2.0, 0.5], fast=True), rel=1e-12)
+    assert plain == pytest.approx(finish(None, fast=True), rel=1e-12)
+    assert noisy != pytest.approx(plain, rel=1e-3)
+    assert finish([1.0], fast=True) == pytest.approx(plain, rel=1e-12)

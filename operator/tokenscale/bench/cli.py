@@ -94,8 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--world",
         choices=("known", "drawn"),
         default=d.world,
-        help="drawn: per run, hardware speed within +/-25%% of the planner's roofline and "
-        "long-tailed cold starts, neither told to the policy (docs/benchmarks.md)",
+        help="drawn: per run, hardware speed within +/-25%% of the planner's roofline, "
+        "step-to-step noise, long-tailed cold starts, and signals read as Prometheus gives them "
+        "(vLLM's histograms, one scrape late), none told to the policy (docs/benchmarks.md)",
     )
     parser.add_argument(
         "--policies",

@@ -1,7 +1,7 @@
 """Run a named workload set over several seeds and report each policy's mean and 95% interval:
 
     python -m tokenscale.bench.evaluate --set validation --seeds 5 --jobs 2 \\
-        --policies tokenscale,kpa,apa --json out/validation.json
+        --policies tokenscale,kpa,apa --json out/validation.json [--world drawn]
 
 Per workload and seed: tokenscale with its defaults, each named baseline at its global setting
 (`tuned.GLOBAL`, chosen on the training set), and the lower bound at 99.0% and at each run's own
@@ -55,10 +55,10 @@ def _configs(scenario: Scenario, names: list[str]) -> list[Policy]:
     return out
 
 
-def _job(args: tuple[str, int, int, int, list[str]]) -> dict[str, Any]:
-    set_name, seeds, index, seed, names = args
+def _job(args: tuple[str, int, int, int, list[str], str]) -> dict[str, Any]:
+    set_name, seeds, index, seed, names, world = args
     work = _set(set_name, seeds)[index]
-    scenario = work.scenario(Scenario(), seed)
+    scenario = work.scenario(Scenario(world=world), seed)
     trace = work.trace(scenario, seed)
     bound = lower_bound(scenario, trace)
     initial = bound.warm_start(warm_lead(scenario))
@@ -71,14 +71,17 @@ def _job(args: tuple[str, int, int, int, list[str]]) -> dict[str, Any]:
                 "policy": r.policy,
                 "config": r.config,
                 "slo_attainment": r.slo_attainment,
+                "slo_attainment_feasible": r.feasible_attainment,
                 "gpu_hours": r.gpu_hours,
                 "bound_at_own": floor,
+                "infeasible_share": r.infeasible_share,
             }
         )
     return {
         "workload": work.name,
         "seed": seed,
         "requests": len(trace),
+        "infeasible_share": runs[0]["infeasible_share"] if runs else math.nan,
         "bound_at_99": bound.gpu_hours(0.99),
         "runs": runs,
     }
@@ -92,8 +95,9 @@ def _fmt(mean: float, half: float, pct: bool = False) -> str:
 
 def table(done: list[dict[str, Any]]) -> str:
     lines = [
-        "| workload | seeds | policy | SLO attainment | GPU-h | runs >= 99% | x bound at 99% |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | seeds | policy | SLO attainment | over feasible | GPU-h | runs >= 99% "
+        "| x bound at 99% |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for work in dict.fromkeys(d["workload"] for d in done):
         rows = [d for d in done if d["workload"] == work]
@@ -104,15 +108,19 @@ def table(done: list[dict[str, Any]]) -> str:
                 r for d in rows for r in d["runs"] if (r["policy"], r["config"]) == (policy, config)
             ]
             att = interval([r["slo_attainment"] for r in runs])
+            feas = interval([r["slo_attainment_feasible"] for r in runs])
             gpu = interval([r["gpu_hours"] for r in runs])
             ok = sum(r["slo_attainment"] >= 0.99 for r in runs)
             label = f"{policy} ({config})"
             lines.append(
-                f"| {work} | {len(rows)} | {label} | {_fmt(*att, pct=True)} | {_fmt(*gpu)} | "
+                f"| {work} | {len(rows)} | {label} | {_fmt(*att, pct=True)} | "
+                f"{_fmt(*feas, pct=True)} | {_fmt(*gpu)} | "
                 f"{ok}/{len(runs)} | {gpu[0] / b_mean:.2f}x |"
             )
+        infeasible = statistics.fmean(d["infeasible_share"] for d in rows)
         lines.append(
-            f"| {work} | {len(rows)} | lower bound at 99.0% | | {_fmt(b_mean, b_half)} | | |"
+            f"| {work} | {len(rows)} | lower bound at 99.0% (infeasible: {infeasible:.1%}) | | | "
+            f"{_fmt(b_mean, b_half)} | | |"
         )
     return "\n".join(lines)
 
@@ -127,12 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policies", default="tokenscale," + ",".join(FAMILIES))
     parser.add_argument("--only", default="", help="comma-separated workload names to keep")
     parser.add_argument("--json", dest="json_path", default="out/evaluate.json")
+    parser.add_argument("--world", choices=("known", "drawn"), default="known")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     only = {n.strip() for n in args.only.split(",") if n.strip()}
     works = _set(args.set_name, args.seeds)
     jobs = [
-        (args.set_name, args.seeds, i, seed, names)
+        (args.set_name, args.seeds, i, seed, names, args.world)
         for i, w in enumerate(works)
         if not only or w.name in only
         for seed in w.seeds

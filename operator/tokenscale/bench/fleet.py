@@ -20,6 +20,10 @@ from tokenscale.bench.traces import Trace
 from tokenscale_sim.engine import AdvanceResult, EngineModel, StepResult
 from tokenscale_sim.profile import EngineProfile
 
+# Step-noise multipliers drawn per pod, then cycled: enough that a pod's steps do not repeat a
+# pattern the policy could pick up within a scrape window.
+STEP_NOISE_DRAWS = 4096
+
 
 class Replica:
     """One pod: gateway queue + engine."""
@@ -35,8 +39,18 @@ class Replica:
         "started_at",
     )
 
-    def __init__(self, profile: EngineProfile, started_at: float, ready_at: float, cap: int):
-        self.engine = EngineModel(profile)
+    def __init__(
+        self,
+        profile: EngineProfile,
+        started_at: float,
+        ready_at: float,
+        cap: int,
+        rec: Recorder | None = None,
+        step_noise: list[float] | None = None,
+    ):
+        # With histogram signals the engine reports every inter-token interval to the recorder.
+        sink = rec.on_interval if rec is not None and rec.histograms else None
+        self.engine = EngineModel(profile, on_interval=sink, step_noise=step_noise)
         self.engine.clock = ready_at
         self.started_at = started_at
         self.ready_at = ready_at
@@ -105,6 +119,7 @@ class Fleet:
         gpus_per_replica: int,
         seed: int,
         cold_start_sigma: float = 0.0,
+        step_noise_sigma: float = 0.0,
     ) -> None:
         self.profile = profile
         self.trace = trace
@@ -112,6 +127,8 @@ class Fleet:
         self.cold_start_s = cold_start_s
         # > 0: each pod's cold start is lognormal with median cold_start_s (a drawn world)
         self.cold_start_sigma = cold_start_sigma
+        # > 0: each pod's step times vary around the roofline (lognormal, mean 1)
+        self.step_noise_sigma = step_noise_sigma
         self.np_rng = np.random.default_rng(seed)
         self.gpus_per_replica = gpus_per_replica
         self.rng = random.Random(seed)
@@ -128,8 +145,18 @@ class Fleet:
     def start(self, n: int, now: float, warm: bool = False) -> None:
         for _ in range(n):
             ready = now if warm else now + self._cold_start()
-            self.alive.append(Replica(self.profile, now, ready, self.cap))
+            self.alive.append(
+                Replica(self.profile, now, ready, self.cap, self.rec, self._step_noise())
+            )
         self._refresh(now)
+
+    def _step_noise(self) -> list[float] | None:
+        sigma = self.step_noise_sigma
+        if sigma <= 0:
+            return None
+        # exp(N(-sigma^2/2, sigma)) has mean 1: the roofline is the mean step time.
+        draws = self.np_rng.lognormal(-sigma * sigma / 2, sigma, STEP_NOISE_DRAWS)
+        return [float(x) for x in draws]
 
     def _cold_start(self) -> float:
         if self.cold_start_sigma <= 0:

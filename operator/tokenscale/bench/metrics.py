@@ -1,39 +1,98 @@
 """What the fleet records: per-request latencies for the final score and 15 s buckets from which
-each tick's `Observation` is read over the last minute (as Prometheus `histogram_quantile` over
-`rate(...[1m])` would), plus 2 s concurrency samples for policies with short windows (Knative).
+each tick's `Observation` is read over the last minute, plus 2 s concurrency samples for policies
+with short windows (Knative).
+
+Two ways to read the buckets (`signals`):
+- "exact": the p99 of the window's per-request TTFTs and per-request mean ITLs, the gauges as they
+  are at the tick: the policy sees the scored quantities themselves.
+- "prometheus": what the operator reads in production. TTFT (from arrival, so including the
+  gateway queue) and every inter-token interval are counted into vLLM 0.32's histogram buckets
+  (`vllm/v1/metrics/buckets.py`, as `tokenscale_sim.metrics` exports them), and the percentile
+  is `histogram_quantile`'s linear interpolation (`domain.histogram.quantile`) over the window's
+  bucket counts; ITL is the per-token histogram, not the per-request mean the score uses. The
+  window, the arrival rate and the gauges lag by `scrape_delay_s` (the last scrape and rule
+  evaluation before the tick), so the tick sees the fleet as it was one scrape ago.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tokenscale.bench.traces import Trace
+from tokenscale.domain.histogram import quantile
 from tokenscale.domain.observation import Observation
 from tokenscale_sim.engine import AdvanceResult, FinishedRequest, StepResult
+from tokenscale_sim.metrics import INTER_TOKEN_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
 
 WINDOW_S = 60.0
 HISTORY_SAMPLES = 256
+SIGNALS = ("exact", "prometheus")
+
+Gauges = tuple[float, float, float]
+_TTFT_SLOTS = len(TIME_TO_FIRST_TOKEN_BUCKETS) + 1
+_ITL_SLOTS = len(INTER_TOKEN_LATENCY_BUCKETS) + 1
+
+
+@dataclass
+class _Bucket:
+    """One scrape interval's observations."""
+
+    ttft: list[float] = field(default_factory=list)
+    itl: list[float] = field(default_factory=list)
+    out: list[int] = field(default_factory=list)
+    # Counts per histogram bucket (the last one is +Inf), "prometheus" signals only.
+    ttft_counts: list[float] = field(default_factory=lambda: [0.0] * _TTFT_SLOTS)
+    itl_counts: list[float] = field(default_factory=lambda: [0.0] * _ITL_SLOTS)
+
+
+def _slot(bounds: Sequence[float], value: float) -> int:
+    """The histogram bucket (le) that counts `value`: the first bound >= value."""
+    return bisect.bisect_left(bounds, value)
+
+
+def cumulative(counts: Sequence[float], bounds: Sequence[float]) -> list[tuple[float, float]]:
+    """Per-bucket counts as Prometheus's cumulative (le, count) pairs, +Inf last."""
+    out, total = [], 0.0
+    for le, c in zip((*bounds, math.inf), counts, strict=True):
+        total += c
+        out.append((float(le), total))
+    return out
 
 
 class Recorder:
     """Per-request outcomes and per-tick metric buckets."""
 
-    def __init__(self, trace: Trace, tick_s: float, window_s: float = WINDOW_S) -> None:
+    def __init__(
+        self,
+        trace: Trace,
+        tick_s: float,
+        window_s: float = WINDOW_S,
+        signals: str = "exact",
+        scrape_delay_s: float = 0.0,
+    ) -> None:
+        if signals not in SIGNALS:
+            raise ValueError(f"signals {signals!r}: choose one of {', '.join(SIGNALS)}")
         n = len(trace)
         self.trace = trace
         self._arrival = trace.arrival
         self.ttft = np.full(n, np.nan)
         self.itl = np.full(n, np.nan)
         self.rejected = np.zeros(n, dtype=bool)
-        self._ttft: list[float] = []
-        self._itl: list[float] = []
-        self._out: list[int] = []
-        self.buckets: deque[tuple[list[float], list[float], list[int]]] = deque(
-            maxlen=max(1, round(window_s / tick_s))
-        )
+        self.signals = signals
+        self.histograms = signals == "prometheus"
+        self.delay_buckets = round(scrape_delay_s / tick_s)
+        self.scrape_delay_s = self.delay_buckets * tick_s
+        self._open = _Bucket()
+        self._window_buckets = max(1, round(window_s / tick_s))
+        self.buckets: deque[_Bucket] = deque(maxlen=self._window_buckets + self.delay_buckets)
+        # The gauges at each bucket's close; the oldest is what a delayed reader sees.
+        self._gauges: deque[Gauges] = deque(maxlen=self.delay_buckets + 1)
         self.window_s = window_s
         # (time, requests in flight) every sample period, for the baselines' own windows: 256
         # samples at 2 s keep 512 s, past the longest window a baseline reads (AIBrix APA's
@@ -43,14 +102,20 @@ class Recorder:
     def _first(self, rid: int, t: float) -> None:
         v = t - self._arrival[rid]
         self.ttft[rid] = v
-        self._ttft.append(v)
+        self._open.ttft.append(v)
+        if self.histograms:
+            self._open.ttft_counts[_slot(TIME_TO_FIRST_TOKEN_BUCKETS, v)] += 1
 
     def _finish(self, f: FinishedRequest) -> None:
         rid = int(f.req_id)
         v = f.mean_itl
         self.itl[rid] = v
-        self._itl.append(v)
-        self._out.append(f.generated_tokens)
+        self._open.itl.append(v)
+        self._open.out.append(f.generated_tokens)
+
+    def on_interval(self, seconds: float, count: int) -> None:
+        """An engine's inter-token intervals (`EngineModel`'s sink): vLLM's ITL histogram."""
+        self._open.itl_counts[_slot(INTER_TOKEN_LATENCY_BUCKETS, seconds)] += count
 
     def on_advance(self, acc: AdvanceResult) -> None:
         for rid, t in acc.first_tokens:
@@ -67,19 +132,46 @@ class Recorder:
     def on_reject(self, rid: int) -> None:
         self.rejected[rid] = True
 
-    def close_bucket(self) -> None:
-        self.buckets.append((self._ttft, self._itl, self._out))
-        self._ttft, self._itl, self._out = [], [], []
+    def close_bucket(self, gauges: Gauges | None = None) -> None:
+        """End a scrape interval; `gauges` are the fleet's at that moment (what a scrape saw)."""
+        self.buckets.append(self._open)
+        self._open = _Bucket()
+        if gauges is not None:
+            self._gauges.append(gauges)
+
+    def _visible(self) -> list[_Bucket]:
+        """The window's buckets a reader sees: the newest `delay_buckets` are not scraped yet."""
+        seen = list(self.buckets)[: len(self.buckets) - self.delay_buckets]
+        return seen[-self._window_buckets :]
 
     def window(self) -> tuple[list[float], list[float], list[int]]:
         ttft: list[float] = []
         itl: list[float] = []
         out: list[int] = []
-        for a, b, c in self.buckets:
-            ttft += a
-            itl += b
-            out += c
+        for b in self._visible():
+            ttft += b.ttft
+            itl += b.itl
+            out += b.out
         return ttft, itl, out
+
+    def window_quantiles(self, pct: float) -> tuple[float | None, float | None]:
+        """(TTFT, ITL) at `pct` from the window's histograms, as `histogram_quantile` reads them."""
+        ttft = [0.0] * _TTFT_SLOTS
+        itl = [0.0] * _ITL_SLOTS
+        for b in self._visible():
+            ttft = [a + c for a, c in zip(ttft, b.ttft_counts, strict=True)]
+            itl = [a + c for a, c in zip(itl, b.itl_counts, strict=True)]
+        q = pct / 100.0
+        return (
+            quantile(q, cumulative(ttft, TIME_TO_FIRST_TOKEN_BUCKETS)),
+            quantile(q, cumulative(itl, INTER_TOKEN_LATENCY_BUCKETS)),
+        )
+
+    def gauges_seen(self, live: Gauges) -> Gauges:
+        """The gauges a reader sees: `live` without delay, else the scrape `delay_buckets` ago."""
+        if self.delay_buckets == 0 or not self._gauges:
+            return live
+        return self._gauges[0]
 
     def arrivals(self, start: float, end: float) -> tuple[int, float]:
         """Requests that arrived in (start, end] and their mean prompt length."""
@@ -109,13 +201,18 @@ def observe(
     cap: int,
 ) -> Observation:
     ttft, itl, out = rec.window()
-    span = min(rec.window_s, now)
-    n, prompt = rec.arrivals(now - span, now) if span > 0 else (0, math.nan)
-    running, waiting, kv = gauges
+    if rec.histograms:
+        ttft_s, itl_s = rec.window_quantiles(pct)
+    else:
+        ttft_s, itl_s = percentile(ttft, pct), percentile(itl, pct)
+    seen = now - rec.scrape_delay_s
+    span = min(rec.window_s, seen)
+    n, prompt = rec.arrivals(seen - span, seen) if span > 0 else (0, math.nan)
+    running, waiting, kv = rec.gauges_seen(gauges)
     return Observation(
         sampled_at=now,
-        ttft_s=percentile(ttft, pct),
-        itl_s=percentile(itl, pct),
+        ttft_s=ttft_s,
+        itl_s=itl_s,
         arrival_rate=n / span if span > 0 else None,
         prompt_tokens=None if math.isnan(prompt) else prompt,
         output_tokens=float(np.mean(out)) if out else None,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tokenscale.bench.feasible import feasible
 from tokenscale.bench.fleet import Fleet
 from tokenscale.bench.metrics import Recorder, observe
 from tokenscale.bench.policies import Policy
@@ -44,6 +45,10 @@ class RunResult:
     caps: list[int] = field(default_factory=list, repr=False)
     minute_ttft_p95: list[float] = field(default_factory=list, repr=False)
     gave_up: bool = False
+    # Attainment over the requests an idle replica could serve within the objective
+    # (bench.feasible), and the share of requests no replica count could serve in time.
+    feasible_attainment: float = float("nan")
+    infeasible_share: float = float("nan")
     # The lower bound's (attainment, GPU-hours) curve, on its own row (suite.bound_row).
     curve: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
@@ -55,6 +60,8 @@ class RunResult:
             "policy": self.policy,
             "config": self.config,
             "slo_attainment": num(self.slo_attainment, 5),
+            "slo_attainment_feasible": num(self.feasible_attainment, 5),
+            "infeasible_share": num(self.infeasible_share, 5),
             "gpu_hours": num(self.gpu_hours, 3),
             "ttft_p50_s": num(self.ttft_p50_s, 4),
             "ttft_p95_s": num(self.ttft_p95_s, 4),
@@ -77,7 +84,9 @@ def simulate(
     missed make that attainment impossible (a search only needs to know it failed); the result
     then has `gave_up` set: its attainment counts requests not yet served as misses and only
     "below the objective" is known."""
-    rec = Recorder(trace, scenario.tick_s)
+    rec = Recorder(
+        trace, scenario.tick_s, signals=scenario.signals, scrape_delay_s=scenario.scrape_delay_s
+    )
     fleet = Fleet(
         scenario.profile,
         trace,
@@ -86,6 +95,7 @@ def simulate(
         scenario.plan.gpus_per_replica,
         scenario.seed,
         scenario.cold_start_sigma,
+        scenario.step_noise_sigma,
     )
     fleet.set_cap(policy.initial_cap(scenario))
     fleet.start(initial_replicas, 0.0, warm=True)
@@ -103,7 +113,7 @@ def simulate(
         running, waiting, _ = fleet.gauges(t)
         rec.concurrency.append((t, running + waiting))
         if t >= next_bucket:
-            rec.close_bucket()
+            rec.close_bucket(fleet.gauges(t))
             next_bucket += scenario.tick_s
         if t >= next_tick:
             _tick(t, scenario, policy, fleet, rec, series)
@@ -168,6 +178,7 @@ def _score(
 ) -> RunResult:
     ttft, itl = rec.ttft, rec.itl
     ok = (ttft <= scenario.ttft_s) & (np.nan_to_num(itl, nan=np.inf) <= scenario.itl_s)
+    can = feasible(trace, scenario.profile, scenario.ttft_s, scenario.itl_s)
     served = ~np.isnan(ttft)
     t_ok = ttft[served] if served.any() else np.array([np.inf])
     i_ok = itl[~np.isnan(itl)] if (~np.isnan(itl)).any() else np.array([np.inf])
@@ -181,6 +192,8 @@ def _score(
         policy=policy.name,
         config=policy.config,
         slo_attainment=float(ok.mean()) if len(ok) else 1.0,
+        feasible_attainment=float(ok[can].mean()) if can.any() else float("nan"),
+        infeasible_share=float(1.0 - can.mean()) if len(can) else 0.0,
         gpu_hours=gpu_hours,
         ttft_p50_s=float(q[0]),
         ttft_p95_s=float(q[1]),

@@ -21,6 +21,11 @@ from tokenscale.domain.capacity import Plan, plan
 from tokenscale_sim.profile import EngineProfile, build_profile, perturbed
 
 COLD_START_SIGMA = 0.35
+# The drawn world's step-to-step variation of a GPU step time: lognormal multipliers with this
+# sigma (about +/-10% for two thirds of the steps), mean 1, so the roofline stays the mean.
+STEP_NOISE_SIGMA = 0.1
+# In the drawn world the policy reads Prometheus: one scrape interval behind the tick.
+SCRAPE_DELAY_S = 15.0
 
 HF_REPOS = {
     "llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct",
@@ -52,7 +57,9 @@ class Scenario:
     # "known": the simulator is the planner's roofline. "drawn": per run (from the seed) the
     # hardware's decode and prefill speed are drawn within +/-25% of it and every pod's cold
     # start from a long tail around cold_start_s (lognormal, median cold_start_s, sigma 0.35:
-    # p99 2.3x); the policy is told neither.
+    # p99 2.3x); every step's time varies around the roofline (STEP_NOISE_SIGMA); and the policy
+    # reads signals as Prometheus gives them (vLLM's histograms, one scrape late; see
+    # bench.metrics). The policy is told none of it.
     world: str = "known"
 
     def spec(self, **scaling: Any) -> InferenceServiceSpec:
@@ -102,6 +109,19 @@ class Scenario:
     @property
     def cold_start_sigma(self) -> float:
         return COLD_START_SIGMA if self.world == "drawn" else 0.0
+
+    @property
+    def step_noise_sigma(self) -> float:
+        return STEP_NOISE_SIGMA if self.world == "drawn" else 0.0
+
+    @property
+    def signals(self) -> str:
+        """How the policy reads the fleet: "exact" in the known world, "prometheus" when drawn."""
+        return "prometheus" if self.world == "drawn" else "exact"
+
+    @property
+    def scrape_delay_s(self) -> float:
+        return SCRAPE_DELAY_S if self.world == "drawn" else 0.0
 
     @cached_property
     def belief(self) -> EngineProfile:
