@@ -1,21 +1,12 @@
 """Engine profiles: how long one vLLM iteration takes and how many KV-cache tokens fit.
 
-A profile is derived from catalog facts (model shape, GPU bandwidth and tensor throughput,
-quantization speed factors) and a handful of calibration constants. The step-time model is a
-roofline with a fixed cost:
+A profile is the roofline of `tokenscale_contract.roofline` (the same coefficients the planner
+uses) for one model, GPU, quantization and tensor-parallel size, plus the engine's limits and the
+KV-cache room left beside the weights. The step time is
 
-    t = overhead + per_seq * seqs + tp_comm + max(bytes / (bandwidth * BW_EFF),
-                                                  flops / (tflops * MFU * prefill_speedup))
+    t = fixed + per_seq * seqs + max(weights + kv_read * kv_tokens, flops * tokens + attn * pairs)
 
-bytes  = weights read once per step (divided by the quantization's measured decode speedup)
-         + KV cache read by attention (every scheduled sequence reads its whole context)
-flops  = 2 x active params per scheduled token + 4 x layers x heads x head_dim per
-         (query token, context token) pair of attention.
-
-Worked number, Llama-3.1-8B bf16 on one H100 with 10 sequences of ~1000 tokens context:
-bytes = 16.06 GB + 10 x 1000 x 128 KiB = 17.37 GB; 17.37 GB / (3350 GB/s x 0.78) = 6.65 ms;
-flops = 2 x 8.03e9 x 10 = 0.16 TFLOP -> 0.3 ms, so memory bound; + 0.8 ms + 10 x 8 us = 7.5 ms
-per output token, against ~7.6 ms measured (docs/simulator.md cites the sources).
+(the contract module gives each term, its constants and a worked number).
 """
 
 from __future__ import annotations
@@ -24,18 +15,8 @@ import math
 from dataclasses import dataclass, replace
 
 from tokenscale_contract import catalog
+from tokenscale_contract.roofline import roofline
 
-# Fraction of peak memory bandwidth a decode step achieves. A single-stream Llama-3.1-8B decode on
-# an A100 reaches ~77% of the bandwidth roofline (docs/simulator.md, source 3).
-BW_EFF = 0.78
-# Fraction of dense bf16 peak that prefill reaches (model FLOPs utilisation of large GEMMs).
-MFU = 0.55
-# Fixed cost of one engine iteration (scheduler, sampler, kernel launches with CUDA graphs).
-STEP_OVERHEAD_S = 0.0008
-# Per-sequence CPU cost in the scheduler and detokeniser, which dominates only at large batches.
-PER_SEQ_S = 8e-6
-# Two all-reduces per layer under tensor parallelism, ~6 us each over NVLink.
-ALLREDUCE_S = 6e-6
 # Memory vLLM keeps per GPU outside weights and KV cache (activations, CUDA graphs, NCCL buffers).
 RESERVED_GIB = 2.0
 # vLLM's default KV-cache block size in tokens.
@@ -82,14 +63,6 @@ class EngineProfile:
         return self.kv_capacity_tokens // self.block_size
 
 
-def _prefill_speedup(q: catalog.QuantFormat, g: catalog.GpuKind) -> float:
-    # Without fp8 tensor cores (Ampere) vLLM runs fp8 checkpoints as weight-only Marlin kernels,
-    # which dequantise like AWQ: no prefill gain, slightly slower than bf16.
-    if q.id == "fp8" and not g.native_fp8:
-        return 0.9
-    return q.prefill_speedup
-
-
 def build_profile(
     model_id: str,
     gpu_id: str,
@@ -132,9 +105,7 @@ def build_profile(
             f"{name}: without chunked prefill max_num_batched_tokens ({max_num_batched_tokens}) "
             f"must be at least max_model_len ({max_len})"
         )
-    bandwidth = g.bandwidth_gbs * 1e9 * BW_EFF * tp
-    flops = g.bf16_tflops * 1e12 * MFU * tp * _prefill_speedup(q, g)
-    bf16_weight_bytes = m.active_params_b * 1e9 * 2.0
+    r = roofline(m, g, q, tp)
     return EngineProfile(
         name=name,
         max_num_seqs=max_num_seqs,
@@ -143,14 +114,12 @@ def build_profile(
         kv_capacity_tokens=kv_tokens,
         enable_chunked_prefill=enable_chunked_prefill,
         block_size=BLOCK_SIZE,
-        fixed_s=STEP_OVERHEAD_S + (2 * m.layers * ALLREDUCE_S if tp > 1 else 0.0),
-        per_seq_s=PER_SEQ_S,
-        # The catalog's decode speedup is measured end to end, so it stands for "fewer bytes read
-        # and the kernel's efficiency" together: bf16 weight bytes divided by it.
-        weight_s=bf16_weight_bytes / q.decode_speedup / bandwidth,
-        kv_read_s_per_token=m.kv_bytes_per_token() / bandwidth,
-        flop_s_per_token=2.0 * m.active_params_b * 1e9 / flops,
-        attn_s_per_pair=4.0 * m.layers * m.attention_heads * m.head_dim / flops,
+        fixed_s=r.fixed_s,
+        per_seq_s=r.per_seq_s,
+        weight_s=r.weight_s,
+        kv_read_s_per_token=r.kv_read_s_per_token,
+        flop_s_per_token=r.flop_s_per_token,
+        attn_s_per_pair=r.attn_s_per_pair,
         time_scale=time_scale,
     )
 

@@ -12,6 +12,7 @@ from tokenscale.bench.runner import simulate
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.workload import default_workload
 from tokenscale.domain.observation import Observation
+from tokenscale_sim.engine import FinishedRequest
 from tokenscale_sim.profile import perturbed
 
 
@@ -69,18 +70,35 @@ def test_each_pods_step_noise_has_mean_one() -> None:
     assert Scenario().step_noise_sigma == 0.0
 
 
+def _finished(rid: int, arrival: float, mean_itl: float, tokens: int = 11) -> FinishedRequest:
+    first = arrival + 0.2
+    return FinishedRequest(
+        req_id=rid,
+        arrival=arrival,
+        scheduled_at=arrival,
+        first_token_at=first,
+        finished_at=first + mean_itl * (tokens - 1),
+        prompt_tokens=100,
+        generated_tokens=tokens,
+        finish_reason="length",
+        preemptions=0,
+    )
+
+
 def test_histogram_signals_read_as_histogram_quantile_would() -> None:
-    """90 inter-token intervals of 20 ms (bucket le=0.025) and 10 of 300 ms (le=0.3): p99 has
-    rank 99, inside (0.2, 0.3] holding counts 90..100 -> 0.2 + 0.1 x 9/10 = 0.29 s. The exact
-    reader would have said 0.3 (nearest rank of the per-request means)."""
+    """90 requests averaging 20 ms per token (bucket le=0.025) and 10 averaging 280 ms (le=0.3):
+    p99 has rank 99, inside (0.2, 0.3] holding counts 90..100 -> 0.2 + 0.1 x 9/10 = 0.29 s, where
+    the exact reader says 0.28 (nearest rank). A one-token answer has no decode: not counted."""
     trace = default_workload(1).scaled(1.0, duration=60)
     rec = Recorder(trace, 15.0, signals="prometheus")
-    rec.on_interval(0.02, 90)
-    rec.on_interval(0.3, 10)
+    for rid in range(100):
+        rec._finish(_finished(rid, float(trace.arrival[rid]), 0.02 if rid < 90 else 0.28))
+    rec._finish(_finished(100, float(trace.arrival[100]), 0.0, tokens=1))
     rec._first(0, float(trace.arrival[0]) + 0.5)  # TTFT 0.5 s: bucket (0.25, 0.5]
     rec.close_bucket((1.0, 2.0, 0.5))
     ttft, itl = rec.window_quantiles(99.0)
     assert itl == pytest.approx(0.29)
+    assert percentile(rec.window()[1], 99.0) == pytest.approx(0.28)
     assert ttft == pytest.approx(0.25 + 0.25 * 0.99)
     with pytest.raises(ValueError, match="signals 'raw'"):
         Recorder(trace, 15.0, signals="raw")
@@ -93,9 +111,11 @@ def test_a_scrape_delay_hides_the_newest_interval_and_its_gauges() -> None:
     late = Recorder(trace, 15.0, signals="prometheus", scrape_delay_s=15.0)
     now = Recorder(trace, 15.0, signals="prometheus")
     for rec in (late, now):
-        rec.on_interval(0.02, 10)
+        for rid in range(10):
+            rec._finish(_finished(rid, 0.0, 0.02))
         rec.close_bucket((1.0, 0.0, 0.1))
-        rec.on_interval(0.6, 10)
+        for rid in range(10, 20):
+            rec._finish(_finished(rid, 0.0, 0.6))
         rec.close_bucket((9.0, 4.0, 0.9))
     assert now.window_quantiles(99.0)[1] == pytest.approx(0.5 + 0.25 * (19.8 - 10) / 10)
     assert late.window_quantiles(99.0)[1] == pytest.approx(0.01 + 0.015 * 9.9 / 10)
@@ -117,8 +137,8 @@ class _Watching(Tokenscale):
 
 
 def test_a_drawn_run_reads_histograms_and_repeats_with_its_seed() -> None:
-    """In the drawn world the policy's ITL is the per-token histogram's p99, which is not the
-    per-request mean the score uses; the same seed gives the same run."""
+    """In the drawn world the policy's ITL is the p99 of vLLM's per-request histogram, which is
+    not the exact p99 of the same requests; the same seed gives the same run."""
     sc = Scenario(world="drawn", seed=3)
     trace = default_workload(7).scaled(1.0, duration=300, max_tokens=sc.max_model_len)
     a, b = _Watching(sc), _Watching(sc)

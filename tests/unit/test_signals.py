@@ -55,7 +55,18 @@ def test_queries_are_a_fixed_small_set() -> None:
         assert f'"signal", "{key}"' in plan.queries["rates"]
     for key in GAUGES:
         assert f'"signal", "{key}"' in plan.queries["gauges"]
-    assert "vllm:time_per_output_token_seconds_bucket" in plan.queries["itl"]
+    # The per-request histogram first: for series with the same labels PromQL's `or` keeps the
+    # left side, so per-token intervals are read only from a vLLM that lacks it.
+    itl = plan.queries["itl"]
+    order = [
+        itl.index(f"rate(vllm:{name}_bucket")
+        for name in (
+            "request_time_per_output_token_seconds",
+            "inter_token_latency_seconds",
+            "time_per_output_token_seconds",
+        )
+    ]
+    assert order == sorted(order), itl
     assert len(HISTOGRAMS) == 3
 
 

@@ -296,7 +296,8 @@ async def test_simulator_exports_what_the_autoscaler_reads_as_vllm_does(engine: 
             if name in real:
                 assert sim.get(name) == real[name], f"{name}: simulator {sim.get(name)}"
                 checked.append(name)
-    assert len(checked) == len(autoscaler_families()), checked  # one name of each group
+    # the first name of every group, and any older alternative vLLM still exports besides
+    assert {g[0] for g in autoscaler_families()} <= set(checked), checked
 
 
 def test_adapter_queries_return_every_signal_from_real_vllm(

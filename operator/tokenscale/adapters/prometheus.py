@@ -38,8 +38,16 @@ NAMESPACE_LABEL = "namespace"
 
 HISTOGRAMS = {
     "ttft": ["vllm:time_to_first_token_seconds_bucket"],
-    # vLLM renamed time_per_output_token to inter_token_latency; take the new name, else the old.
-    "itl": ["vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_bucket"],
+    # The objective is each request's mean inter-token latency at the percentile (what a user
+    # sees per answer): vLLM's per-request histogram. Per-token intervals (the fallback, for a
+    # vLLM without it) put every token that shared a step with a long prompt's prefill chunk in
+    # the tail, a latency more replicas do not shorten. vLLM renamed the per-token histogram
+    # from time_per_output_token to inter_token_latency; the last alternative is the old name.
+    "itl": [
+        "vllm:request_time_per_output_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds_bucket",
+        "vllm:time_per_output_token_seconds_bucket",
+    ],
     "e2e": ["vllm:e2e_request_latency_seconds_bucket"],
 }
 QUEUE_WAIT = "tokenscale_gateway_queue_wait_seconds_bucket"

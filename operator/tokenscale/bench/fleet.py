@@ -45,12 +45,9 @@ class Replica:
         started_at: float,
         ready_at: float,
         cap: int,
-        rec: Recorder | None = None,
         step_noise: list[float] | None = None,
     ):
-        # With histogram signals the engine reports every inter-token interval to the recorder.
-        sink = rec.on_interval if rec is not None and rec.histograms else None
-        self.engine = EngineModel(profile, on_interval=sink, step_noise=step_noise)
+        self.engine = EngineModel(profile, step_noise=step_noise)
         self.engine.clock = ready_at
         self.started_at = started_at
         self.ready_at = ready_at
@@ -145,9 +142,7 @@ class Fleet:
     def start(self, n: int, now: float, warm: bool = False) -> None:
         for _ in range(n):
             ready = now if warm else now + self._cold_start()
-            self.alive.append(
-                Replica(self.profile, now, ready, self.cap, self.rec, self._step_noise())
-            )
+            self.alive.append(Replica(self.profile, now, ready, self.cap, self._step_noise()))
         self._refresh(now)
 
     def _step_noise(self) -> list[float] | None:

@@ -6,12 +6,13 @@ Two ways to read the buckets (`signals`):
 - "exact": the p99 of the window's per-request TTFTs and per-request mean ITLs, the gauges as they
   are at the tick: the policy sees the scored quantities themselves.
 - "prometheus": what the operator reads in production. TTFT (from arrival, so including the
-  gateway queue) and every inter-token interval are counted into vLLM 0.32's histogram buckets
-  (`vllm/v1/metrics/buckets.py`, as `tokenscale_sim.metrics` exports them), and the percentile
-  is `histogram_quantile`'s linear interpolation (`domain.histogram.quantile`) over the window's
-  bucket counts; ITL is the per-token histogram, not the per-request mean the score uses. The
-  window, the arrival rate and the gauges lag by `scrape_delay_s` (the last scrape and rule
-  evaluation before the tick), so the tick sees the fleet as it was one scrape ago.
+  gateway queue) and each finished request's mean inter-token latency (vLLM's
+  `request_time_per_output_token_seconds`, the operator's ITL signal) are counted into vLLM
+  0.32's histogram buckets (`vllm/v1/metrics/buckets.py`, as `tokenscale_sim.metrics` exports
+  them), and the percentile is `histogram_quantile`'s linear interpolation
+  (`domain.histogram.quantile`) over the window's bucket counts. The window, the arrival rate
+  and the gauges lag by `scrape_delay_s` (the last scrape and rule evaluation before the tick),
+  so the tick sees the fleet as it was one scrape ago.
 """
 
 from __future__ import annotations
@@ -112,10 +113,9 @@ class Recorder:
         self.itl[rid] = v
         self._open.itl.append(v)
         self._open.out.append(f.generated_tokens)
-
-    def on_interval(self, seconds: float, count: int) -> None:
-        """An engine's inter-token intervals (`EngineModel`'s sink): vLLM's ITL histogram."""
-        self._open.itl_counts[_slot(INTER_TOKEN_LATENCY_BUCKETS, seconds)] += count
+        if self.histograms and f.generated_tokens > 1:
+            # vLLM observes request_time_per_output_token only for requests with a decode
+            self._open.itl_counts[_slot(INTER_TOKEN_LATENCY_BUCKETS, v)] += 1
 
     def on_advance(self, acc: AdvanceResult) -> None:
         for rid, t in acc.first_tokens:

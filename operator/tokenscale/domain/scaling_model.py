@@ -1,7 +1,8 @@
 """Per-replica service model for the autoscaler: how long a request occupies a batch slot and how
 many requests per second one replica serves at a given concurrency cap.
 
-It extends the roofline step model (`perf.py`) with prefill interference: with chunked prefill,
+It extends the roofline step model (`perf.py`, the roofline the simulator runs too) with prefill
+interference: with chunked prefill,
 every admitted prompt's prefill runs inside the steps the running sequences decode in, so decode
 steps slow down by the share of time spent on prefill. With per-replica throughput X req/s and
 prefill time P per request, that share is X·P and
@@ -9,8 +10,8 @@ prefill time P per request, that share is X·P and
     ITL ≈ d(batch) / (1 - X·P)            S = P + out · ITL            X = cap / S   (Little)
 
 Worked number (Llama-3.1-70B fp8 on 2xH100, 1155-token prompts, 211 output tokens, cap 36):
-P = 83 ms, d(36) = 18 ms; the fixed point gives X = 5.3 req/s, X·P = 0.44, ITL = 32 ms,
-S = 6.8 s. The learned `service_factor` (observed S over modeled S) corrects the model online.
+P = 84 ms, d(36) = 22 ms; the fixed point gives X = 4.7 req/s, X·P = 0.40, ITL = 36 ms,
+S = 7.7 s. The learned `service_factor` (observed S over modeled S) corrects the model online.
 """
 
 from __future__ import annotations
@@ -37,9 +38,8 @@ class ServiceModel:
 
     @property
     def prefill_s(self) -> float:
-        """One prompt's prefill: 1155 tokens x 72 us/token (70B fp8, TP2) = 83 ms."""
-        n = max(1, int(self.prompt_tokens))
-        return self.steps.step_seconds(n, n) - self.steps.fixed_s
+        """One prompt's prefill: 1155 tokens of 70B fp8 on TP2, compute-bound, = 84 ms."""
+        return self.steps.prefill_s(int(self.prompt_tokens))
 
     @property
     def mean_context(self) -> float:

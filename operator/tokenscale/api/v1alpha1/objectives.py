@@ -31,7 +31,10 @@ class SloSpec(_Model):
         default=0.05,
         gt=0,
         le=10,
-        description="Inter-token latency objective in seconds, at the given percentile.",
+        description=(
+            "Inter-token latency objective in seconds, at the given percentile: each request's "
+            "mean time per output token (vLLM's request_time_per_output_token_seconds)."
+        ),
     )
     e2e_seconds: float | None = Field(
         alias="e2eSeconds",

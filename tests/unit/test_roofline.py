@@ -1,0 +1,50 @@
+"""One roofline: what the planner and the autoscaler believe is what the simulator runs."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tokenscale.domain.perf import step_model
+from tokenscale_contract import catalog
+from tokenscale_contract.roofline import ALLREDUCE_S_NVLINK, ALLREDUCE_S_PCIE, roofline
+from tokenscale_sim.profile import InfeasibleProfileError, build_profile
+
+
+@pytest.mark.parametrize(
+    ("model", "gpu", "quant"),
+    list(
+        itertools.product(
+            ["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b"],
+            ["h100-80gb", "a100-80gb", "l4-24gb", "l40s-48gb"],
+            ["none", "fp8", "awq"],
+        )
+    ),
+)
+def test_planner_and_simulator_time_a_step_alike(model: str, gpu: str, quant: str) -> None:
+    arch, g, q = catalog.model(model), catalog.gpu(gpu), catalog.quant(quant)
+    for tp in (1, 2, 4, 8):
+        try:
+            sim = build_profile(model, gpu, quant, tensor_parallel_size=tp, max_model_len=4096)
+        except InfeasibleProfileError:
+            continue
+        planner = step_model(arch, g, q, tp)
+        for batch, context in ((1, 500.0), (36, 1255.0), (200, 3000.0)):
+            kv = batch * context
+            assert planner.decode_itl(batch, context) == sim.step_seconds(batch, batch, kv, kv)
+        prompt = 1155
+        prefill = sim.step_seconds(prompt, 1, prompt, prompt * (prompt + 1) / 2)
+        assert planner.prefill_s(prompt) == pytest.approx(prefill - sim.fixed_s, rel=1e-12)
+        return
+    pytest.fail(f"{model} {quant} fits no tensor-parallel size on {gpu}: pick another case")
+
+
+def test_pcie_parts_pay_more_for_each_all_reduce() -> None:
+    """Two all-reduces per layer: 80 layers x 2 x 25 us = 4 ms a step on L4s without NVLink, a
+    quarter of that over NVLink."""
+    arch, q = catalog.model("llama-3.1-70b"), catalog.quant("awq")
+    l4 = roofline(arch, catalog.gpu("l4-24gb"), q, 4)
+    h100 = roofline(arch, catalog.gpu("h100-80gb"), q, 4)
+    assert l4.fixed_s - h100.fixed_s == pytest.approx(160 * (ALLREDUCE_S_PCIE - ALLREDUCE_S_NVLINK))
+    assert roofline(arch, catalog.gpu("l4-24gb"), q, 1).fixed_s < l4.fixed_s
