@@ -35,6 +35,12 @@ from tests.worker.vllm_worker import SERVED, rendered_config
 
 from tokenscale.domain.histogram import quantile
 from tokenscale_contract.config import WorkerConfig
+from tokenscale_contract.histogram_buckets import (
+    INTER_TOKEN_LATENCY_BUCKETS,
+    ITL_FAMILY,
+    TIME_TO_FIRST_TOKEN_BUCKETS,
+    TTFT_FAMILY,
+)
 from tokenscale_sim.compare import (
     ReplayResult,
     TraceRequest,
@@ -45,7 +51,6 @@ from tokenscale_sim.compare import (
     percentile,
     simulate,
 )
-from tokenscale_sim.metrics import INTER_TOKEN_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
 from tokenscale_worker.engine_profile import CPU_TEST
 from tokenscale_worker.launcher import engine_env, vllm_command
 
@@ -235,10 +240,12 @@ def real_summary(real: VllmReplay) -> dict[str, float]:
 
 
 def sim_summary(sim: ReplayResult) -> dict[str, float]:
+    # The buckets vLLM exported in this comparison: the rendered config's, else vLLM's defaults.
+    custom = rendered_config().get("histogramBuckets") or {}
     return summary(
         sim,
-        cumulative(list(sim.ttft.values()), TIME_TO_FIRST_TOKEN_BUCKETS),
-        cumulative(sim.itl, INTER_TOKEN_LATENCY_BUCKETS),
+        cumulative(list(sim.ttft.values()), custom.get(TTFT_FAMILY, TIME_TO_FIRST_TOKEN_BUCKETS)),
+        cumulative(sim.itl, custom.get(ITL_FAMILY, INTER_TOKEN_LATENCY_BUCKETS)),
     )
 
 

@@ -6,8 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tokenscale_contract.histogram_buckets import check_buckets
 from tokenscale_contract.interface import CONFIG_ENV, CONFIG_PATH, ENGINE_PORT
 
 
@@ -40,6 +41,16 @@ class WorkerConfig(BaseModel):
     enable_chunked_prefill: bool = Field(default=True, alias="enableChunkedPrefill")
     port: int = Field(default=ENGINE_PORT, ge=1, le=65535)
     extra_args: list[str] = Field(default_factory=list, alias="extraArgs")
+    # vLLM's --custom-histogram-buckets: bounds per bucket family, fine around the objectives
+    # (tokenscale_contract.histogram_buckets) so the autoscaler's percentiles read true.
+    histogram_buckets: dict[str, list[float]] | None = Field(default=None, alias="histogramBuckets")
+
+    @field_validator("histogram_buckets")
+    @classmethod
+    def _vllm_bucket_rules(
+        cls, value: dict[str, list[float]] | None
+    ) -> dict[str, list[float]] | None:
+        return None if value is None else check_buckets(value)
 
 
 class ConfigError(ValueError):

@@ -83,6 +83,9 @@ REFUSED: dict[str, Refusal] = {
     "root_path": Refusal("contract", "the gateway forwards the OpenAI paths unprefixed"),
     "headless": Refusal("contract", "the gateway needs the engine's API server"),
     "disable_log_stats": Refusal("contract", "the autoscaler reads the engine's metrics"),
+    "custom_histogram_buckets": Refusal(
+        "contract", "tokenscale sets the latency buckets around spec.slo, where it reads them"
+    ),
     "download_dir": Refusal("contract", "weights come from spec.model.source"),
     "help": Refusal("contract", "vLLM would print its help and exit"),
     # Anything that reads files or imports code from outside the image.

@@ -123,6 +123,10 @@ class WorkerSpec:
         for flag, value in optional.items():
             if value is not None:
                 args += [flag, str(value)]
+        # The latency buckets the pod's vLLM would export (the operator renders them).
+        buckets = self.config.get("histogramBuckets")
+        if buckets:
+            args += ["--custom-histogram-buckets", json.dumps(buckets)]
         return args
 
 

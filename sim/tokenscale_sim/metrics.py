@@ -12,21 +12,20 @@ dashboards and queries written for either version work against the simulator.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from tokenscale_contract.histogram_buckets import (
+    INTER_TOKEN_LATENCY_BUCKETS,
+    ITL_FAMILY,
+    TIME_TO_FIRST_TOKEN_BUCKETS,
+    TTFT_FAMILY,
+)
 
 REQUEST_LATENCY_BUCKETS = (
     0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
     240.0, 480.0, 960.0, 1920.0, 7680.0,
-)  # fmt: skip
-TIME_TO_FIRST_TOKEN_BUCKETS = (
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
-)  # fmt: skip
-INTER_TOKEN_LATENCY_BUCKETS = (
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    20.0, 40.0, 80.0,
 )  # fmt: skip
 FINISH_REASONS = ("stop", "length", "abort", "error", "repetition")
 
@@ -47,8 +46,17 @@ class SimMetrics:
     """The metric objects, already bound to this engine's label values."""
 
     def __init__(
-        self, model_name: str, max_model_len: int, extra_labels: Mapping[str, str] | None = None
+        self,
+        model_name: str,
+        max_model_len: int,
+        extra_labels: Mapping[str, str] | None = None,
+        buckets: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
+        """`buckets`: bounds per vLLM bucket family replacing the defaults, as vLLM's
+        `--custom-histogram-buckets` does (the TTFT and ITL families are modelled)."""
+        custom = dict(buckets or {})
+        ttft_bounds = tuple(custom.get(TTFT_FAMILY, TIME_TO_FIRST_TOKEN_BUCKETS))
+        itl_bounds = tuple(custom.get(ITL_FAMILY, INTER_TOKEN_LATENCY_BUCKETS))
         extra = dict(extra_labels or {})
         names = ["model_name", "engine", *extra]
         values = [model_name, "0", *extra.values()]
@@ -96,22 +104,22 @@ class SimMetrics:
         self.ttft = hist(
             "vllm:time_to_first_token_seconds",
             "Histogram of time to first token in seconds.",
-            TIME_TO_FIRST_TOKEN_BUCKETS,
+            ttft_bounds,
         )
         self.itl = hist(
             "vllm:inter_token_latency_seconds",
             "Histogram of inter-token latency in seconds.",
-            INTER_TOKEN_LATENCY_BUCKETS,
+            itl_bounds,
         )
         self.tpot_legacy = hist(
             "vllm:time_per_output_token_seconds",
             "Histogram of time per output token in seconds.",
-            INTER_TOKEN_LATENCY_BUCKETS,
+            itl_bounds,
         )
         self.request_tpot = hist(
             "vllm:request_time_per_output_token_seconds",
             "Histogram of time_per_output_token_seconds per request.",
-            INTER_TOKEN_LATENCY_BUCKETS,
+            itl_bounds,
         )
         self.e2e = hist(
             "vllm:e2e_request_latency_seconds",

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -47,11 +47,12 @@ class SimServer:
         profile: EngineProfile,
         served_name: str,
         labels: Mapping[str, str] | None = None,
+        buckets: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         self.profile = profile
         self.served_name = served_name
         self.engine = EngineModel(profile)
-        self.metrics = SimMetrics(served_name, profile.max_model_len, labels)
+        self.metrics = SimMetrics(served_name, profile.max_model_len, labels, buckets)
         self.streams: dict[ReqId, _Stream] = {}
         self._ids = itertools.count()
         self._wake = asyncio.Event()

@@ -12,6 +12,7 @@ from tokenscale.bench.runner import simulate
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.workload import default_workload
 from tokenscale.domain.observation import Observation
+from tokenscale_contract import histogram_buckets as hb
 from tokenscale_sim.engine import FinishedRequest
 from tokenscale_sim.profile import perturbed
 
@@ -70,6 +71,13 @@ def test_each_pods_step_noise_has_mean_one() -> None:
     assert Scenario().step_noise_sigma == 0.0
 
 
+# vLLM's default bounds, whose coarse steps the hand-worked numbers below use.
+DEFAULTS = {
+    hb.TTFT_FAMILY: list(hb.TIME_TO_FIRST_TOKEN_BUCKETS),
+    hb.ITL_FAMILY: list(hb.INTER_TOKEN_LATENCY_BUCKETS),
+}
+
+
 def _finished(rid: int, arrival: float, mean_itl: float, tokens: int = 11) -> FinishedRequest:
     first = arrival + 0.2
     return FinishedRequest(
@@ -90,7 +98,7 @@ def test_histogram_signals_read_as_histogram_quantile_would() -> None:
     p99 has rank 99, inside (0.2, 0.3] holding counts 90..100 -> 0.2 + 0.1 x 9/10 = 0.29 s, where
     the exact reader says 0.28 (nearest rank). A one-token answer has no decode: not counted."""
     trace = default_workload(1).scaled(1.0, duration=60)
-    rec = Recorder(trace, 15.0, signals="prometheus")
+    rec = Recorder(trace, 15.0, signals="prometheus", buckets=DEFAULTS)
     for rid in range(100):
         rec._finish(_finished(rid, float(trace.arrival[rid]), 0.02 if rid < 90 else 0.28))
     rec._finish(_finished(100, float(trace.arrival[100]), 0.0, tokens=1))
@@ -108,8 +116,8 @@ def test_a_scrape_delay_hides_the_newest_interval_and_its_gauges() -> None:
     """With a 15 s delay on a 15 s tick, what closed last is not yet seen: the window and the
     gauges are one scrape behind; without delay they are current."""
     trace = default_workload(1).scaled(1.0, duration=60)
-    late = Recorder(trace, 15.0, signals="prometheus", scrape_delay_s=15.0)
-    now = Recorder(trace, 15.0, signals="prometheus")
+    late = Recorder(trace, 15.0, signals="prometheus", scrape_delay_s=15.0, buckets=DEFAULTS)
+    now = Recorder(trace, 15.0, signals="prometheus", buckets=DEFAULTS)
     for rec in (late, now):
         for rid in range(10):
             rec._finish(_finished(rid, 0.0, 0.02))
@@ -148,3 +156,11 @@ def test_a_drawn_run_reads_histograms_and_repeats_with_its_seed() -> None:
     assert read, "no tick read an ITL"
     assert all(obs == hist for obs, hist, _ in read)
     assert any(obs != exact for obs, _, exact in read)
+
+
+def test_the_engines_buckets_are_the_operators_unless_asked_for_vllms() -> None:
+    sc = Scenario(world="drawn")
+    assert sc.histogram_buckets == hb.slo_buckets(sc.ttft_s, sc.itl_s)
+    assert Scenario(world="drawn", buckets="vllm").histogram_buckets == DEFAULTS
+    with pytest.raises(ValueError, match="buckets 'fine': choose objective or vllm"):
+        _ = Scenario(buckets="fine").histogram_buckets

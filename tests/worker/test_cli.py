@@ -169,6 +169,17 @@ def _bad(tmp_path: Path) -> list[tuple[list[str], str]]:
          f"'novalue'{see}"),
         (["--engine", "tgi"], "argument --engine: invalid choice: 'tgi' (choose from 'vllm', "
          f"'sim'){see}"),
+        (["--custom-histogram-buckets", "{"], "argument --custom-histogram-buckets: not JSON: "
+         f"Expecting property name enclosed in double quotes at character 1{see}"),
+        (["--custom-histogram-buckets", '{"ttft": [1]}'], "argument --custom-histogram-buckets: "
+         "histogram buckets: unknown family 'ttft'; known: request_latency, time_to_first_token, "
+         "inter_token_latency, iteration_tokens, request_params_n, request_num_preemptions, "
+         f"request_tokens, kv_cache_residency{see}"),
+        (["--custom-histogram-buckets", '{"inter_token_latency": [0.05, 0.01]}'],
+         "argument --custom-histogram-buckets: histogram buckets['inter_token_latency']: bounds "
+         f"must be strictly increasing: [0.05, 0.01]{see}"),
+        (["--custom-histogram-buckets", '[0.05]'], "argument --custom-histogram-buckets: "
+         f'expected {{"family": [bound, ...], ...}}{see}'),
     ]  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from tests.tools import vllm_python
 from tokenscale_contract.config import WorkerConfig
 from tokenscale_contract.extra_args_guard import option_problems
 from tokenscale_contract.extra_args_policy import REFUSED
+from tokenscale_contract.histogram_buckets import slo_buckets
 from tokenscale_contract.vllm_options import walk
 from tokenscale_worker.launcher import PLANNED_FLAGS, build_vllm_args
 
@@ -37,12 +38,13 @@ for argv in json.load(sys.stdin):
     ns = parser.parse_args(argv)
     validate_parsed_serve_args(ns)
     results.append({k: v for k, v in vars(ns).items()
-                    if isinstance(v, (str, int, float, bool, type(None), list))})
+                    if isinstance(v, (str, int, float, bool, type(None), list, dict))})
 json.dump({"options": options, "results": results}, sys.stdout)
 """
 
 CONFIGS = [
-    {"modelSource": "hf://meta-llama/Llama-3.1-8B-Instruct", "servedName": "chat"},
+    {"modelSource": "hf://meta-llama/Llama-3.1-8B-Instruct", "servedName": "chat",
+     "histogramBuckets": slo_buckets(1.0, 0.05)},
     {
         "modelSource": "pvc://models/llama-70b", "servedName": "big", "quantization": "awq_marlin",
         "dtype": "float16", "tensorParallelSize": 4, "maxModelLen": 16384,
@@ -78,6 +80,8 @@ def test_vllm_parses_our_arguments(vllm_parse: dict[str, object]) -> None:
     assert small["served_model_name"] == ["chat"]
     assert small["enable_prefix_caching"] is True and small["enable_chunked_prefill"] is True
     assert (small["host"], small["port"]) == ("127.0.0.1", 8001)
+    assert small["custom_histogram_buckets"] == slo_buckets(1.0, 0.05)
+    assert big.get("custom_histogram_buckets") is None  # none rendered: vLLM's defaults
     assert big["model"] == "/models/llama-70b"
     assert (big["tensor_parallel_size"], big["max_model_len"], big["max_num_seqs"]) == (
         4,

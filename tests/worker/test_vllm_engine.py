@@ -287,7 +287,11 @@ async def test_simulator_exports_what_the_autoscaler_reads_as_vllm_does(engine: 
         await c.completions.create(model=SERVED, prompt="parity", max_tokens=3, extra_body=EXACT)
     real = shapes(await engine_metrics_text(engine))
     max_model_len = rendered_config()["maxModelLen"]
-    sim = shapes(generate_latest(SimMetrics(SERVED, max_model_len).registry).decode())
+    # The worker started vLLM with the rendered config's buckets; the simulator gets the same.
+    buckets = rendered_config()["histogramBuckets"]
+    sim = shapes(
+        generate_latest(SimMetrics(SERVED, max_model_len, None, buckets).registry).decode()
+    )
     checked = []
     for group in autoscaler_families():
         current = group[0]

@@ -12,7 +12,10 @@ import aiohttp
 import pytest
 
 from tests.worker.conftest import MODEL, WorkerProcess, scrape, wait_until_ready
-from tokenscale_sim.metrics import INTER_TOKEN_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
+from tokenscale_contract.histogram_buckets import (
+    INTER_TOKEN_LATENCY_BUCKETS,
+    TIME_TO_FIRST_TOKEN_BUCKETS,
+)
 from tokenscale_sim.profile import build_profile
 
 pytestmark = pytest.mark.integration

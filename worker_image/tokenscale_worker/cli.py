@@ -29,6 +29,7 @@ from tokenscale_worker.cli_types import (
     PORT,
     OneLineParser,
     float_range,
+    histogram_buckets,
     int_range,
     label,
     tuning_path,
@@ -64,6 +65,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="K=V",
         help=f"simulator: constant metric label (repeatable; or ${contract.METRIC_LABELS_ENV})",
+    )
+    p.add_argument(
+        "--custom-histogram-buckets",
+        type=histogram_buckets,
+        default=None,
+        metavar="JSON",
+        help="simulator: latency bucket bounds per vLLM bucket family, as vLLM takes them "
+        "('{\"inter_token_latency\": [0.01, 0.05]}'); the TTFT and ITL families are modelled",
     )
     # 0.0.0.0 in pods: the kubelet's probes and the Service reach the pod on its pod IP, not on
     # 127.0.0.1. Tests and local runs pass --host 127.0.0.1.

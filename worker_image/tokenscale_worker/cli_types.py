@@ -7,12 +7,14 @@ is allowed and what was given.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from tokenscale_contract.histogram_buckets import check_buckets
 from tokenscale_contract.interface import TUNING_PATH
 
 
@@ -95,3 +97,19 @@ def label(text: str) -> str:
     if not sep or not key.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"must look like name=value, got {text[:60]!r}")
     return text
+
+
+def histogram_buckets(text: str) -> dict[str, list[float]]:
+    """`--custom-histogram-buckets`: a JSON object of bucket family -> bounds, vLLM's rules."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err.msg} at character {err.pos}") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(v, list) and all(isinstance(b, int | float) for b in v) for v in value.values()
+    ):
+        raise argparse.ArgumentTypeError('expected {"family": [bound, ...], ...}')
+    try:
+        return check_buckets({str(k): [float(b) for b in v] for k, v in value.items()})
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

@@ -7,6 +7,7 @@ worker calls `build_vllm_args` at start and refuses the same problems again.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import PurePosixPath
@@ -134,6 +135,10 @@ def build_vllm_args(
     args.append(("--" if cfg.enable_chunked_prefill else "--no-") + "enable-chunked-prefill")
     if cfg.trust_remote_code:
         args.append("--trust-remote-code")
+    if cfg.histogram_buckets:
+        # One JSON argument; compact and key-sorted so the same plan renders the same argv.
+        buckets = json.dumps(cfg.histogram_buckets, separators=(",", ":"), sort_keys=True)
+        args += ["--custom-histogram-buckets", buckets]
     # The gateway owns the public port; the engine is reachable only from inside the pod.
     args += ["--host", "127.0.0.1", "--port", str(cfg.port)]
     return args + list(profile.extra_flags) + list(cfg.extra_args)

@@ -77,7 +77,7 @@ def build_sim(args: argparse.Namespace) -> SimServer:
     )
     labels = parse_labels(args.label, os.environ.get(contract.METRIC_LABELS_ENV))
     served = args.served_model_name or catalog.model(model_id).hf_repo
-    return SimServer(profile, served, labels)
+    return SimServer(profile, served, labels, args.custom_histogram_buckets)
 
 
 async def _start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:

@@ -99,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(vLLM's histograms, one scrape late), none told to the policy (docs/benchmarks.md)",
     )
     parser.add_argument(
+        "--histogram-buckets",
+        choices=("objective", "vllm"),
+        default=d.buckets,
+        help="drawn world: the latency buckets the engines export, the operator's (fine around "
+        "the objectives, the default) or vLLM's own (25/50/75 ms)",
+    )
+    parser.add_argument(
         "--policies",
         default=",".join(ALL_POLICIES),
         help=f"comma-separated subset of {','.join(ALL_POLICIES)}",
@@ -135,6 +142,7 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         max_replicas=args.max_replicas,
         seed=args.seed,
         world=args.world,
+        buckets=args.histogram_buckets,
     )
 
 

@@ -7,10 +7,11 @@ Two ways to read the buckets (`signals`):
   are at the tick: the policy sees the scored quantities themselves.
 - "prometheus": what the operator reads in production. TTFT (from arrival, so including the
   gateway queue) and each finished request's mean inter-token latency (vLLM's
-  `request_time_per_output_token_seconds`, the operator's ITL signal) are counted into vLLM
-  0.32's histogram buckets (`vllm/v1/metrics/buckets.py`, as `tokenscale_sim.metrics` exports
-  them), and the percentile is `histogram_quantile`'s linear interpolation
-  (`domain.histogram.quantile`) over the window's bucket counts. The window, the arrival rate
+  `request_time_per_output_token_seconds`, the operator's ITL signal) are counted into the
+  histogram buckets the engines export (`buckets`: vLLM's defaults, or those the operator renders
+  around the objectives, `tokenscale_contract.histogram_buckets`), and the percentile is
+  `histogram_quantile`'s linear interpolation (`domain.histogram.quantile`) over the window's
+  bucket counts. The window, the arrival rate
   and the gauges lag by `scrape_delay_s` (the last scrape and rule evaluation before the tick),
   so the tick sees the fleet as it was one scrape ago.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,16 +29,14 @@ import numpy as np
 from tokenscale.bench.traces import Trace
 from tokenscale.domain.histogram import quantile
 from tokenscale.domain.observation import Observation
+from tokenscale_contract.histogram_buckets import ITL_FAMILY, TTFT_FAMILY
 from tokenscale_sim.engine import AdvanceResult, FinishedRequest, StepResult
-from tokenscale_sim.metrics import INTER_TOKEN_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
 
 WINDOW_S = 60.0
 HISTORY_SAMPLES = 256
 SIGNALS = ("exact", "prometheus")
 
 Gauges = tuple[float, float, float]
-_TTFT_SLOTS = len(TIME_TO_FIRST_TOKEN_BUCKETS) + 1
-_ITL_SLOTS = len(INTER_TOKEN_LATENCY_BUCKETS) + 1
 
 
 @dataclass
@@ -48,8 +47,8 @@ class _Bucket:
     itl: list[float] = field(default_factory=list)
     out: list[int] = field(default_factory=list)
     # Counts per histogram bucket (the last one is +Inf), "prometheus" signals only.
-    ttft_counts: list[float] = field(default_factory=lambda: [0.0] * _TTFT_SLOTS)
-    itl_counts: list[float] = field(default_factory=lambda: [0.0] * _ITL_SLOTS)
+    ttft_counts: list[float] = field(default_factory=list)
+    itl_counts: list[float] = field(default_factory=list)
 
 
 def _slot(bounds: Sequence[float], value: float) -> int:
@@ -76,7 +75,10 @@ class Recorder:
         window_s: float = WINDOW_S,
         signals: str = "exact",
         scrape_delay_s: float = 0.0,
+        buckets: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
+        """`buckets`: the TTFT and ITL histogram bounds the engines export ("prometheus"
+        signals), by vLLM bucket family; the operator renders them from the objectives."""
         if signals not in SIGNALS:
             raise ValueError(f"signals {signals!r}: choose one of {', '.join(SIGNALS)}")
         n = len(trace)
@@ -87,9 +89,13 @@ class Recorder:
         self.rejected = np.zeros(n, dtype=bool)
         self.signals = signals
         self.histograms = signals == "prometheus"
+        if self.histograms and buckets is None:
+            raise ValueError("prometheus signals need the engines' histogram buckets")
+        self.ttft_bounds = tuple(buckets[TTFT_FAMILY]) if buckets else ()
+        self.itl_bounds = tuple(buckets[ITL_FAMILY]) if buckets else ()
         self.delay_buckets = round(scrape_delay_s / tick_s)
         self.scrape_delay_s = self.delay_buckets * tick_s
-        self._open = _Bucket()
+        self._open = self._new_bucket()
         self._window_buckets = max(1, round(window_s / tick_s))
         self.buckets: deque[_Bucket] = deque(maxlen=self._window_buckets + self.delay_buckets)
         # The gauges at each bucket's close; the oldest is what a delayed reader sees.
@@ -105,7 +111,7 @@ class Recorder:
         self.ttft[rid] = v
         self._open.ttft.append(v)
         if self.histograms:
-            self._open.ttft_counts[_slot(TIME_TO_FIRST_TOKEN_BUCKETS, v)] += 1
+            self._open.ttft_counts[_slot(self.ttft_bounds, v)] += 1
 
     def _finish(self, f: FinishedRequest) -> None:
         rid = int(f.req_id)
@@ -115,7 +121,7 @@ class Recorder:
         self._open.out.append(f.generated_tokens)
         if self.histograms and f.generated_tokens > 1:
             # vLLM observes request_time_per_output_token only for requests with a decode
-            self._open.itl_counts[_slot(INTER_TOKEN_LATENCY_BUCKETS, v)] += 1
+            self._open.itl_counts[_slot(self.itl_bounds, v)] += 1
 
     def on_advance(self, acc: AdvanceResult) -> None:
         for rid, t in acc.first_tokens:
@@ -135,9 +141,17 @@ class Recorder:
     def close_bucket(self, gauges: Gauges | None = None) -> None:
         """End a scrape interval; `gauges` are the fleet's at that moment (what a scrape saw)."""
         self.buckets.append(self._open)
-        self._open = _Bucket()
+        self._open = self._new_bucket()
         if gauges is not None:
             self._gauges.append(gauges)
+
+    def _new_bucket(self) -> _Bucket:
+        if not self.histograms:
+            return _Bucket()
+        return _Bucket(
+            ttft_counts=[0.0] * (len(self.ttft_bounds) + 1),
+            itl_counts=[0.0] * (len(self.itl_bounds) + 1),
+        )
 
     def _visible(self) -> list[_Bucket]:
         """The window's buckets a reader sees: the newest `delay_buckets` are not scraped yet."""
@@ -156,15 +170,15 @@ class Recorder:
 
     def window_quantiles(self, pct: float) -> tuple[float | None, float | None]:
         """(TTFT, ITL) at `pct` from the window's histograms, as `histogram_quantile` reads them."""
-        ttft = [0.0] * _TTFT_SLOTS
-        itl = [0.0] * _ITL_SLOTS
+        ttft = [0.0] * (len(self.ttft_bounds) + 1)
+        itl = [0.0] * (len(self.itl_bounds) + 1)
         for b in self._visible():
             ttft = [a + c for a, c in zip(ttft, b.ttft_counts, strict=True)]
             itl = [a + c for a, c in zip(itl, b.itl_counts, strict=True)]
         q = pct / 100.0
         return (
-            quantile(q, cumulative(ttft, TIME_TO_FIRST_TOKEN_BUCKETS)),
-            quantile(q, cumulative(itl, INTER_TOKEN_LATENCY_BUCKETS)),
+            quantile(q, cumulative(ttft, self.ttft_bounds)),
+            quantile(q, cumulative(itl, self.itl_bounds)),
         )
 
     def gauges_seen(self, live: Gauges) -> Gauges:

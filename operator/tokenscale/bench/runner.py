@@ -85,7 +85,11 @@ def simulate(
     then has `gave_up` set: its attainment counts requests not yet served as misses and only
     "below the objective" is known."""
     rec = Recorder(
-        trace, scenario.tick_s, signals=scenario.signals, scrape_delay_s=scenario.scrape_delay_s
+        trace,
+        scenario.tick_s,
+        signals=scenario.signals,
+        scrape_delay_s=scenario.scrape_delay_s,
+        buckets=scenario.histogram_buckets,
     )
     fleet = Fleet(
         scenario.profile,

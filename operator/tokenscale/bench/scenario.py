@@ -18,6 +18,13 @@ import numpy as np
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan, plan
+from tokenscale_contract.histogram_buckets import (
+    INTER_TOKEN_LATENCY_BUCKETS,
+    ITL_FAMILY,
+    TIME_TO_FIRST_TOKEN_BUCKETS,
+    TTFT_FAMILY,
+    slo_buckets,
+)
 from tokenscale_sim.profile import EngineProfile, build_profile, perturbed
 
 COLD_START_SIGMA = 0.35
@@ -61,6 +68,9 @@ class Scenario:
     # reads signals as Prometheus gives them (vLLM's histograms, one scrape late; see
     # bench.metrics). The policy is told none of it.
     world: str = "known"
+    # The latency buckets the engines export, read in the drawn world: "objective" (what the
+    # operator renders, fine around the SLO) or "vllm" (vLLM's defaults, 25/50/75 ms).
+    buckets: str = "objective"
 
     def spec(self, **scaling: Any) -> InferenceServiceSpec:
         base: dict[str, Any] = {
@@ -123,6 +133,19 @@ class Scenario:
     def scrape_delay_s(self) -> float:
         return SCRAPE_DELAY_S if self.world == "drawn" else 0.0
 
+    @property
+    def histogram_buckets(self) -> dict[str, list[float]]:
+        """The TTFT and ITL bounds the workers export: what the operator renders for the SLO,
+        or vLLM's defaults."""
+        if self.buckets == "vllm":
+            return {
+                TTFT_FAMILY: list(TIME_TO_FIRST_TOKEN_BUCKETS),
+                ITL_FAMILY: list(INTER_TOKEN_LATENCY_BUCKETS),
+            }
+        if self.buckets != "objective":
+            raise ValueError(f"buckets {self.buckets!r}: choose objective or vllm")
+        return slo_buckets(self.ttft_s, self.itl_s)
+
     @cached_property
     def belief(self) -> EngineProfile:
         """The engine as the planner's roofline has it."""
@@ -153,5 +176,6 @@ class Scenario:
             "tick_s": self.tick_s,
             "seed": self.seed,
             "world": self.world,
+            "histogram_buckets": self.buckets,
             "engine": self.profile.name,
         }

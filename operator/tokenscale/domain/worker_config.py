@@ -15,6 +15,7 @@ from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import ServiceRef
 from tokenscale_contract import interface as contract
 from tokenscale_contract.config import WorkerConfig
+from tokenscale_contract.histogram_buckets import slo_buckets
 
 
 def served_name(spec: InferenceServiceSpec, ref: ServiceRef) -> str:
@@ -42,5 +43,6 @@ def worker_config(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> di
         enable_chunked_prefill=engine.enable_chunked_prefill,
         port=contract.ENGINE_PORT,
         extra_args=list(engine.extra_args),
+        histogram_buckets=slo_buckets(spec.slo.ttft_seconds, spec.slo.itl_seconds),
     )
     return config.model_dump(by_alias=True, exclude_none=True)

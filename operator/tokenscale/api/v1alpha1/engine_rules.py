@@ -110,8 +110,9 @@ _GROUP_MESSAGES: dict[Group, str] = {
     "model": "spec.engine.extraArgs sets, perhaps abbreviated, the model, its name, revision or "
     "tokenizer: set spec.model.source, spec.model.servedName or spec.model.revision instead",
     "contract": "spec.engine.extraArgs sets, perhaps abbreviated, an option the worker contract "
-    "fixes (--host, --port, --uds, TLS, --headless, --disable-log-stats, --download-dir, "
-    "--help): the gateway reaches the engine over plain HTTP on 127.0.0.1:8001; remove it",
+    "fixes (--host, --port, --uds, TLS, --headless, --disable-log-stats, "
+    "--custom-histogram-buckets, --download-dir, --help): the gateway reaches the engine over "
+    "plain HTTP on 127.0.0.1:8001 and the autoscaler reads its metrics; remove it",
     "code": "spec.engine.extraArgs sets, perhaps abbreviated, an option that makes vLLM read "
     "files or run code from outside the image (--trust-remote-code, --config, "
     "--allowed-local-media-path, --chat-template, plugins, ...); remove it",
