@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,25 @@ def stuck_fills(state: dict[str, Any]) -> str:
     return "\n".join(lines) or "no fill process running"
 
 
+def fill_pods(sc: Scenario) -> str:
+    """Where the fill pods are in the cluster: node, phase, conditions, container states."""
+    try:
+        wide = sc.cluster.kubectl("get", "pods,jobs", "-n", sc.namespace, "-o", "wide")
+        raw = sc.cluster.kubectl("get", "pods", "-n", sc.namespace, "-o", "json")
+        pods = json.loads(raw.stdout)
+    except Exception as err:  # a diagnostic must not hide the failure it explains
+        return f"kubectl failed: {err}"
+    lines = [wide.stdout]
+    for pod in pods.get("items", []):
+        status = pod.get("status", {})
+        lines.append(
+            f"{pod['metadata']['name']}: node={pod['spec'].get('nodeName')} "
+            f"phase={status.get('phase')} conditions={status.get('conditions')} "
+            f"containers={status.get('containerStatuses')}"
+        )
+    return "\n".join(lines)
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -155,7 +175,10 @@ def test_the_model_cache_is_filled_once_through_a_cut_and_gates_the_second_repli
                 timeout=180,
             )
         except AssertionError as err:
-            raise AssertionError(f"{err}\n{stuck_fills(sc.fleet.state())}") from None
+            raise AssertionError(
+                f"{err}\n{stuck_fills(sc.fleet.state())}\n{fill_pods(sc)}\n"
+                f"fleet log:\n{sc.fleet.log_tail(80)}"
+            ) from None
         # The Job controller's back-off (10 s at least) keeps the next pod away while we look.
         assert not (cache_dir / key).exists(), "a failed fill left a complete-looking copy"
         partial = cache_dir / f"{key}{PARTIAL_SUFFIX}"
