@@ -166,7 +166,32 @@ class Fleet:
 
     async def _run_to_end(self, key: Key, pod: dict[str, Any]) -> None:
         """Run the pod's container and report its exit (phase Succeeded or Failed), as the
-        kubelet of a restartPolicy Never pod; kwok's stages leave these pods Running for it."""
+        kubelet of a restartPolicy Never pod; kwok's stages leave these pods Running for it.
+        Any failure is logged and the pod left to the next poll: a task that died silently
+        would keep its key in `runs`, and the pod would never run (or never end)."""
+        try:
+            await self._run_pod_to_end(key, pod)
+        except Exception:
+            log.exception("fleet: pod %s/%s failed to run to its end; the next poll retries", *key)
+            await asyncio.sleep(1.0)
+            self.runs.pop(key, None)
+
+    async def _report_terminated(self, key: Key, pod: dict[str, Any], code: int) -> None:
+        """The exit as the pod's status, retried: the API server may refuse a status write
+        (a conflict, a slow answer) and the Job controller counts only what it sees."""
+        for attempt in range(8):
+            try:
+                await asyncio.to_thread(self.view.set_pod_terminated, key[0], pod, code)
+                return
+            except Exception as err:
+                log.warning(
+                    "fleet: reporting pod %s/%s's exit %s failed (attempt %d): %s",
+                    *key, code, attempt + 1, err,
+                )  # fmt: skip
+                await asyncio.sleep(min(5.0, 0.25 * 2**attempt))
+        raise RuntimeError(f"pod {key[0]}/{key[1]}: its exit {code} could not be reported")
+
+    async def _run_pod_to_end(self, key: Key, pod: dict[str, Any]) -> None:
         started = time.time()
         log_path = self.options.work_dir / key[0] / "logs" / f"{key[1]}.log"
         container = pod["spec"]["containers"][0]
@@ -190,7 +215,7 @@ class Fleet:
             await asyncio.sleep(1.0)
             self.runs.pop(key, None)
             return
-        await asyncio.to_thread(self.view.set_pod_terminated, key[0], pod, code)
+        await self._report_terminated(key, pod, code)
         job = (pod["metadata"].get("labels") or {}).get("job-name")
         self.run_results.append(
             {
