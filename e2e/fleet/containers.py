@@ -84,11 +84,17 @@ def local_container(
         for m in container.get("volumeMounts") or []
         if m["name"] in volumes
     }
-    command = list(container.get("command") or [])
-    if command and command[0] in IMAGE_COMMANDS:
-        command = IMAGE_COMMANDS[command[0]] + command[1:]
-    argv = [_local(a, mounts) for a in command + list(container.get("args") or [])]
-    return LocalContainer(argv, _env(view, pod["metadata"]["namespace"], container, mounts), mounts)
+    # Only the pod's own words are read as paths inside its mounts. The image command's local
+    # stand-in (this checkout's interpreter) is not: a checkout under /tmp, as CI's is, would
+    # otherwise become a path inside the pod's /tmp emptyDir, and no fill could start.
+    words = [
+        _local(a, mounts) for a in (container.get("command") or []) + (container.get("args") or [])
+    ]
+    if words and words[0] in IMAGE_COMMANDS:
+        words = IMAGE_COMMANDS[words[0]] + words[1:]
+    return LocalContainer(
+        words, _env(view, pod["metadata"]["namespace"], container, mounts), mounts
+    )
 
 
 async def run_to_completion(
