@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tokenscale.bench.traces import Trace
+from tokenscale.domain.perf import largest_where
 from tokenscale_sim.profile import EngineProfile
 
 
@@ -73,17 +74,10 @@ def idle_mean_itl(profile: EngineProfile, prompt: int, output: int) -> float:
 def longest_feasible_prompt(profile: EngineProfile, ttft_s: float) -> int:
     """The longest prompt an idle replica prefills within `ttft_s`; 0 if not even one token.
     TTFT grows with the prompt, so bisect."""
-    top = profile.max_model_len - 1
     if idle_ttft(profile, 1) > ttft_s:
         return 0
-    lo, hi = 1, top
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if idle_ttft(profile, mid) <= ttft_s:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    top = profile.max_model_len - 1
+    return largest_where(lambda prompt: idle_ttft(profile, prompt) <= ttft_s, 1, top)
 
 
 def feasible(
