@@ -3,7 +3,8 @@
 API (used by the wall-clock simulator server and by the benchmark in virtual time):
 
     engine = EngineModel(build_profile("llama-3.1-8b", "h100-80gb"))
-    engine.add_request(req_id, prompt_tokens, max_tokens, now, output_tokens=None)
+    engine.add_request(req_id, prompt_tokens, max_tokens, now, output_tokens=None,
+                       cached_tokens=0)   # a prefix-cache hit: those prompt tokens skip prefill
     res = engine.step(now)        # one iteration from max(engine.clock, now); None when idle
         res.start, res.end        # the step's span; tokens are delivered at res.end
         res.tokens                # ids that received one token (first and last included)
@@ -55,6 +56,7 @@ class _Req:
     __slots__ = (
         "arrival",
         "blocks",
+        "cached",
         "computed",
         "first_token_at",
         "generated",
@@ -68,14 +70,17 @@ class _Req:
         "target",
     )
 
-    def __init__(self, req_id: ReqId, prompt: int, max_tokens: int, target: int, now: float):
+    def __init__(
+        self, req_id: ReqId, prompt: int, max_tokens: int, target: int, now: float, cached: int
+    ):
         self.id = req_id
         self.prompt = prompt
         self.max_tokens = max_tokens
         self.target = target  # tokens it will generate before finishing
         self.arrival = now
         self.num_tokens = prompt  # prompt + generated: the tokens whose KV must exist
-        self.computed = 0  # tokens whose KV has been computed
+        self.cached = cached  # prompt tokens found in the prefix cache: never prefilled
+        self.computed = cached  # tokens whose KV has been computed (or found cached)
         self.generated = 0
         self.blocks = 0
         self.preemptions = 0
@@ -116,8 +121,13 @@ class EngineModel:
         max_tokens: int,
         now: float,
         output_tokens: int | None = None,
+        cached_tokens: int = 0,
     ) -> None:
-        """Queue a request; `output_tokens` < `max_tokens` models an early stop (EOS)."""
+        """Queue a request; `output_tokens` < `max_tokens` models an early stop (EOS).
+
+        `cached_tokens`: the prompt's prefix found in the prefix cache (vLLM's automatic prefix
+        caching, on by default in V1). As in vLLM, only whole blocks hit and the last prompt
+        token is always computed (it must produce logits)."""
         p = self.profile
         if prompt_tokens < 1 or max_tokens < 1:
             raise ValueError("prompt_tokens and max_tokens must be at least 1")
@@ -129,7 +139,11 @@ class EngineModel:
         target = min(max_tokens, output_tokens or max_tokens, p.max_model_len - prompt_tokens)
         if not self.has_work:
             self.clock = max(self.clock, now)
-        r = _Req(req_id, prompt_tokens, max_tokens, target, now)
+        if cached_tokens < 0:
+            raise ValueError("cached_tokens must be 0 or more")
+        bs = p.block_size
+        cached = min(cached_tokens, prompt_tokens - 1) // bs * bs
+        r = _Req(req_id, prompt_tokens, max_tokens, target, now, cached)
         self._by_id[req_id] = r
         self.waiting.append(r)
 
@@ -220,7 +234,9 @@ class EngineModel:
     def _preempt(self, r: _Req) -> None:
         self.free_blocks += r.blocks
         r.blocks = 0
-        r.computed = 0
+        # The freed blocks stay in the prefix cache (vLLM evicts them only when it needs room),
+        # so the re-admitted request hits its cached prefix again.
+        r.computed = r.cached
         r.preemptions += 1
         self.num_preemptions += 1
         self.waiting.appendleft(r)
@@ -233,7 +249,9 @@ class EngineModel:
             n = min(need, budget)
             if n < need and not p.enable_chunked_prefill:
                 return
-            blocks = blocks_for(n, p.block_size)
+            # A cached prefix is charged to the request like computed tokens (vLLM shares those
+            # blocks between requests; counting them per request is the conservative side).
+            blocks = blocks_for(r.computed + n, p.block_size)
             if blocks > self.free_blocks:
                 return
             self.waiting.popleft()
@@ -393,7 +411,7 @@ class EngineModel:
         if need > budget and not p.enable_chunked_prefill:
             return True
         # Free blocks only shrink during a decode run, so a head that does not fit now won't.
-        return blocks_for(min(need, budget), p.block_size) > self.free_blocks
+        return blocks_for(head.computed + min(need, budget), p.block_size) > self.free_blocks
 
     def _kv_bounded(self, k: int) -> int:
         """The largest k' <= k whose block growth fits the free blocks (binary search)."""

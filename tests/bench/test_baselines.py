@@ -137,3 +137,23 @@ def test_global_setting_is_the_smallest_of_the_largest_passing_thresholds() -> N
     # 28 passes on the first workload, only 20 on the second: 20 passes on both
     assert global_setting([searched([10, 28], [40]), searched([10, 20], [28])]) == (20, "vllm")
     assert global_setting([searched([10], []), searched([], [10])]) is None
+
+
+def test_the_search_runs_the_failing_bracket_to_the_end_for_the_interpolation() -> None:
+    # A short replay: the bisection's runs under 99% stop early, but the nearest one above the
+    # cheapest passing threshold is rerun whole, so 99.0% is interpolated, not rounded up.
+    from tokenscale.bench.search import search
+
+    found = search(SC, TRACE, FAMILIES["kpa"], 3, steps=2)
+    best = found.best
+    assert best is not None
+    above = [p for p in found.points if p.threshold > best.threshold]
+    assert above, "the bisection made no failing run above the best"
+    nearest = min(above, key=lambda p: p.threshold)
+    assert not nearest.result.gave_up and nearest.attainment < 0.99
+    pts = [(p.attainment, p.result.gpu_hours) for p in found.points if not p.result.gave_up]
+    at99 = at_attainment(pts)
+    if nearest.result.gpu_hours < best.result.gpu_hours:
+        assert nearest.result.gpu_hours < at99 < best.result.gpu_hours
+    else:  # a short replay can cost more at the larger threshold: nothing to interpolate
+        assert at99 == best.result.gpu_hours

@@ -79,6 +79,8 @@ def test_cli_json_shape(tmp_path: Path) -> None:
         "itl_p95_s",
         "scale_events",
         "rejected",
+        "timed_out",
+        "refused_429",
     }
     assert doc["results"] and all(set(r) == keys for r in doc["results"])
     assert {r["policy"] for r in doc["results"]} == {"tokenscale", "static", "lower bound"}

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from tokenscale.bench.clients import I64, seen_before_hits
 from tokenscale.bench.fleet import Fleet
 from tokenscale.bench.metrics import Recorder
 from tokenscale.bench.scenario import Scenario
@@ -134,19 +135,36 @@ def _minute(trace: Trace, lo: int, hi: int, start: float) -> Trace:
         trace.arrival[lo:hi] - start,
         trace.prompt[lo:hi],
         trace.output[lo:hi],
+        trace.blocks(slice(lo, hi)),
     )
 
 
-def served(scenario: Scenario, sub: Trace, replicas: int, seed: int) -> int:
+def served(
+    scenario: Scenario, sub: Trace, replicas: int, seed: int, hits: I64 | None = None
+) -> int:
     """Requests of `sub` meeting the SLO on `replicas` warm, empty replicas (optimistic for
-    requests still running GRACE_S after the minute)."""
+    requests still running GRACE_S after the minute). `sub`'s outputs are already cut by the
+    clients' cancellations; `hits`: cached prompt tokens per request (default: the world's)."""
     rec = Recorder(sub, scenario.tick_s)
+    # The world's timeouts, but no gateway queue bound (the bound's fleet queues instead of
+    # refusing), and the prefix hits of one unbounded cache shared by every replica.
+    clients = replace(scenario.clients, queue_per_slot=None, cancel_share=0.0)
+    if hits is None:
+        hits = world_hits(scenario, sub)
     fleet = Fleet(
-        scenario.profile, sub, rec, scenario.cold_start_s, scenario.plan.gpus_per_replica, seed
+        scenario.profile,
+        sub,
+        rec,
+        scenario.cold_start_s,
+        scenario.plan.gpus_per_replica,
+        seed,
+        clients=clients,
+        hits=hits,
     )
     fleet.set_cap(scenario.plan.max_num_seqs)
     fleet.start(replicas, 0.0, warm=True)
     for rid, t in enumerate(sub.arrival.tolist()):
+        fleet.due(t)
         fleet.arrive(rid, t)
     fleet.advance_all(MINUTE_S + GRACE_S)
     ttft, itl = rec.ttft, rec.itl
@@ -156,28 +174,41 @@ def served(scenario: Scenario, sub: Trace, replicas: int, seed: int) -> int:
     return int(done_ok.sum() + running.sum())
 
 
-def _curve(scenario: Scenario, sub: Trace, length: float, guess: int, seed: int) -> MinuteCurve:
+def world_hits(scenario: Scenario, trace: Trace) -> I64:
+    """Cached prompt tokens per request at best: the client model's fixed share, or for block
+    ids what one unbounded cache shared by every replica would hit."""
+    fixed = scenario.clients.fixed_hits(trace)
+    return seen_before_hits(trace) if fixed is None else fixed
+
+
+def _curve(
+    scenario: Scenario, sub: Trace, length: float, guess: int, seed: int, hits: I64
+) -> MinuteCurve:
     count, top = len(sub), scenario.max_replicas
     if count == 0:
         return MinuteCurve(length, 0, (0,))
     got: dict[int, int] = {}
     n = max(1, min(guess, top))
     while True:  # up to the plateau
-        got[n] = served(scenario, sub, n, seed)
-        flat = n - 2 in got and got[n] <= got[n - 2]
+        got[n] = served(scenario, sub, n, seed, hits)
+        # A plateau is two more replicas serving no more, once a fifth is served: below that an
+        # overloaded minute serves nothing with 2, 3 or 4 replicas and plenty with 8.
+        flat = n - 2 in got and got[n] <= got[n - 2] and got[n] >= LOW_SHARE * count
         if got[n] >= count or flat or n >= top:
             break
         n += 1
     n = min(got) - 1
     while n >= 1 and got[n + 1] >= LOW_SHARE * count:  # down until little is served
-        got[n] = served(scenario, sub, n, seed)
+        got[n] = served(scenario, sub, n, seed, hits)
         n -= 1
     k = max(got)
     values = [got.get(i, 0) for i in range(1, k + 1)]
     low = min(got)
     for i in range(low - 1):  # below the search: the lowest count searched (an overestimate)
         values[i] = got[low]
-    return MinuteCurve(length, count, tuple(values))
+    # More replicas can always do what fewer did (the extra ones need not be used), and the
+    # simulated counts wobble by a few requests near the top: never less than with fewer.
+    return MinuteCurve(length, count, tuple(itertools.accumulate(values, max)))
 
 
 def lower_bound(scenario: Scenario, trace: Trace) -> LowerBound:
@@ -202,10 +233,21 @@ def _search(scenario: Scenario, trace: Trace) -> LowerBound:
     edges[-1] = len(trace)
     curves = []
     guess = 1
+    # The same cancellations as every policy's run (drawn from the scenario's seed), and the
+    # prefix hits of the whole trace (blocks seen in earlier minutes count).
+    cut = Trace(
+        trace.name,
+        trace.arrival,
+        trace.prompt,
+        scenario.clients.outputs(trace, scenario.seed),
+        trace.hash_ids,
+    )
+    hits = world_hits(scenario, trace)
     for m in range(minutes):
         start = m * MINUTE_S
-        sub = _minute(trace, int(edges[m]), int(edges[m + 1]), start)
+        lo, hi = int(edges[m]), int(edges[m + 1])
+        sub = _minute(cut, lo, hi, start)
         length = min(MINUTE_S, end - start)
         guess = max(1, math.ceil(len(sub) / MINUTE_S / per_replica))
-        curves.append(_curve(scenario, sub, length, guess, scenario.seed * 1000 + m))
+        curves.append(_curve(scenario, sub, length, guess, scenario.seed * 1000 + m, hits[lo:hi]))
     return LowerBound(tuple(curves), len(trace), plan.gpus_per_replica)

@@ -96,7 +96,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.world,
         help="drawn: per run, hardware speed within +/-25%% of the planner's roofline, "
         "step-to-step noise, long-tailed cold starts, and signals read as Prometheus gives them "
-        "(vLLM's histograms, one scrape late), none told to the policy (docs/benchmarks.md)",
+        "(vLLM's histograms, one scrape late), none told to the policy; and clients that time "
+        "out after 60 s, 2%% that cancel mid-answer, 429s at the gateway's queue bound retried "
+        "twice (docs/benchmarks.md)",
+    )
+    parser.add_argument(
+        "--prefix-hit-rate",
+        type=number(0.0, 0.99),
+        default=d.prefix_hit_rate,
+        help="share of every prompt found in the prefix cache, for traces without Mooncake "
+        "hash_ids (those are cached per replica by their block ids)",
     )
     parser.add_argument(
         "--histogram-buckets",
@@ -143,6 +152,7 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         seed=args.seed,
         world=args.world,
         buckets=args.histogram_buckets,
+        prefix_hit_rate=args.prefix_hit_rate,
     )
 
 

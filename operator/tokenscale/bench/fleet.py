@@ -6,15 +6,25 @@ engine model (`tokenscale_sim.engine.EngineModel`), behind a least-request balan
 Scale-down drains: a removed replica takes no new requests and ends when its queue and batch are
 empty. GPU time counts from pod creation (the GPUs are allocated when the pod is scheduled) to its
 end. Requests arriving while no replica is ready are rejected (no endpoints: connection refused).
+Clients that time out, retry 429s or cancel, and the prefix cache: `bench.clients`.
 """
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections import deque
 
 import numpy as np
 
+from tokenscale.bench.clients import (
+    I64,
+    ClientModel,
+    PrefixCache,
+    retry_after_s,
+    seen_before_hits,
+)
+from tokenscale.bench.feasible import idle_mean_itl, idle_ttft
 from tokenscale.bench.metrics import Recorder
 from tokenscale.bench.traces import Trace
 from tokenscale_sim.engine import AdvanceResult, EngineModel, StepResult
@@ -26,14 +36,16 @@ STEP_NOISE_DRAWS = 4096
 
 
 class Replica:
-    """One pod: gateway queue + engine."""
+    """One pod: gateway queue + engine (+ its prefix cache when the trace has block ids)."""
 
     __slots__ = (
         "cap",
         "drain_at",
         "ended_at",
         "engine",
+        "fleet",
         "in_engine",
+        "prefix",
         "queue",
         "ready_at",
         "started_at",
@@ -41,31 +53,33 @@ class Replica:
 
     def __init__(
         self,
-        profile: EngineProfile,
+        fleet: Fleet,
         started_at: float,
         ready_at: float,
-        cap: int,
         step_noise: list[float] | None = None,
     ):
+        self.fleet = fleet
+        profile = fleet.profile
         self.engine = EngineModel(profile, step_noise=step_noise)
         self.engine.clock = ready_at
         self.started_at = started_at
         self.ready_at = ready_at
-        self.cap = cap
-        self.queue: deque[int] = deque()
+        self.cap = fleet.cap
+        self.queue: deque[tuple[int, float]] = deque()  # (request, when it reached the gateway)
         self.in_engine = 0
         self.drain_at: float | None = None
         self.ended_at: float | None = None
+        self.prefix = PrefixCache(profile.kv_capacity_tokens) if fleet.cache_blocks else None
 
     @property
     def load(self) -> int:
         return self.in_engine + len(self.queue)
 
-    def advance(self, t: float, rec: Recorder, trace: Trace) -> None:
+    def advance(self, t: float, rec: Recorder) -> None:
         """Run the engine up to `t`, feeding queued requests as slots free up."""
         eng = self.engine
         while True:
-            self._admit(rec, trace)
+            self._admit()
             if not self.queue:
                 acc: AdvanceResult = eng.advance(t)
                 if acc.first_tokens or acc.finished:
@@ -81,23 +95,39 @@ class Replica:
                 rec.on_step(res)
                 self.in_engine -= len(res.finished)
 
-    def _admit(self, rec: Recorder, trace: Trace) -> None:
+    def _admit(self) -> None:
         eng = self.engine
         while self.queue and self.in_engine < self.cap:
-            rid = self.queue.popleft()
-            now = max(eng.clock, float(trace.arrival[rid]))
-            self.submit(rid, now, trace)
+            rid, sent = self.queue.popleft()
+            self.submit(rid, max(eng.clock, sent))
 
-    def submit(self, rid: int, now: float, trace: Trace) -> None:
-        out = int(trace.output[rid])
-        self.engine.add_request(rid, int(trace.prompt[rid]), out, now, output_tokens=out)
+    def submit(self, rid: int, now: float) -> None:
+        prompt, out, cached = self.fleet.tokens(rid, self)
+        self.engine.add_request(rid, prompt, out, now, output_tokens=out, cached_tokens=cached)
         self.in_engine += 1
 
-    def offer(self, rid: int, now: float, trace: Trace) -> None:
+    def offer(self, rid: int, now: float) -> bool:
+        """Take the request, or False when the gateway's queue is full (a 429)."""
         if self.in_engine < self.cap and not self.queue:
-            self.submit(rid, now, trace)
-        else:
-            self.queue.append(rid)
+            self.submit(rid, now)
+            return True
+        bound = self.fleet.queue_bound()
+        if bound is not None and len(self.queue) >= bound:
+            return False
+        self.queue.append((rid, now))
+        return True
+
+    def drop(self, rid: int) -> bool:
+        """The client went away: out of the queue, or aborted in the engine (vLLM frees its
+        blocks). True if the request was still here."""
+        for i, (queued, _) in enumerate(self.queue):
+            if queued == rid:
+                del self.queue[i]
+                return True
+        if self.engine.abort(rid):
+            self.in_engine -= 1
+            return True
+        return False
 
     @property
     def idle(self) -> bool:
@@ -117,7 +147,12 @@ class Fleet:
         seed: int,
         cold_start_sigma: float = 0.0,
         step_noise_sigma: float = 0.0,
+        clients: ClientModel | None = None,
+        hits: I64 | None = None,
     ) -> None:
+        """`clients`: how clients behave (bench.clients; the ideal client by default). `hits`:
+        cached prompt tokens per request, instead of per-replica prefix caches (the lower
+        bound passes what one shared unbounded cache would hit)."""
         self.profile = profile
         self.trace = trace
         self.rec = rec
@@ -136,13 +171,29 @@ class Fleet:
         self.cap = profile.max_num_seqs
         self.scale_events = 0
         self.rejected = 0
+        self.refusals = 0  # 429s answered, retried or not
+        self.timed_out = 0
+        self.clients = clients or ClientModel()
+        self._prompt = trace.prompt.tolist()
+        self._output = self.clients.outputs(trace, seed).tolist()
+        fixed = hits if hits is not None else self.clients.fixed_hits(trace)
+        self._hits = fixed.tolist() if fixed is not None else None
+        # Per-replica caches only for block ids; a retried request never hits blocks first sent
+        # after it was (so no placement beats `seen_before_hits`, the bound's cache).
+        self.cache_blocks = self._hits is None and trace.hash_ids is not None
+        self._seen_before = seen_before_hits(trace).tolist() if self.cache_blocks else None
+        self._events: list[tuple[float, int, int]] = []  # (when, kind, request)
+        self._owner: dict[int, Replica] = {}
+        self._attempts: dict[int, int] = {}  # 429s per request so far
+        self._gave_up: set[int] = set()
+        self._service_s = _mean_service_s(profile, trace)
 
     # -- pods -------------------------------------------------------------------------------
 
     def start(self, n: int, now: float, warm: bool = False) -> None:
         for _ in range(n):
             ready = now if warm else now + self._cold_start()
-            self.alive.append(Replica(self.profile, now, ready, self.cap, self._step_noise()))
+            self.alive.append(Replica(self, now, ready, self._step_noise()))
         self._refresh(now)
 
     def _step_noise(self) -> list[float] | None:
@@ -181,6 +232,10 @@ class Fleet:
         for r in self.alive:
             r.cap = cap
 
+    def queue_bound(self) -> int | None:
+        per_slot = self.clients.queue_per_slot
+        return None if per_slot is None else self.cap * per_slot
+
     def reap(self, now: float) -> None:
         """End drained pods: a pod not yet ready ends at once; a ready one once idle."""
         keep: list[Replica] = []
@@ -199,27 +254,83 @@ class Fleet:
 
     # -- traffic ----------------------------------------------------------------------------
 
+    def tokens(self, rid: int, replica: Replica) -> tuple[int, int, int]:
+        """(prompt, output, cached prompt tokens) of a request entering `replica`'s engine."""
+        cached = 0
+        if self._hits is not None:
+            cached = self._hits[rid]
+        elif replica.prefix is not None and self._seen_before is not None:
+            ids = self.trace.hash_ids[rid] if self.trace.hash_ids is not None else ()
+            cached = min(replica.prefix.lookup_and_insert(ids), self._seen_before[rid])
+        return self._prompt[rid], self._output[rid], cached
+
     def arrive(self, rid: int, now: float) -> None:
+        """A request reaches the balancer: first sent, or retried after a 429."""
+        if rid not in self._attempts:
+            self._attempts[rid] = 0
+            timeout = self.clients.timeout_s
+            if timeout is not None:
+                heapq.heappush(self._events, (float(self.trace.arrival[rid]) + timeout, 1, rid))
         if now >= self.next_ready:
             self._refresh(now)
         routable = self.routable
         if not routable:
-            self.rejected += 1
-            self.rec.on_reject(rid)
+            self._lose(rid)
             return
         if len(routable) == 1:
             r = routable[0]
         else:
             a, b = self.rng.sample(routable, 2)
-            a.advance(now, self.rec, self.trace)
-            b.advance(now, self.rec, self.trace)
+            a.advance(now, self.rec)
+            b.advance(now, self.rec)
             r = a if a.load <= b.load else b
-        r.advance(now, self.rec, self.trace)
-        r.offer(rid, now, self.trace)
+        r.advance(now, self.rec)
+        if r.offer(rid, now):
+            self._owner[rid] = r
+            return
+        self.refusals += 1
+        attempt = self._attempts[rid] + 1
+        if attempt > self.clients.retries:
+            self._lose(rid)
+            return
+        self._attempts[rid] = attempt
+        wait = retry_after_s(len(r.queue), r.cap, self._service_s)
+        heapq.heappush(self._events, (now + wait, 0, rid))
+
+    def _lose(self, rid: int) -> None:
+        self.rejected += 1
+        self.rec.on_reject(rid)
+
+    def due(self, now: float) -> None:
+        """Retries and client timeouts up to `now`, in time order."""
+        events = self._events
+        while events and events[0][0] <= now:
+            when, kind, rid = heapq.heappop(events)
+            if kind == 0:
+                if rid not in self._gave_up:
+                    self.arrive(rid, when)
+            else:
+                self._expire(rid, when)
+
+    def _expire(self, rid: int, when: float) -> None:
+        """The client gives up unless its first token came by `when`."""
+        rec = self.rec
+        if not np.isnan(rec.ttft[rid]) or rec.rejected[rid]:
+            return
+        owner = self._owner.get(rid)
+        if owner is not None:
+            owner.advance(when, rec)
+            if not np.isnan(rec.ttft[rid]) or not owner.drop(rid):
+                return
+        # else it was waiting to retry a 429: the retry is not sent
+        self._gave_up.add(rid)
+        self.timed_out += 1
+        rec.on_timeout(rid)
 
     def advance_all(self, now: float) -> None:
+        self.due(now)
         for r in self.alive:
-            r.advance(now, self.rec, self.trace)
+            r.advance(now, self.rec)
         self._refresh(now)
         self.reap(now)
 
@@ -239,3 +350,16 @@ class Fleet:
             end = min(until, r.ended_at if r.ended_at is not None else until)
             total += max(0.0, end - r.started_at)
         return total * self.gpus_per_replica / 3600.0
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
+
+
+def _mean_service_s(profile: EngineProfile, trace: Trace) -> float:
+    """A mean request's time on an idle replica, for the gateway's Retry-After."""
+    if not len(trace):
+        return 0.0
+    prompt = max(1, round(float(trace.prompt.mean())))
+    output = max(1, round(float(trace.output.mean())))
+    return idle_ttft(profile, prompt) + (output - 1) * idle_mean_itl(profile, prompt, output)

@@ -87,6 +87,7 @@ class Recorder:
         self.ttft = np.full(n, np.nan)
         self.itl = np.full(n, np.nan)
         self.rejected = np.zeros(n, dtype=bool)
+        self.timed_out = np.zeros(n, dtype=bool)
         self.signals = signals
         self.histograms = signals == "prometheus"
         if self.histograms and buckets is None:
@@ -137,6 +138,10 @@ class Recorder:
 
     def on_reject(self, rid: int) -> None:
         self.rejected[rid] = True
+
+    def on_timeout(self, rid: int) -> None:
+        """The client gave up before its first token (bench.clients)."""
+        self.timed_out[rid] = True
 
     def close_bucket(self, gauges: Gauges | None = None) -> None:
         """End a scrape interval; `gauges` are the fleet's at that moment (what a scrape saw)."""

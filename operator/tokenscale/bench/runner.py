@@ -38,6 +38,9 @@ class RunResult:
     itl_p95_s: float
     scale_events: int
     rejected: int
+    # Clients that gave up before their first token, and 429s answered (bench.clients).
+    timed_out: int = 0
+    refused_429: int = 0
     # Time series for plots: tick times, replicas asked for, ready, cap; per-minute TTFT p95.
     times: list[float] = field(default_factory=list, repr=False)
     replicas: list[int] = field(default_factory=list, repr=False)
@@ -69,6 +72,8 @@ class RunResult:
             "itl_p95_s": num(self.itl_p95_s, 5),
             "scale_events": self.scale_events,
             "rejected": self.rejected,
+            "timed_out": self.timed_out,
+            "refused_429": self.refused_429,
         }
 
 
@@ -100,6 +105,7 @@ def simulate(
         scenario.seed,
         scenario.cold_start_sigma,
         scenario.step_noise_sigma,
+        scenario.clients,
     )
     fleet.set_cap(policy.initial_cap(scenario))
     fleet.start(initial_replicas, 0.0, warm=True)
@@ -111,6 +117,7 @@ def simulate(
     period = policy.tick_s or scenario.tick_s
     while t <= end or i < n_req:  # every request is replayed, also those after the last sample
         while i < n_req and arrival[i] < t:
+            fleet.due(arrival[i])
             fleet.arrive(i, arrival[i])
             i += 1
         fleet.advance_all(t)
@@ -166,7 +173,7 @@ def _misses(rec: Recorder, scenario: Scenario) -> int:
 
 def _drain(fleet: Fleet, t: float) -> None:
     limit = t + DRAIN_LIMIT_S
-    while t < limit and any(not r.idle for r in fleet.alive):
+    while t < limit and (fleet.has_events or any(not r.idle for r in fleet.alive)):
         t += 30.0
         fleet.advance_all(t)
 
@@ -205,6 +212,8 @@ def _score(
         itl_p95_s=float(np.percentile(i_ok, 95)),
         scale_events=fleet.scale_events,
         rejected=int(rec.rejected.sum()),
+        timed_out=int(rec.timed_out.sum()),
+        refused_429=fleet.refusals,
         times=series["t"],
         replicas=[int(x) for x in series["n"]],
         ready=[int(x) for x in series["ready"]],

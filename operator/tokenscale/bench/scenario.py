@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.bench.clients import ClientModel
 from tokenscale.domain.capacity import Plan, plan
+from tokenscale.domain.render import QUEUE_PER_SLOT
 from tokenscale_contract.histogram_buckets import (
     INTER_TOKEN_LATENCY_BUCKETS,
     ITL_FAMILY,
@@ -33,6 +35,11 @@ COLD_START_SIGMA = 0.35
 STEP_NOISE_SIGMA = 0.1
 # In the drawn world the policy reads Prometheus: one scrape interval behind the tick.
 SCRAPE_DELAY_S = 15.0
+# The drawn world's clients (bench.clients): a chat user gives up after a minute without a first
+# token (the OpenAI client's own timeout is 10 minutes; people leave sooner), 2% press stop
+# mid-answer, and the gateway's queue is bounded as the operator renders it.
+DRAWN_CLIENT_TIMEOUT_S = 60.0
+DRAWN_CANCEL_SHARE = 0.02
 
 HF_REPOS = {
     "llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct",
@@ -71,6 +78,9 @@ class Scenario:
     # The latency buckets the engines export, read in the drawn world: "objective" (what the
     # operator renders, fine around the SLO) or "vllm" (vLLM's defaults, 25/50/75 ms).
     buckets: str = "objective"
+    # Share of every prompt found in the prefix cache, for traces without Mooncake hash ids
+    # (those use per-replica caches of their blocks); in every world.
+    prefix_hit_rate: float = 0.0
 
     def spec(self, **scaling: Any) -> InferenceServiceSpec:
         base: dict[str, Any] = {
@@ -125,6 +135,18 @@ class Scenario:
         return STEP_NOISE_SIGMA if self.world == "drawn" else 0.0
 
     @property
+    def clients(self) -> ClientModel:
+        """The ideal client in the known world; timeouts, cancellations and 429s when drawn."""
+        if self.world == "drawn":
+            return ClientModel(
+                timeout_s=DRAWN_CLIENT_TIMEOUT_S,
+                cancel_share=DRAWN_CANCEL_SHARE,
+                queue_per_slot=QUEUE_PER_SLOT,
+                prefix_hit_rate=self.prefix_hit_rate,
+            )
+        return ClientModel(prefix_hit_rate=self.prefix_hit_rate)
+
+    @property
     def signals(self) -> str:
         """How the policy reads the fleet: "exact" in the known world, "prometheus" when drawn."""
         return "prometheus" if self.world == "drawn" else "exact"
@@ -177,5 +199,11 @@ class Scenario:
             "seed": self.seed,
             "world": self.world,
             "histogram_buckets": self.buckets,
+            "clients": {
+                "timeout_s": self.clients.timeout_s,
+                "cancel_share": self.clients.cancel_share,
+                "queue_per_slot": self.clients.queue_per_slot,
+                "prefix_hit_rate": self.prefix_hit_rate,
+            },
             "engine": self.profile.name,
         }

@@ -7,8 +7,9 @@ largest one that still reaches the objective; runs that already missed too many 
 early. The search runs at vLLM's own cap: the baselines' per-replica concurrency at any
 threshold that reaches 99% stays far under the rendered cap (120 on the standard scenario), so
 that cap never binds and gives the same runs (`search(..., caps=CAP_OPTIONS)` checks it).
-Every run is kept: the sweep also gives the GPU-hours at exactly 99.0% by linear interpolation
-between the two runs that bracket it (`at_attainment`).
+Every run is kept, and the failing run nearest above the cheapest passing threshold is run to
+the end: the sweep gives the GPU-hours at exactly 99.0% by linear interpolation between the two
+runs that bracket it (`at_attainment`).
 """
 
 from __future__ import annotations
@@ -82,8 +83,35 @@ def search(
             res = simulate(trace, scenario, policy, initial, give_up_below=OBJECTIVE)
             return Point(round(threshold, 2), cap, res)
 
-        points += _bisect(run, *family.search, steps)
+        found = _bisect(run, *family.search, steps)
+        points += _complete_bracket(found, family, scenario, trace, initial, cap)
     return Searched(family.name, tuple(points))
+
+
+def _complete_bracket(
+    points: list[Point],
+    family: Family,
+    scenario: Scenario,
+    trace: Trace,
+    initial: int,
+    cap: str,
+) -> list[Point]:
+    """Run to the end the failing run just above the cheapest passing threshold, which stopped
+    early: with its true attainment and GPU-hours, `at_attainment` interpolates to exactly 99.0%
+    instead of reporting the cheapest passing run."""
+    passing = [p for p in points if p.attainment >= OBJECTIVE and not p.result.gave_up]
+    if not passing:
+        return points
+    best = max(passing, key=lambda p: p.threshold)
+    above = [p for p in points if p.threshold > best.threshold]
+    if not above:
+        return points
+    nearest = min(above, key=lambda p: p.threshold)
+    if not nearest.result.gave_up:
+        return points
+    policy = family.make(nearest.threshold, cap, scenario.min_replicas, scenario.max_replicas)
+    whole = Point(nearest.threshold, cap, simulate(trace, scenario, policy, initial))
+    return [whole if p is nearest else p for p in points]
 
 
 def at_attainment(points: Sequence[tuple[float, float]], target: float = OBJECTIVE) -> float:

@@ -15,6 +15,9 @@ from typing import Any
 
 MAX_TOKENS = 10_000_000
 MAX_TIMESTAMP_MS = 10**13
+# Mooncake's hash ids name 512-token blocks of the prompt (FAST25-release/traces/README).
+HASH_BLOCK_TOKENS = 512
+MAX_HASH_ID = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 # Longer digit strings are far above MAX_TOKENS; not parsed (int() refuses 4300+ digits anyway).
 _MAX_DIGITS = 24
@@ -93,8 +96,32 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def mooncake_row(text: str) -> tuple[float, int, int]:
-    """(arrival s, prompt tokens, output tokens) from one JSONL line."""
+def hash_ids(value: object, prompt: int) -> tuple[int, ...]:
+    """Mooncake's `hash_ids`: one id per 512-token block of the prompt, a shared prefix sharing
+    ids. Absent means no prefix information (an empty tuple)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise RowError(
+            f"hash_ids must be a JSON list of integers, got {_shown(value)}; "
+            "give one id per 512-token block of the prompt, or leave the key out"
+        )
+    blocks = -(-prompt // HASH_BLOCK_TOKENS)
+    if len(value) > blocks:
+        raise RowError(
+            f"hash_ids has {len(value)} ids but input_length {prompt} makes {blocks} blocks of "
+            f"{HASH_BLOCK_TOKENS} tokens; give at most one id per block"
+        )
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_HASH_ID:
+            raise RowError(
+                f"hash_ids must hold integers from 0 to 2^63-1, got {_shown(v)}; fix the row"
+            )
+    return tuple(value)
+
+
+def mooncake_row(text: str) -> tuple[float, int, int, tuple[int, ...]]:
+    """(arrival s, prompt tokens, output tokens, prefix block ids) from one JSONL line."""
     try:
         row = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
     except RowError:
@@ -109,8 +136,10 @@ def mooncake_row(text: str) -> tuple[float, int, int]:
         raise RowError(f"expected a JSON object, got {type(row).__name__}")
     if "timestamp" not in row:
         raise RowError("needs a numeric 'timestamp' (ms)")
+    prompt = token_count("input_length", row.get("input_length"))
     return (
         timestamp_seconds(row["timestamp"]),
-        token_count("input_length", row.get("input_length")),
+        prompt,
         token_count("output_length", row.get("output_length")),
+        hash_ids(row.get("hash_ids"), prompt),
     )

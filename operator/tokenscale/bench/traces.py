@@ -33,6 +33,7 @@ from tokenscale.bench.trace_rows import RowError, mooncake_row, token_cell
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+Blocks = npt.NDArray[np.object_]  # per request, a tuple of prefix block ids
 # The Azure conversation trace is not shipped with the project (it is the user's data): found
 # through TOKENSCALE_AZURE_TRACE, else beside the checkout in ../shared/data.
 AZURE_TRACE_ENV = "TOKENSCALE_AZURE_TRACE"
@@ -68,12 +69,19 @@ def span_text(seconds: float) -> str:
 
 @dataclass(frozen=True)
 class Trace:
-    """Requests sorted by arrival; arrival in seconds from the trace start."""
+    """Requests sorted by arrival; arrival in seconds from the trace start. `hash_ids`: per
+    request, the ids of its prompt's 512-token blocks (Mooncake traces), for prefix caching;
+    None when the trace has none."""
 
     name: str
     arrival: F64
     prompt: I64
     output: I64
+    hash_ids: Blocks | None = None
+
+    def blocks(self, index: npt.NDArray[np.int64] | npt.NDArray[np.bool_] | slice) -> Blocks | None:
+        """The hash ids of the requests at `index` (numpy indexing), or None."""
+        return None if self.hash_ids is None else self.hash_ids[index]
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -112,14 +120,24 @@ class Trace:
             arrival = np.clip(arrival + rng.uniform(-JITTER_S, JITTER_S, len(idx)), 0, None)
         order = np.argsort(arrival, kind="stable")
         arrival, prompt, output = arrival[order], self.prompt[idx][order], self.output[idx][order]
+        blocks = self.blocks(idx[order])
         if duration is not None:
             keep = arrival <= duration
             arrival, prompt, output = arrival[keep], prompt[keep], output[keep]
+            blocks = None if blocks is None else blocks[keep]
         if max_tokens is not None:
             prompt = np.minimum(prompt, max_tokens - 64)
             output = np.minimum(output, max_tokens - prompt - 1)
         name = self.name if rate_scale == 1.0 else f"{self.name} x{rate_scale:g}"
-        return Trace(name, arrival, prompt, output)
+        return Trace(name, arrival, prompt, output, blocks)
+
+
+def block_array(rows: list[tuple[int, ...]]) -> Blocks:
+    """An object array holding one tuple per request (numpy would broadcast a plain list)."""
+    out = np.empty(len(rows), dtype=object)
+    for i, row in enumerate(rows):
+        out[i] = row
+    return out
 
 
 class _Columns:
@@ -129,11 +147,13 @@ class _Columns:
         self.arrival: list[float] = []
         self.prompt: list[int] = []
         self.output: list[int] = []
+        self.hash_ids: list[tuple[int, ...]] = []
 
-    def add(self, arrival: float, prompt: int, output: int) -> None:
+    def add(self, arrival: float, prompt: int, output: int, hash_ids: tuple[int, ...] = ()) -> None:
         self.arrival.append(arrival)
         self.prompt.append(prompt)
         self.output.append(output)
+        self.hash_ids.append(hash_ids)
 
     def trace(self, path: Path) -> Trace:
         if not self.arrival:
@@ -143,7 +163,8 @@ class _Columns:
         a = a[order] - a[order][0]
         p = np.asarray(self.prompt, dtype=np.int64)[order]
         o = np.asarray(self.output, dtype=np.int64)[order]
-        return Trace(path.stem, a, p, o)
+        blocks = block_array(self.hash_ids)[order] if any(self.hash_ids) else None
+        return Trace(path.stem, a, p, o, blocks)
 
 
 def _open(path: Path) -> Iterator[tuple[int, str]]:
@@ -224,7 +245,7 @@ def load_azure(path: str | Path) -> Trace:
 
 
 def load_mooncake(path: str | Path) -> Trace:
-    """Mooncake JSONL (timestamp ms, input_length, output_length)."""
+    """Mooncake JSONL (timestamp ms, input_length, output_length, optional hash_ids)."""
     path = Path(path)
     columns = _Columns()
     for line, text in _open(path):
