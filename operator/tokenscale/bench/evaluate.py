@@ -1,9 +1,11 @@
 """Run a named workload set over several seeds and report each policy's mean and 95% interval:
 
     python -m tokenscale.bench.evaluate --set validation --seeds 5 --jobs 2 \\
-        --policies tokenscale,kpa,apa --json out/validation.json [--world drawn]
+        --policies tokenscale,tokenscale-batch-off,kpa,apa --json out/validation.json \\
+        [--world drawn]
 
-Per workload and seed: tokenscale with its defaults, each named baseline at its global setting
+Per workload and seed: tokenscale with its defaults (and with batch tuning off when
+`tokenscale-batch-off` is named), each named baseline at its global setting
 (`tuned.GLOBAL`, chosen on the training set), and the lower bound at 99.0% and at each run's own
 attainment (a run under it fails the command: a bug in the bound). The interval is Student's t
 over the seeds (mean +/- t(0.975, n-1) x sd / sqrt(n)).
@@ -15,6 +17,7 @@ import argparse
 import json
 import math
 import statistics
+from dataclasses import replace
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,8 @@ def _set(name: str, seeds: int) -> list[Workload]:
 
 def _configs(scenario: Scenario, names: list[str]) -> list[Policy]:
     out: list[Policy] = [Tokenscale(scenario)] if "tokenscale" in names else []
+    if "tokenscale-batch-off" in names:
+        out.append(Tokenscale(replace(scenario, batch_tuning=False)))
     for name in names:
         setting = tuned.GLOBAL.get(name)
         if name in FAMILIES and setting is not None:
@@ -132,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=5, help="seeds per validation workload")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--policies", default="tokenscale," + ",".join(FAMILIES))
+    parser.add_argument(
+        "--policies", default="tokenscale,tokenscale-batch-off," + ",".join(FAMILIES)
+    )
     parser.add_argument("--only", default="", help="comma-separated workload names to keep")
     parser.add_argument("--json", dest="json_path", default="out/evaluate.json")
     parser.add_argument("--world", choices=("known", "drawn"), default="known")

@@ -27,7 +27,7 @@ from tokenscale.bench.search import (
     sweep_tokenscale,
 )
 from tokenscale.bench.sets import Workload, training, validation
-from tokenscale.bench.suite import workload_key
+from tokenscale.bench.suite import BOUND_CURVE, workload_key
 
 
 def _set(name: str) -> list[Workload]:
@@ -45,11 +45,13 @@ def _sweep(args: tuple[str, int]) -> dict[str, Any]:
     initial = lower_bound(scenario, trace).warm_start(warm_lead(scenario))
     runs = sweep_tokenscale(scenario, trace, initial)
     pts = [(r.slo_attainment, r.gpu_hours) for _, r in runs]
+    bound = lower_bound(scenario, trace)
     return {
         "workload": work.name,
         "points": [[u, round(r.slo_attainment, 5), round(r.gpu_hours, 3)] for u, r in runs],
         "gpu_hours_at_99": at_attainment(pts),
-        "bound_at_99": lower_bound(scenario, trace).gpu_hours(0.99),
+        "bound_at_99": bound.gpu_hours(0.99),
+        "bound_curve": [[a, round(bound.gpu_hours(a), 3)] for a in BOUND_CURVE],
     }
 
 
