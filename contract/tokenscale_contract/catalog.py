@@ -31,6 +31,11 @@ class GpuKind:
     usd_per_hour: float
     # GPUs one node holds, which bounds tensor parallelism within a node.
     gpus_per_node: int
+    # The node's network to other nodes in GB/s, all its NICs together, for pipeline parallel
+    # across nodes. DGX H100/H200: 8 ConnectX-7 at 400 Gb/s (one per GPU) = 400 GB/s; DGX A100:
+    # 8 ConnectX-6 at 200 Gb/s = 200 GB/s (NVIDIA DGX user guides, hardware overview). L40S and
+    # L4 servers (PCIe cards, no GPU-attached fabric): 2 x 100 GbE = 25 GB/s.
+    internode_gbs: float
 
 
 @dataclass(frozen=True)
@@ -88,12 +93,12 @@ def _mib(total_mib: int) -> float:
 GPUS: dict[str, GpuKind] = {
     g.id: g
     for g in (
-        GpuKind("h100-80gb", "NVIDIA H100 80GB SXM", _mib(81559), 3350, 989, True, 4.00, 8),
-        GpuKind("h200-141gb", "NVIDIA H200 141GB SXM", _mib(143771), 4800, 989, True, 5.00, 8),
-        GpuKind("a100-80gb", "NVIDIA A100 80GB SXM", _mib(81920), 2039, 312, False, 2.50, 8),
-        GpuKind("a100-40gb", "NVIDIA A100 40GB SXM", _mib(40960), 1555, 312, False, 1.80, 8),
-        GpuKind("l40s-48gb", "NVIDIA L40S 48GB", _mib(46068), 864, 362, True, 1.60, 8),
-        GpuKind("l4-24gb", "NVIDIA L4 24GB", _mib(23034), 300, 121, True, 0.80, 8),
+        GpuKind("h100-80gb", "NVIDIA H100 80GB SXM", _mib(81559), 3350, 989, True, 4.00, 8, 400),
+        GpuKind("h200-141gb", "NVIDIA H200 141GB SXM", _mib(143771), 4800, 989, True, 5.00, 8, 400),
+        GpuKind("a100-80gb", "NVIDIA A100 80GB SXM", _mib(81920), 2039, 312, False, 2.50, 8, 200),
+        GpuKind("a100-40gb", "NVIDIA A100 40GB SXM", _mib(40960), 1555, 312, False, 1.80, 8, 200),
+        GpuKind("l40s-48gb", "NVIDIA L40S 48GB", _mib(46068), 864, 362, True, 1.60, 8, 25),
+        GpuKind("l4-24gb", "NVIDIA L4 24GB", _mib(23034), 300, 121, True, 0.80, 8, 25),
     )
 }
 

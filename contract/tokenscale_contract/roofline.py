@@ -42,6 +42,13 @@ PER_SEQ_S = 8e-6
 ALLREDUCE_S_NVLINK = 6e-6
 ALLREDUCE_S_PCIE = 25e-6
 PCIE_GPUS = frozenset({"l4-24gb", "l40s-48gb"})
+# A replica across nodes runs pipeline parallel: each stage boundary sends the batch's hidden
+# states (bf16) over the node interconnect, every tensor-parallel rank its slice on its own NIC
+# (`GpuKind.internode_gbs`), and pays one RDMA send/receive latency (~10 us with GPUDirect RDMA
+# on InfiniBand; NCCL's point-to-point is of that order) per boundary, the sampled tokens' way
+# back to the first stage included.
+INTERNODE_LATENCY_S = 10e-6
+ACTIVATION_BYTES = 2
 
 
 @dataclass(frozen=True)
@@ -54,13 +61,16 @@ class Roofline:
     kv_read_s_per_token: float
     flop_s_per_token: float
     attn_s_per_pair: float
+    # Pipeline parallel across nodes: hidden states sent between stages, per scheduled token.
+    transfer_s_per_token: float = 0.0
 
     def step_seconds(self, tokens: int, seqs: int, kv_read: float, attn_pairs: float) -> float:
         """One iteration: `tokens` over `seqs` sequences, reading `kv_read` context tokens' KV
         and computing `attn_pairs` (query, context) pairs."""
         memory = self.weight_s + kv_read * self.kv_read_s_per_token
         compute = tokens * self.flop_s_per_token + attn_pairs * self.attn_s_per_pair
-        return self.fixed_s + seqs * self.per_seq_s + max(memory, compute)
+        transfer = tokens * self.transfer_s_per_token
+        return self.fixed_s + seqs * self.per_seq_s + transfer + max(memory, compute)
 
     def decode_step(self, batch: int, context: float) -> float:
         """A pure decode step of `batch` sequences with `context` tokens each: the ITL."""
@@ -79,15 +89,34 @@ def prefill_speedup(quant: QuantFormat, gpu: GpuKind) -> float:
     return quant.prefill_speedup
 
 
-def roofline(arch: ModelArch, gpu: GpuKind, quant: QuantFormat, tensor_parallel: int) -> Roofline:
-    """The coefficients for one replica of `arch` on `tensor_parallel` GPUs of `gpu`."""
+def roofline(
+    arch: ModelArch, gpu: GpuKind, quant: QuantFormat, tensor_parallel: int, nodes: int = 1
+) -> Roofline:
+    """The coefficients for one replica of `arch` on `tensor_parallel` GPUs of `gpu` in each of
+    `nodes` pipeline stages.
+
+    A token traverses the stages one after the other, each reading its share of the layers at
+    its `tensor_parallel` GPUs' bandwidth, so the memory and arithmetic terms are those of the
+    whole model on `tensor_parallel` GPUs; the stage boundaries add their transfers. Worked
+    number (Llama-3.1-405B bf16, 2 nodes x 8 H100): 32 KiB of hidden state per token over 8 x
+    50 GB/s is 82 ns per token, 10 us for a decode batch of 128, against a ~45 ms step.
+    vLLM keeps one batch in flight per stage, so the stages work on different batches at once
+    and a token's step is this traversal (the planner's cap counts one batch per stage); with
+    fewer batches ready than stages, stages idle (the pipeline bubble) and throughput, not
+    latency, drops."""
     tp = tensor_parallel
     bandwidth = gpu.bandwidth_gbs * 1e9 * BW_EFF * tp
     flops = gpu.bf16_tflops * 1e12 * MFU * tp * prefill_speedup(quant, gpu)
     allreduce = ALLREDUCE_S_PCIE if gpu.id in PCIE_GPUS else ALLREDUCE_S_NVLINK
     bf16_weight_bytes = arch.active_params_b * 1e9 * 2.0
+    boundaries = nodes - 1
+    link = gpu.internode_gbs * 1e9 * tp / gpu.gpus_per_node  # the NICs of the stage's ranks
+    transfer = boundaries * arch.hidden_size * ACTIVATION_BYTES / link if boundaries else 0.0
     return Roofline(
-        fixed_s=STEP_OVERHEAD_S + (2 * arch.layers * allreduce if tp > 1 else 0.0),
+        fixed_s=STEP_OVERHEAD_S
+        + (2 * arch.layers * allreduce if tp > 1 else 0.0)
+        + (nodes * INTERNODE_LATENCY_S if boundaries else 0.0),
+        transfer_s_per_token=transfer,
         per_seq_s=PER_SEQ_S,
         weight_s=bf16_weight_bytes / quant.decode_speedup / bandwidth,
         kv_read_s_per_token=arch.kv_bytes_per_token() / bandwidth,

@@ -261,3 +261,16 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
         assert outcome.code == 0
         text = " ".join(outcome.out.split())
         assert "2 usage error" in text and "3 no plan fits" in text and "4 bad input" in text
+
+
+def test_405b_bf16_on_h100_prints_the_two_node_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["plan", "--model", "llama-3.1-405b", "--gpu", "h100-80gb", "--quantization", "none"]
+    outcome = in_process(main, argv, capsys)
+    assert outcome.code == 0, outcome
+    rows = dict(line.split(None, 1) for line in outcome.out.splitlines()[1:] if line.strip())
+    assert (rows["nodesPerReplica"], rows["tensorParallel"], rows["gpusPerReplica"]) == (
+        "2",
+        "8",
+        "16",
+    )
+    assert "LeaderWorkerSet" in rows["notes"]

@@ -6,6 +6,7 @@ from tests.conftest import minimal_spec
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain import capacity
 from tokenscale.domain.capacity import Infeasible, Plan
+from tokenscale.domain.perf import step_model
 from tokenscale_contract import catalog
 
 
@@ -211,3 +212,55 @@ def test_auto_with_a_quantized_checkpoint_plans_its_own_precision() -> None:
     result = plan_ckpt("auto", "fbgemm_fp8", "llama-3.1-405b")
     assert isinstance(result, Plan)
     assert result.quantization == "fp8" and result.vllm_quantization is None
+
+
+def spec_of(arch: str, gpu: str, quant: str = "none", **resources: object) -> InferenceServiceSpec:
+    raw = minimal_spec(
+        model={"source": "hf://org/m", "architecture": arch},
+        resources={"gpu": gpu, **resources},
+        quantization={"method": quant},
+    )
+    return InferenceServiceSpec.model_validate(raw)
+
+
+def test_405b_bf16_on_h100_plans_two_nodes_of_eight_when_multi_node_is_allowed() -> None:
+    result = capacity.plan(spec_of("llama-3.1-405b", "h100-80gb"), multi_node=True)
+    assert isinstance(result, Plan)
+    assert (result.nodes, result.tensor_parallel, result.gpus_per_replica) == (2, 8, 16)
+    # 16 x 79.65 GiB x 0.9 = 1146.9 usable - 756.0 weights - 16 reserve - 2 x 2 GiB of
+    # activations (8192 tokens x 16384 hidden x 16 B per stage) = 370.9 GiB of KV cache
+    assert result.kv_cache_gib == pytest.approx(370.9, abs=0.1)
+    assert any("LeaderWorkerSet" in n for n in result.notes)
+    # the ITL of one sequence pays the two stages' transfers on top of the 8-GPU roofline
+    single = step_model(catalog.model("llama-3.1-405b"), catalog.gpu("h100-80gb"),
+                        catalog.quant("none"), 8)  # fmt: skip
+    assert result.min_itl_seconds > single.decode_itl(1, 1024)
+
+
+def test_without_multi_node_the_refusal_names_the_nodes_that_would_fit() -> None:
+    result = capacity.plan(spec_of("llama-3.1-405b", "h100-80gb"))
+    assert isinstance(result, Infeasible)
+    assert "needs about 756 GiB" in result.reason
+    assert "Across 2 nodes of 8 GPUs per replica" in result.reason
+    assert "LeaderWorkerSet" in result.reason
+
+
+def test_a_model_one_node_holds_is_never_split_across_nodes() -> None:
+    for arch, quant in (("llama-3.1-405b", "fp8"), ("llama-3.1-70b", "none")):
+        result = capacity.plan(spec_of(arch, "h100-80gb", quant), multi_node=True)
+        assert isinstance(result, Plan) and result.nodes == 1
+
+
+def test_multi_node_needs_whole_nodes() -> None:
+    # gpusPerReplica 4 asks for 4 GPUs: no 4-GPU pipeline stage is planned
+    result = capacity.plan(
+        spec_of("llama-3.1-405b", "h100-80gb", gpusPerReplica=4), multi_node=True
+    )
+    assert isinstance(result, Infeasible)
+    assert "Across" not in result.reason
+
+
+def test_auto_keeps_the_fewest_gpus_over_a_multi_node_bf16_plan() -> None:
+    spec = spec_of("llama-3.1-405b", "h100-80gb", "auto")
+    result = capacity.plan(spec, multi_node=True)
+    assert isinstance(result, Plan) and (result.quantization, result.nodes) == ("fp8", 1)

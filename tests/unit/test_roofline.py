@@ -48,3 +48,16 @@ def test_pcie_parts_pay_more_for_each_all_reduce() -> None:
     h100 = roofline(arch, catalog.gpu("h100-80gb"), q, 4)
     assert l4.fixed_s - h100.fixed_s == pytest.approx(160 * (ALLREDUCE_S_PCIE - ALLREDUCE_S_NVLINK))
     assert roofline(arch, catalog.gpu("l4-24gb"), q, 1).fixed_s < l4.fixed_s
+
+
+def test_a_second_node_adds_its_stage_boundary_and_nothing_else() -> None:
+    m, g, q = catalog.model("llama-3.1-405b"), catalog.gpu("h100-80gb"), catalog.quant("none")
+    one, two = roofline(m, g, q, 8), roofline(m, g, q, 8, nodes=2)
+    # 16384 hidden x 2 B over the node's 8 x 400 Gb/s = 400 GB/s: 82 ns per token
+    assert two.transfer_s_per_token == pytest.approx(16384 * 2 / 400e9)
+    assert two.fixed_s - one.fixed_s == pytest.approx(2 * 10e-6)  # there and back
+    assert (two.weight_s, two.flop_s_per_token) == (one.weight_s, one.flop_s_per_token)
+    batch = 128
+    extra = two.decode_step(batch, 2000) - one.decode_step(batch, 2000)
+    assert extra == pytest.approx(2 * 10e-6 + batch * 16384 * 2 / 400e9)
+    assert one.transfer_s_per_token == 0.0

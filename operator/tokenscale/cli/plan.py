@@ -68,6 +68,8 @@ def plan_json(result: capacity.Plan | capacity.Infeasible) -> dict[str, Any]:
         "gpu": result.gpu,
         "quantization": result.quantization,
         "tensorParallel": result.tensor_parallel,
+        "nodesPerReplica": result.nodes,
+        "pipelineParallel": result.pipeline_parallel,
         "gpusPerReplica": result.gpus_per_replica,
         "weightsGiB": result.weights_gib,
         "kvCacheGiB": result.kv_cache_gib,
@@ -132,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
         specs = _from_files(args.filename) if args.filename else _from_options(args)
     except CliError as e:
         return fail(PROG, e)
-    rows = [(name, plan_json(capacity.plan(spec))) for name, spec in specs]
+    # Multi-node plans are shown (what a replica across nodes would take); the operator
+    # refuses them until it renders LeaderWorkerSets (capacity.plan's refusal says so).
+    rows = [(name, plan_json(capacity.plan(spec, multi_node=True))) for name, spec in specs]
     if args.json:
         payload: Any = rows[0][1] if len(rows) == 1 else {name: row for name, row in rows}
         print(json.dumps(payload, indent=2))

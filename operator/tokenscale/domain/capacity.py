@@ -13,6 +13,13 @@ own start-up check) and a batch of `scaling.batch.minConcurrency` typical reques
 Worked number (Llama-3.1-70B bf16 on h100-80gb, defaults): weights 131.5 GiB. TP2: 144 GiB usable
 leaves 9.5 GiB = 31k tokens, fewer than 16 x 2048 = 32.8k -> too small a batch. TP4: 288 GiB
 usable leaves ~150 GiB = 490k tokens -> fits, 239 concurrent requests of 2048 tokens.
+
+When no single node fits and the caller allows it (`multi_node`), a replica spans 2 to
+`MAX_NODES_PER_REPLICA` whole nodes: tensor parallel across a node's GPUs, pipeline parallel
+across the nodes (vLLM's `--pipeline-parallel-size`), the fewest nodes that fit. Memory adds up
+over the nodes; every stage holds its own prefill activations. Llama-3.1-405B bf16 on
+h100-80gb: 756 GiB of weights; one node of 8 gives 573 GiB usable, two give 1147 GiB, leaving
+~350 GiB of KV cache (~1.1M tokens). The cap counts one batch in flight per stage.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ RESERVE_GIB_PER_GPU = 1.0
 ACTIVATION_BYTES_PER_HIDDEN_TOKEN = 16
 DEFAULT_AUTO_ALLOWED: tuple[str, ...] = ("none", "fp8")
 DEFAULT_MAX_NUM_SEQS = 256
+# Pipeline stages of one replica at most: 4 nodes of 8 GPUs hold 2.5 TB of H100 memory, more than
+# any catalog model needs at bf16; longer pipelines mostly add bubbles.
+MAX_NODES_PER_REPLICA = 4
 
 
 @dataclass(frozen=True)
@@ -51,10 +61,16 @@ class Plan:
     notes: tuple[str, ...] = ()
     # The checkpoint's quantization method is one vLLM 0.32 deprecated (fbgemm_fp8).
     allow_deprecated_quantization: bool = False
+    # Nodes per replica: > 1 is pipeline parallel across nodes, `tensor_parallel` GPUs on each.
+    nodes: int = 1
 
     @property
     def gpus_per_replica(self) -> int:
-        return self.tensor_parallel
+        return self.tensor_parallel * self.nodes
+
+    @property
+    def pipeline_parallel(self) -> int:
+        return self.nodes
 
     @property
     def feasible(self) -> bool:
@@ -112,13 +128,19 @@ def _batched_tokens(spec: InferenceServiceSpec, gpu: GpuKind) -> int:
 
 
 def _kv_gib(
-    spec: InferenceServiceSpec, arch: ModelArch, gpu: GpuKind, quant: QuantFormat, tp: int
+    spec: InferenceServiceSpec,
+    arch: ModelArch,
+    gpu: GpuKind,
+    quant: QuantFormat,
+    tp: int,
+    nodes: int = 1,
 ) -> float:
-    usable = tp * gpu.memory_gib * spec.engine.gpu_memory_utilization
+    gpus = tp * nodes
+    usable = gpus * gpu.memory_gib * spec.engine.gpu_memory_utilization
     activations = (
         _batched_tokens(spec, gpu) * arch.hidden_size * ACTIVATION_BYTES_PER_HIDDEN_TOKEN / GIB
-    )
-    return usable - weights_gib(arch, quant) - RESERVE_GIB_PER_GPU * tp - activations
+    ) * nodes  # every pipeline stage runs its own batch
+    return usable - weights_gib(arch, quant) - RESERVE_GIB_PER_GPU * gpus - activations
 
 
 def _required_kv_tokens(spec: InferenceServiceSpec) -> int:
@@ -133,8 +155,11 @@ def _tp_candidates(spec: InferenceServiceSpec, gpu: GpuKind) -> list[int]:
     return [tp for tp in catalog.TENSOR_PARALLEL_SIZES if tp <= gpu.gpus_per_node]
 
 
-def plan_for_quant(spec: InferenceServiceSpec, quant_id: str) -> Plan | Infeasible:
-    """The smallest tensor-parallel plan for one quantization method."""
+def plan_for_quant(
+    spec: InferenceServiceSpec, quant_id: str, multi_node: bool = False
+) -> Plan | Infeasible:
+    """The smallest tensor-parallel plan for one quantization method; with `multi_node`, when
+    no single node fits, the fewest whole nodes that do."""
     arch, gpu, quant = resolve_arch(spec), catalog.gpu(spec.resources.gpu), catalog.quant(quant_id)
     needed = _required_kv_tokens(spec)
     for tp in _tp_candidates(spec, gpu):
@@ -144,7 +169,33 @@ def plan_for_quant(spec: InferenceServiceSpec, quant_id: str) -> Plan | Infeasib
         kv_tokens = int(kv_gib * GIB / arch.kv_bytes_per_token()) if kv_gib > 0 else 0
         if kv_tokens >= needed:
             return _plan(spec, arch, gpu, quant, tp, kv_gib, kv_tokens)
-    return Infeasible(_why_not(spec, arch, gpu, quant, needed), arch.display, gpu.id)
+    across = _multi_node(spec, arch, gpu, quant, needed)
+    if across is not None and multi_node:
+        return across
+    reason = _why_not(spec, arch, gpu, quant, needed)
+    if across is not None:
+        reason += (
+            f". Across {across.nodes} nodes of {across.tensor_parallel} GPUs per replica "
+            "(pipeline parallel) it would fit; multi-node replicas run on LeaderWorkerSet "
+            "(sigs.k8s.io/lws), which this tokenscale does not render yet"
+        )
+    return Infeasible(reason, arch.display, gpu.id)
+
+
+def _multi_node(
+    spec: InferenceServiceSpec, arch: ModelArch, gpu: GpuKind, quant: QuantFormat, needed: int
+) -> Plan | None:
+    """The fewest whole nodes (2 or more) that hold the model and its KV cache, or None."""
+    tp = gpu.gpus_per_node
+    fixed = spec.resources.gpus_per_replica
+    if (isinstance(fixed, int) and fixed != tp) or arch.attention_heads % tp:
+        return None
+    for nodes in range(2, MAX_NODES_PER_REPLICA + 1):
+        kv_gib = _kv_gib(spec, arch, gpu, quant, tp, nodes)
+        kv_tokens = int(kv_gib * GIB / arch.kv_bytes_per_token()) if kv_gib > 0 else 0
+        if kv_tokens >= needed:
+            return _plan(spec, arch, gpu, quant, tp, kv_gib, kv_tokens, nodes)
+    return None
 
 
 def _plan(
@@ -155,19 +206,29 @@ def _plan(
     tp: int,
     kv_gib: float,
     kv_tokens: int,
+    nodes: int = 1,
 ) -> Plan:
     batch = spec.scaling.batch
     max_num_seqs = spec.engine.max_num_seqs or min(DEFAULT_MAX_NUM_SEQS, batch.max_concurrency)
     by_kv = kv_tokens // spec.engine.expected_sequence_tokens
-    steps = step_model(arch, gpu, quant, tp)
+    steps = step_model(arch, gpu, quant, tp, nodes)
     mean_context = spec.engine.expected_sequence_tokens / 2
-    by_itl = steps.largest_batch_within(spec.slo.itl_seconds, mean_context, max_num_seqs)
+    # One batch in flight per pipeline stage: the cap is that many batches within the ITL.
+    per_stage = max(1, max_num_seqs // nodes)
+    by_itl = steps.largest_batch_within(spec.slo.itl_seconds, mean_context, per_stage) * nodes
     min_itl = steps.decode_itl(1, mean_context)
     notes: list[str] = []
+    shape = f"{tp}x{gpu.id}" if nodes == 1 else f"{nodes} nodes x {tp}x{gpu.id}"
+    if nodes > 1:
+        notes.append(
+            f"a replica spans {nodes} nodes of {tp} GPUs (pipeline parallel {nodes}); "
+            "multi-node replicas run on LeaderWorkerSet (sigs.k8s.io/lws), which this "
+            "tokenscale does not render yet"
+        )
     if by_itl == 0:
         notes.append(
             f"ITL objective {spec.slo.itl_seconds * 1000:.0f} ms is below the modeled "
-            f"{min_itl * 1000:.0f} ms of a single sequence on {tp}x{gpu.id}; consider a "
+            f"{min_itl * 1000:.0f} ms of a single sequence on {shape}; consider a "
             "faster GPU, more GPUs per replica or a quantized model"
         )
     ceiling = min(by_kv, max_num_seqs, batch.max_concurrency)
@@ -189,6 +250,7 @@ def _plan(
         max_num_batched_tokens=_batched_tokens(spec, gpu),
         min_itl_seconds=round(min_itl, 4),
         notes=tuple(notes),
+        nodes=nodes,
     )
 
 
@@ -226,22 +288,24 @@ def _smaller_formats_hint(
     return "; choose a larger GPU kind"
 
 
-def plan(spec: InferenceServiceSpec) -> Plan | Infeasible:
+def plan(spec: InferenceServiceSpec, multi_node: bool = False) -> Plan | Infeasible:
     """Plan a replica. `quantization: auto` tries each allowed method and keeps the one with the
-    fewest GPUs per replica, preferring higher quality (none > fp8 > int8 > awq > gptq) on a tie."""
+    fewest GPUs per replica, preferring higher quality (none > fp8 > int8 > awq > gptq) on a tie.
+    `multi_node`: a replica may span several nodes when no single node fits (only where
+    multi-node replicas can run; otherwise the refusal says that they would fit)."""
     method, stored = spec.quantization.method, spec.model.checkpoint_format
     if method != "auto":
         problem = catalog.quantization_problem(method, stored)
-        return Infeasible(problem) if problem else plan_for_quant(spec, method)
+        return Infeasible(problem) if problem else plan_for_quant(spec, method, multi_node)
     allowed: list[str] = list(spec.quantization.allowed or DEFAULT_AUTO_ALLOWED)
     if stored != "auto":  # a quantized checkpoint runs only at its own precision
         allowed = [q for q in allowed if not catalog.quantization_problem(q, stored)] or [
             catalog.checkpoint(stored).precision
         ]
     ordered = [q for q in catalog.QUALITY_ORDER if q in allowed]
-    results = [plan_for_quant(spec, q) for q in ordered]
+    results = [plan_for_quant(spec, q, multi_node) for q in ordered]
     feasible = [r for r in results if isinstance(r, Plan)]
     if not feasible:
         reasons = "; ".join(r.reason for r in results if isinstance(r, Infeasible))
         return Infeasible(f"no allowed quantization fits: {reasons}")
-    return min(feasible, key=lambda p: (p.tensor_parallel, ordered.index(p.quantization)))
+    return min(feasible, key=lambda p: (p.gpus_per_replica, ordered.index(p.quantization)))

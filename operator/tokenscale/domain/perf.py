@@ -59,7 +59,8 @@ def largest_where(holds: Callable[[int], bool], low: int, high: int) -> int:
 
 
 def step_model(
-    arch: ModelArch, gpu: GpuKind, quant: QuantFormat, tensor_parallel: int
+    arch: ModelArch, gpu: GpuKind, quant: QuantFormat, tensor_parallel: int, nodes: int = 1
 ) -> StepModel:
-    """The step model for one replica of `arch` on `tensor_parallel` GPUs of `gpu`."""
-    return StepModel(roofline(arch, gpu, quant, tensor_parallel))
+    """The step model for one replica of `arch` on `tensor_parallel` GPUs of `gpu` per node,
+    over `nodes` pipeline stages."""
+    return StepModel(roofline(arch, gpu, quant, tensor_parallel, nodes))
