@@ -88,6 +88,25 @@ def test_schedulable_replicas_never_spans_nodes() -> None:
     assert autoscale.schedulable_replicas(found, plan, scheduled_own=2) == 3
 
 
+def test_a_multi_node_group_counts_only_whole_free_nodes() -> None:
+    """405B bf16: groups of 2 nodes x 8 GPUs. Three free 8-GPU nodes hold one more group, never
+    a half; a node with 7 free hosts no pod of the group."""
+    spec = InferenceServiceSpec.model_validate(
+        minimal_spec(
+            model={"source": "hf://m/405", "architecture": "llama-3.1-405b"},
+            resources={"gpu": "h100-80gb"},
+        )
+    )
+    plan = capacity.plan(spec, multi_node=True)
+    assert isinstance(plan, Plan) and (plan.nodes, plan.gpus_per_replica) == (2, 16)
+    free = [node(f"n{i}", "h100-80gb", 8) for i in range(3)] + [node("n3", "h100-80gb", 8)]
+    pods = [pod("other", True, node="n3", gpus=1)]
+    found = autoscale.gpu_nodes(free, pods)
+    assert autoscale.schedulable_replicas(found, plan, scheduled_own=1) == 1 + 1
+    five = autoscale.gpu_nodes([node(f"n{i}", "h100-80gb", 8) for i in range(4)], [])
+    assert autoscale.schedulable_replicas(five, plan, scheduled_own=0) == 2
+
+
 def managed(manager: str) -> dict[str, Any]:
     return {"manager": manager, "fieldsV1": {"f:spec": {"f:replicas": {}}}}
 

@@ -367,3 +367,25 @@ def test_window_setting_in_seconds(window: str, seconds: float) -> None:
 def test_malformed_window_setting_names_the_variable(window: str) -> None:
     with pytest.raises(ValueError, match=r"TOKENSCALE_PROMETHEUS_WINDOW: window .* like 30s"):
         AutoscaleSettings.from_env({"TOKENSCALE_PROMETHEUS_WINDOW": window})
+
+
+def test_a_pipeline_replica_decodes_one_batch_per_stage() -> None:
+    """405B bf16 on 2 nodes x 8 H100: 64 running sequences decode as two batches of 32, each
+    at the traversal time of a batch of 32, and each stage carries half of every prefill."""
+    raw = {
+        "model": {"source": "hf://m/405", "architecture": "llama-3.1-405b"},
+        "resources": {"gpu": "h100-80gb"},
+        "slo": {"ttftSeconds": 2.0, "itlSeconds": 0.1},
+    }
+    spec = InferenceServiceSpec.model_validate(raw)
+    group = plan(spec, multi_node=True)
+    assert isinstance(group, Plan) and group.nodes == 2
+    model = service_model(spec, group, 1000, 200)
+    assert model.stages == 2
+    assert model.decode_s(64) == model.steps.decode_itl(32, model.mean_context)
+    rate = 1.0
+    share = rate * model.prefill_s / 2
+    assert model.itl(64, rate) == pytest.approx(model.decode_s(64) / (1 - share))
+    # so a 2-stage replica serves more than one batch of the same per-token latency would
+    one_stage = replace(model, stages=1)
+    assert model.throughput(64) > one_stage.throughput(64)

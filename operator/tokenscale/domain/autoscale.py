@@ -122,8 +122,14 @@ def gpu_nodes(
 def schedulable_replicas(nodes: Iterable[GpuNode], plan: Plan, scheduled_own: int) -> int:
     """Replicas the cluster can hold: ours already placed plus what free GPUs fit, node by node
     (tensor-parallel replicas never span nodes). Two 8-GPU nodes with 3 and 6 free, 4 GPUs per
-    replica, 2 placed -> 2 + 0 + 1 = 3."""
-    fits = sum(n.free // plan.gpus_per_replica for n in nodes if n.kind == plan.gpu)
+    replica, 2 placed -> 2 + 0 + 1 = 3. A multi-node replica is a group of `plan.nodes` pods of
+    `plan.tensor_parallel` GPUs each, started all or nothing: only whole groups of nodes with
+    room for a pod count (3 free 8-GPU nodes, 2 nodes per group -> 1)."""
+    kind = [n for n in nodes if n.kind == plan.gpu]
+    if plan.nodes > 1:
+        hosts = sum(n.free // plan.tensor_parallel for n in kind)
+        return scheduled_own + hosts // plan.nodes
+    fits = sum(n.free // plan.gpus_per_replica for n in kind)
     return scheduled_own + fits
 
 

@@ -35,6 +35,10 @@ class ServiceModel:
     steps: StepModel
     prompt_tokens: float
     output_tokens: float
+    # Pipeline stages (nodes) of one replica: vLLM keeps one batch in flight per stage, so the
+    # running sequences decode in `stages` batches, each stage busy with one of them at a time,
+    # and a prompt's prefill occupies each stage for its share of the prefill.
+    stages: int = 1
 
     @property
     def prefill_s(self) -> float:
@@ -46,11 +50,12 @@ class ServiceModel:
         return self.prompt_tokens + self.output_tokens / 2
 
     def decode_s(self, batch: float) -> float:
-        return self.steps.decode_itl(max(1, round(batch)), self.mean_context)
+        per_stage = batch / self.stages
+        return self.steps.decode_itl(max(1, round(per_stage)), self.mean_context)
 
     def itl(self, batch: float, rate: float) -> float:
         """ITL at `batch` running sequences with `rate` req/s of prefills on this replica."""
-        share = min(CONSTANTS.max_prefill_share, rate * self.prefill_s)
+        share = min(CONSTANTS.max_prefill_share, rate * self.prefill_s / self.stages)
         return self.decode_s(batch) / (1.0 - share)
 
     def service_s(self, batch: float, rate: float) -> float:
@@ -81,11 +86,16 @@ def service_model(
     """The model for observed token means, falling back to half the expected sequence each."""
     arch = resolve_arch(spec)
     steps = step_model(
-        arch, catalog.gpu(plan.gpu), catalog.quant(plan.quantization), plan.tensor_parallel
+        arch,
+        catalog.gpu(plan.gpu),
+        catalog.quant(plan.quantization),
+        plan.tensor_parallel,
+        plan.nodes,
     )
     half = spec.engine.expected_sequence_tokens / 2
     return ServiceModel(
         steps=steps,
         prompt_tokens=prompt if prompt and prompt > 0 else half,
         output_tokens=output if output and output > 0 else half,
+        stages=plan.nodes,
     )
