@@ -36,3 +36,10 @@ ENGINE_HEALTH_TIMEOUT_S: Final = 2.0
 METRIC_LABELS_ENV: Final = "TOKENSCALE_METRIC_LABELS"
 # The gateway's optional bearer token (rendered from spec.secrets.apiKey's Secret key).
 API_KEY_ENV: Final = "TOKENSCALE_API_KEY"
+# A replica across nodes (pipeline parallel on a LeaderWorkerSet): LWS's pod webhook sets these
+# in every pod of a group; the leader is worker index 0 and serves, the others run headless.
+LWS_GROUP_SIZE_ENV: Final = "LWS_GROUP_SIZE"
+LWS_WORKER_INDEX_ENV: Final = "LWS_WORKER_INDEX"
+LWS_LEADER_ADDRESS_ENV: Final = "LWS_LEADER_ADDRESS"
+# torch.distributed's rendezvous on the leader (vLLM's --master-port default).
+MULTI_NODE_MASTER_PORT: Final = 29501

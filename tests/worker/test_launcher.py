@@ -212,3 +212,39 @@ def test_planned_flags_list_every_spelling_of_a_refused_destination() -> None:
     assert PLANNED_FLAGS["--no-enable-prefix-caching"] == "plan"
     assert PLANNED_FLAGS["--device-memory-utilization"] == "plan"
     assert "--seed" not in PLANNED_FLAGS and "--enforce-eager" not in PLANNED_FLAGS
+
+
+GROUP = {"tensorParallelSize": 8, "pipelineParallelSize": 2}
+LWS = {"LWS_GROUP_SIZE": "2", "LWS_LEADER_ADDRESS": "svc-0.svc.ns"}
+
+
+def test_a_multi_node_group_launches_the_leader_serving_and_the_worker_headless() -> None:
+    leader = build_vllm_args(cfg(**GROUP), environ={**LWS, "LWS_WORKER_INDEX": "0"})
+    worker = build_vllm_args(cfg(**GROUP), environ={**LWS, "LWS_WORKER_INDEX": "1"})
+    for rank, args in enumerate((leader, worker)):
+        assert (flag(args, "--pipeline-parallel-size"), flag(args, "--nnodes")) == ("2", "2")
+        assert (flag(args, "--node-rank"), flag(args, "--master-addr")) == (str(rank), LWS[
+            "LWS_LEADER_ADDRESS"])  # fmt: skip
+        assert flag(args, "--master-port") == "29501"
+        assert flag(args, "--distributed-executor-backend") == "mp"
+    assert "--headless" not in leader and flag(leader, "--port") == str(ENGINE_PORT)
+    assert "--headless" in worker and "--port" not in worker and "--host" not in worker
+    assert "--nnodes" not in build_vllm_args(cfg(), environ=LWS)  # single node: none of it
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({}, "$LWS_GROUP_SIZE is unset"),
+        ({**LWS, "LWS_GROUP_SIZE": "3", "LWS_WORKER_INDEX": "0"}, "$LWS_GROUP_SIZE is 3"),
+        ({**LWS, "LWS_WORKER_INDEX": "2"}, "$LWS_WORKER_INDEX is 2; expected 0 to 1"),
+        ({**LWS, "LWS_WORKER_INDEX": "x"}, "$LWS_WORKER_INDEX is x"),
+        ({"LWS_GROUP_SIZE": "2", "LWS_WORKER_INDEX": "1"}, "$LWS_LEADER_ADDRESS is unset"),
+    ],
+)
+def test_a_group_without_its_webhook_variables_is_refused(
+    env: dict[str, str], fragment: str
+) -> None:
+    with pytest.raises(LauncherError) as err:
+        build_vllm_args(cfg(**GROUP), environ=env)
+    assert fragment in str(err.value)

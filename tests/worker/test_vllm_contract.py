@@ -56,12 +56,24 @@ CONFIGS = [
     {"modelSource": "hf://Qwen/Qwen2.5-7B-Instruct", "revision": "main", "servedName": "q",
      "quantization": "fp8", "extraArgs": ["--max-logprobs=5"]},
 ]  # fmt: skip
+# A replica across two nodes (405B bf16, TP 8 x PP 2): the leader and the worker pod of one
+# LeaderWorkerSet group, with the variables LWS's pod webhook sets.
+GROUP = {"modelSource": "hf://meta-llama/Llama-3.1-405B-Instruct", "servedName": "huge",
+         "tensorParallelSize": 8, "pipelineParallelSize": 2}  # fmt: skip
+LWS_ENV = {"LWS_GROUP_SIZE": "2", "LWS_LEADER_ADDRESS": "huge-0.huge.ns"}
+
+
+def _argvs() -> list[list[str]]:
+    single = [build_vllm_args(WorkerConfig.model_validate(c), environ={}) for c in CONFIGS]
+    group = WorkerConfig.model_validate(GROUP)
+    ranks = [build_vllm_args(group, environ={**LWS_ENV, "LWS_WORKER_INDEX": r}) for r in "01"]
+    return single + ranks
 
 
 @pytest.fixture(scope="module")
 def vllm_parse() -> dict[str, object]:
     python = vllm_python()
-    argvs = [build_vllm_args(WorkerConfig.model_validate(c)) for c in CONFIGS]
+    argvs = _argvs()
     parsed = subprocess.run(
         [python, "-c", PARSE], input=json.dumps(argvs), capture_output=True, text=True,
         timeout=600, check=False, env={**os.environ, "VLLM_TARGET_DEVICE": "cpu"},
@@ -75,7 +87,7 @@ def vllm_parse() -> dict[str, object]:
 def test_vllm_parses_our_arguments(vllm_parse: dict[str, object]) -> None:
     results = vllm_parse["results"]
     assert isinstance(results, list)
-    small, big, qwen = results
+    small, big, qwen, leader, worker = results
     assert small["model"] == "meta-llama/Llama-3.1-8B-Instruct"
     assert small["served_model_name"] == ["chat"]
     assert small["enable_prefix_caching"] is True and small["enable_chunked_prefill"] is True
@@ -94,6 +106,15 @@ def test_vllm_parses_our_arguments(vllm_parse: dict[str, object]) -> None:
     assert big["max_num_batched_tokens"] == 8192 and big["seed"] == 7
     assert big["enable_prefix_caching"] is False and big["enable_chunked_prefill"] is False
     assert (qwen["revision"], qwen["quantization"], qwen["max_logprobs"]) == ("main", "fp8", 5)
+    for rank, ns in enumerate((leader, worker)):
+        assert (ns["tensor_parallel_size"], ns["pipeline_parallel_size"], ns["nnodes"]) == (8, 2, 2)
+        assert (ns["node_rank"], ns["master_addr"], ns["master_port"]) == (
+            rank, "huge-0.huge.ns", 29501,
+        )  # fmt: skip
+        assert ns["distributed_executor_backend"] == "mp"
+    # the leader serves behind the gateway; the worker runs vLLM's headless mode, no API server
+    assert leader["headless"] is False and (leader["host"], leader["port"]) == ("127.0.0.1", 8001)
+    assert worker["headless"] is True
 
 
 @pytest.mark.timeout(2400)

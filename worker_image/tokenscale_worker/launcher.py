@@ -16,7 +16,13 @@ from tokenscale_contract import catalog, vllm_options
 from tokenscale_contract.config import WorkerConfig
 from tokenscale_contract.extra_args import validate_extra_args
 from tokenscale_contract.extra_args_policy import REFUSED
-from tokenscale_contract.interface import MODELS_DIR
+from tokenscale_contract.interface import (
+    LWS_GROUP_SIZE_ENV,
+    LWS_LEADER_ADDRESS_ENV,
+    LWS_WORKER_INDEX_ENV,
+    MODELS_DIR,
+    MULTI_NODE_MASTER_PORT,
+)
 from tokenscale_contract.model_cache import MODEL_CACHE_MOUNT
 from tokenscale_worker.engine_profile import COMMON_ENV, GPU, EngineProfile
 
@@ -93,6 +99,47 @@ def resolve_model(
     )
 
 
+def node_rank(cfg: WorkerConfig, environ: Mapping[str, str]) -> int:
+    """This pod's place in a multi-node group (0: the leader, which serves), from the variables
+    LeaderWorkerSet's pod webhook sets; 0 for a single-node replica."""
+    stages = cfg.pipeline_parallel_size
+    if stages == 1:
+        return 0
+    size, index = environ.get(LWS_GROUP_SIZE_ENV, ""), environ.get(LWS_WORKER_INDEX_ENV, "")
+    if size != str(stages):
+        raise LauncherError(
+            f"pipelineParallelSize is {stages} but ${LWS_GROUP_SIZE_ENV} is {size or 'unset'}: a "
+            "multi-node replica runs as a LeaderWorkerSet group of that size (its pod webhook "
+            "sets the variable); is LeaderWorkerSet's webhook running?"
+        )
+    if not index.isdigit() or not 0 <= int(index) < stages:
+        raise LauncherError(
+            f"${LWS_WORKER_INDEX_ENV} is {index or 'unset'}; expected 0 to {stages - 1}, set by "
+            "LeaderWorkerSet's pod webhook"
+        )
+    if not environ.get(LWS_LEADER_ADDRESS_ENV):
+        raise LauncherError(
+            f"${LWS_LEADER_ADDRESS_ENV} is unset; LeaderWorkerSet's pod webhook sets it to the "
+            "leader pod's address"
+        )
+    return int(index)
+
+
+def multi_node_args(cfg: WorkerConfig, environ: Mapping[str, str]) -> list[str]:
+    """vLLM 0.32's multiprocessing launch across nodes (docs/serving/parallelism_scaling.md,
+    "Running vLLM with MultiProcessing"; docs/deployment/frameworks/lws.md): every node runs
+    `vllm serve` with the same parallel sizes, its `--node-rank` and the leader's address;
+    ranks above 0 run `--headless` (no API server, they join the leader's rendezvous)."""
+    stages = cfg.pipeline_parallel_size
+    if stages == 1:
+        return []
+    rank = node_rank(cfg, environ)
+    args = ["--pipeline-parallel-size", str(stages), "--nnodes", str(stages)]
+    args += ["--node-rank", str(rank), "--master-addr", environ[LWS_LEADER_ADDRESS_ENV]]
+    args += ["--master-port", str(MULTI_NODE_MASTER_PORT), "--distributed-executor-backend", "mp"]
+    return args + (["--headless"] if rank > 0 else [])
+
+
 def _flag_pair(name: str, value: object | None) -> list[str]:
     return [] if value is None else [name, str(value)]
 
@@ -127,6 +174,8 @@ def build_vllm_args(
     if cfg.allow_deprecated_quantization:
         args.append("--allow-deprecated-quantization")
     args += ["--dtype", cfg.dtype, "--tensor-parallel-size", str(cfg.tensor_parallel_size)]
+    across = multi_node_args(cfg, env)
+    args += across
     args += _flag_pair("--max-model-len", cfg.max_model_len)
     args += ["--gpu-memory-utilization", str(cfg.gpu_memory_utilization)]
     args += _flag_pair("--max-num-seqs", cfg.max_num_seqs)
@@ -139,8 +188,10 @@ def build_vllm_args(
         # One JSON argument; compact and key-sorted so the same plan renders the same argv.
         buckets = json.dumps(cfg.histogram_buckets, separators=(",", ":"), sort_keys=True)
         args += ["--custom-histogram-buckets", buckets]
-    # The gateway owns the public port; the engine is reachable only from inside the pod.
-    args += ["--host", "127.0.0.1", "--port", str(cfg.port)]
+    # The gateway owns the public port; the engine is reachable only from inside the pod. A
+    # headless rank serves no HTTP at all.
+    if "--headless" not in across:
+        args += ["--host", "127.0.0.1", "--port", str(cfg.port)]
     return args + list(profile.extra_flags) + list(cfg.extra_args)
 
 

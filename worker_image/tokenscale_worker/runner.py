@@ -154,6 +154,15 @@ async def serve(args: argparse.Namespace) -> int:
                 f"{argv[0]!r} is not on PATH: run the worker image, or use --engine sim"
             ) from None
         engine_port = cfg.port
+        if "--headless" in argv:
+            # A worker rank of a multi-node group: its vLLM serves no HTTP (the leader's does),
+            # so no gateway either; it runs until SIGTERM or the engine's exit.
+            print(f"tokenscale-worker: headless rank of a multi-node group: {argv}", flush=True)
+            try:
+                return await _wait_for_end(stop, proc)
+            finally:
+                if proc.returncode is None:
+                    await _stop_process(proc)
     try:
         return await _run_gateway(args, api_key, engine_port, stop, proc)
     finally:
