@@ -31,8 +31,11 @@ class WorkerConfig(BaseModel):
     allow_deprecated_quantization: bool = Field(default=False, alias="allowDeprecatedQuantization")
     dtype: str = "auto"
     tensor_parallel_size: int = Field(default=1, ge=1, alias="tensorParallelSize")
-    # > 1: one replica spans this many nodes (a LeaderWorkerSet group), one pipeline stage each.
-    pipeline_parallel_size: int = Field(default=1, ge=1, le=8, alias="pipelineParallelSize")
+    # Set (2 or more): one replica spans this many nodes (a LeaderWorkerSet group), one pipeline
+    # stage each; absent for a replica on one node.
+    pipeline_parallel_size: int | None = Field(
+        default=None, ge=2, le=8, alias="pipelineParallelSize"
+    )
     max_model_len: int | None = Field(default=None, ge=1, alias="maxModelLen")
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, alias="gpuMemoryUtilization")
     max_num_seqs: int | None = Field(default=None, ge=1, alias="maxNumSeqs")

@@ -103,7 +103,7 @@ def node_rank(cfg: WorkerConfig, environ: Mapping[str, str]) -> int:
     """This pod's place in a multi-node group (0: the leader, which serves), from the variables
     LeaderWorkerSet's pod webhook sets; 0 for a single-node replica."""
     stages = cfg.pipeline_parallel_size
-    if stages == 1:
+    if stages is None:
         return 0
     size, index = environ.get(LWS_GROUP_SIZE_ENV, ""), environ.get(LWS_WORKER_INDEX_ENV, "")
     if size != str(stages):
@@ -131,7 +131,7 @@ def multi_node_args(cfg: WorkerConfig, environ: Mapping[str, str]) -> list[str]:
     `vllm serve` with the same parallel sizes, its `--node-rank` and the leader's address;
     ranks above 0 run `--headless` (no API server, they join the leader's rendezvous)."""
     stages = cfg.pipeline_parallel_size
-    if stages == 1:
+    if stages is None:
         return []
     rank = node_rank(cfg, environ)
     args = ["--pipeline-parallel-size", str(stages), "--nnodes", str(stages)]

@@ -174,7 +174,7 @@ def _env(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> list[dict[s
 def _container(
     spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef, mounts: list[Any]
 ) -> Manifest:
-    gpus = str(plan.gpus_per_replica)
+    gpus = str(plan.tensor_parallel)  # per pod: a multi-node replica is one pod per node
     resources = spec.resources
     return {
         "name": names.WORKER_CONTAINER,
@@ -267,13 +267,7 @@ def make_deployment(
 ) -> Manifest:
     """The worker Deployment. `replicas` is deliberately absent: the replica count belongs to the
     scale subresource (the autoscaler), so re-applying the spec never resets it."""
-    template_meta: dict[str, Any] = {"labels": names.labels(ref)}
-    if scrape_annotations:
-        template_meta["annotations"] = {
-            "prometheus.io/scrape": "true",
-            "prometheus.io/port": str(contract.GATEWAY_PORT),
-            "prometheus.io/path": "/metrics",
-        }
+    template_meta = _template_metadata(ref, scrape_annotations, None)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -290,6 +284,82 @@ def make_deployment(
             },
         },
     }
+
+
+# LeaderWorkerSet (sigs.k8s.io/lws v0.7.0, api/leaderworkerset/v1/leaderworkerset_types.go).
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+# Set by LWS on every pod of a group: "0" on the leader (controller), 1.. on workers (webhook).
+LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+ROLE_LABEL = "tokenscale.io/role"
+
+
+def _template_metadata(ref: ServiceRef, scrape_annotations: bool, role: str | None) -> Manifest:
+    meta: dict[str, Any] = {"labels": names.labels(ref)}
+    if role is not None:
+        meta["labels"][ROLE_LABEL] = role
+    if scrape_annotations:
+        meta["annotations"] = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(contract.GATEWAY_PORT),
+            "prometheus.io/path": "/metrics",
+        }
+    return meta
+
+
+def make_leaderworkerset(
+    ref: ServiceRef,
+    spec: InferenceServiceSpec,
+    plan: Plan,
+    scrape_annotations: bool,
+    placement: GpuPlacement = DEFAULT_PLACEMENT,
+) -> Manifest:
+    """A multi-node replica per group: `plan.nodes` pods of `plan.tensor_parallel` GPUs, the
+    leader (worker index 0) serving behind its gateway, the workers headless (the worker image
+    picks its role from LWS_WORKER_INDEX). `replicas` is absent for the same reason as in the
+    Deployment: the scale subresource (groups) belongs to the autoscaler.
+
+    - startupPolicy LeaderCreated: the workers start with the leader, which cannot become ready
+      before every rank has joined its rendezvous (LeaderReady would wait forever).
+    - restartPolicy RecreateGroupOnPodRestart: one lost rank breaks the whole pipeline, so the
+      group restarts together.
+    - rollingUpdateConfiguration and networkConfig are spelled out: LWS's controller reads them
+      and only its own mutating webhook would default them."""
+    leader = _pod_spec(spec, plan, ref, placement)
+    worker = _pod_spec(spec, plan, ref, placement)
+    container = worker["containers"][0]
+    for key in ("ports", "readinessProbe", "livenessProbe", "startupProbe", "lifecycle"):
+        container.pop(key, None)  # a headless rank serves nothing to probe or drain
+    return {
+        "apiVersion": LWS_API_VERSION,
+        "kind": "LeaderWorkerSet",
+        "metadata": _metadata(ref, names.deployment_name(ref)),
+        "spec": {
+            "startupPolicy": "LeaderCreated",
+            "rolloutStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdateConfiguration": {"partition": 0, "maxUnavailable": 0, "maxSurge": 1},
+            },
+            "networkConfig": {"subdomainPolicy": "Shared"},
+            "leaderWorkerTemplate": {
+                "size": plan.nodes,
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": {
+                    "metadata": _template_metadata(ref, scrape_annotations, "leader"),
+                    "spec": leader,
+                },
+                "workerTemplate": {
+                    "metadata": _template_metadata(ref, False, "worker"),
+                    "spec": worker,
+                },
+            },
+        },
+    }
+
+
+def leader_selector(ref: ServiceRef, plan: Plan) -> dict[str, str]:
+    """The pods that serve: every pod of a single-node replica, the leaders of groups."""
+    selector = names.selector_labels(ref)
+    return selector if plan.nodes == 1 else {**selector, LWS_WORKER_INDEX_LABEL: "0"}
 
 
 def render_all(

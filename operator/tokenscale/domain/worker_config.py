@@ -34,6 +34,7 @@ def worker_config(spec: InferenceServiceSpec, plan: Plan, ref: ServiceRef) -> di
         allow_deprecated_quantization=plan.allow_deprecated_quantization,
         dtype=spec.model.dtype,
         tensor_parallel_size=plan.tensor_parallel,
+        pipeline_parallel_size=plan.nodes if plan.nodes > 1 else None,
         max_model_len=spec.model.max_model_len,
         gpu_memory_utilization=engine.gpu_memory_utilization,
         max_num_seqs=plan.max_num_seqs,
