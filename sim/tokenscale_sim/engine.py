@@ -350,7 +350,7 @@ class EngineModel:
         n = len(running)
         ctx = sum(r.computed for r in running)
         p = self.profile
-        base = p.fixed_s + n * p.per_seq_s
+        base = p.fixed_s + n * p.per_seq_s + n * p.transfer_s_per_token
         nfl = n * p.flop_s_per_token
         t = self.clock
         j = 0

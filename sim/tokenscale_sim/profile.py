@@ -47,6 +47,8 @@ class EngineProfile:
     attn_s_per_pair: float  # attention time per (query token, context token) pair
     # Multiplies every step time; < 1 makes a wall-clock simulator run faster than a real GPU.
     time_scale: float = 1.0
+    # Pipeline parallel across nodes: hidden states sent between stages, per scheduled token.
+    transfer_s_per_token: float = 0.0
 
     def step_seconds(self, tokens: int, seqs: int, kv_read: float, attn_pairs: float) -> float:
         """Duration of one iteration that schedules `tokens` tokens over `seqs` sequences.
@@ -56,7 +58,8 @@ class EngineProfile:
         """
         memory = self.weight_s + kv_read * self.kv_read_s_per_token
         compute = tokens * self.flop_s_per_token + attn_pairs * self.attn_s_per_pair
-        return (self.fixed_s + seqs * self.per_seq_s + max(memory, compute)) * self.time_scale
+        base = self.fixed_s + seqs * self.per_seq_s + tokens * self.transfer_s_per_token
+        return (base + max(memory, compute)) * self.time_scale
 
     @property
     def kv_capacity_blocks(self) -> int:
@@ -75,6 +78,7 @@ def build_profile(
     gpu_memory_utilization: float = 0.9,
     enable_chunked_prefill: bool = True,
     time_scale: float = 1.0,
+    nodes: int = 1,
 ) -> EngineProfile:
     """Derive a profile from the catalog; raise `InfeasibleProfileError` when the model cannot run.
 
@@ -86,9 +90,9 @@ def build_profile(
     tp = tensor_parallel_size
     max_len = max_model_len or m.max_context
     weight_bytes = m.params_b * 1e9 * q.bytes_per_param
-    usable = (g.memory_gib * gpu_memory_utilization - RESERVED_GIB) * catalog.GIB * tp
+    usable = (g.memory_gib * gpu_memory_utilization - RESERVED_GIB) * catalog.GIB * tp * nodes
     kv_room = usable - weight_bytes
-    name = f"{m.id}/{g.id}/{q.id}/tp{tp}"
+    name = f"{m.id}/{g.id}/{q.id}/tp{tp}" + (f"xpp{nodes}" if nodes > 1 else "")
     if kv_room <= 0:
         raise InfeasibleProfileError(
             f"{name}: weights need {weight_bytes / catalog.GIB:.1f} GiB but {tp} x {g.id} leave "
@@ -105,7 +109,7 @@ def build_profile(
             f"{name}: without chunked prefill max_num_batched_tokens ({max_num_batched_tokens}) "
             f"must be at least max_model_len ({max_len})"
         )
-    r = roofline(m, g, q, tp)
+    r = roofline(m, g, q, tp, nodes)
     return EngineProfile(
         name=name,
         max_num_seqs=max_num_seqs,
@@ -121,6 +125,7 @@ def build_profile(
         flop_s_per_token=r.flop_s_per_token,
         attn_s_per_pair=r.attn_s_per_pair,
         time_scale=time_scale,
+        transfer_s_per_token=r.transfer_s_per_token,
     )
 
 

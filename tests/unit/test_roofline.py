@@ -61,3 +61,16 @@ def test_a_second_node_adds_its_stage_boundary_and_nothing_else() -> None:
     extra = two.decode_step(batch, 2000) - one.decode_step(batch, 2000)
     assert extra == pytest.approx(2 * 10e-6 + batch * 16384 * 2 / 400e9)
     assert one.transfer_s_per_token == 0.0
+
+
+def test_planner_and_simulator_time_a_two_node_step_alike() -> None:
+    m, g, q = catalog.model("llama-3.1-405b"), catalog.gpu("h100-80gb"), catalog.quant("none")
+    sim = build_profile("llama-3.1-405b", "h100-80gb", "none", tensor_parallel_size=8, nodes=2,
+                        max_model_len=16384)  # fmt: skip
+    planner = step_model(m, g, q, 8, nodes=2)
+    for batch, context in ((1, 500.0), (64, 2000.0)):
+        kv = batch * context
+        assert planner.decode_itl(batch, context) == sim.step_seconds(batch, batch, kv, kv)
+    assert sim.transfer_s_per_token > 0 and sim.kv_capacity_tokens > 500_000
+    with pytest.raises(InfeasibleProfileError):
+        build_profile("llama-3.1-405b", "h100-80gb", "none", tensor_parallel_size=8)

@@ -153,8 +153,13 @@ def _replay(profile: EngineProfile, fast: bool, seed: int) -> dict[object, Finis
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("kv_tokens", [450_000, 20_000])
-def test_advance_fast_path_matches_step_by_step(seed: int, kv_tokens: int) -> None:
-    profile = replace(H100_8B, kv_capacity_tokens=kv_tokens, max_num_seqs=64)
+@pytest.mark.parametrize("transfer_s", [0.0, 2e-6])  # a pipeline's stage transfers, per token
+def test_advance_fast_path_matches_step_by_step(
+    seed: int, kv_tokens: int, transfer_s: float
+) -> None:
+    profile = replace(
+        H100_8B, kv_capacity_tokens=kv_tokens, max_num_seqs=64, transfer_s_per_token=transfer_s
+    )
     slow, fast = _replay(profile, False, seed), _replay(profile, True, seed)
     assert slow.keys() == fast.keys()
     for key, a in slow.items():
