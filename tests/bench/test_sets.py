@@ -49,6 +49,9 @@ def test_interval_is_students_t() -> None:
     # sd 1.581, t(0.975, 4) 2.776: 2.776 x 1.581 / sqrt(5) = 1.963
     assert mean == 3.0 and half == pytest.approx(1.963, abs=1e-3)
     assert math.isnan(interval([2.0])[1])
+    # a bound no replica count reaches (inf) in one seed: the mean says so, no interval
+    mean, half = interval([5.0, math.inf])
+    assert math.isinf(mean) and math.isnan(half)
 
 
 def test_table_reports_mean_interval_and_bound_ratio() -> None:
