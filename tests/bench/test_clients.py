@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tokenscale.bench.bound import lower_bound, warm_lead
-from tokenscale.bench.clients import ClientModel, PrefixCache, retry_after_s, seen_before_hits
+from tokenscale.bench.clients import ClientModel, PrefixCache, seen_before_hits
 from tokenscale.bench.feasible import idle_ttft
 from tokenscale.bench.fleet import Fleet
 from tokenscale.bench.metrics import Recorder
@@ -20,6 +20,7 @@ from tokenscale.bench.runner import simulate
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.trace_rows import HASH_BLOCK_TOKENS
 from tokenscale.bench.traces import Trace, TraceError, block_array, load
+from tokenscale_contract.retry_after import retry_after_s
 from tokenscale_sim.engine import EngineModel
 
 SC = Scenario()
@@ -224,7 +225,7 @@ def test_a_full_queue_answers_429_and_the_client_retries_after_retry_after() -> 
     # retried (twice at most) after Retry-After: most are served in the end, late
     served_late = ~rec.rejected[2:]
     assert fleet.refusals > 3 and 0 < rec.rejected.sum() < 3
-    assert (rec.ttft[2:][served_late] >= fleet._service_s).all()
+    assert (rec.ttft[2:][served_late] >= fleet.service_s).all()
     assert not np.isnan(rec.ttft[:2]).any()
     # the bound is what the operator renders: 4 per slot holds all five
     fleet, rec = one_replica(trace, ClientModel(queue_per_slot=4))

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tokenscale_worker.admission import Admission, Verdict, retry_after_s
+from tokenscale_contract.retry_after import retry_after_s
+from tokenscale_worker.admission import Admission, Verdict
 
 
 def test_admits_up_to_cap_then_queues_then_rejects() -> None:

@@ -15,7 +15,6 @@ virtual time, so both share exactly these semantics:
 from __future__ import annotations
 
 import enum
-import math
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -100,13 +99,3 @@ class Admission(Generic[T]):
             admitted.append(self.queue.popleft())
             self.in_flight += 1
         return admitted
-
-
-def retry_after_s(queue_length: int, cap: int, mean_service_s: float) -> int:
-    """Seconds a rejected client should wait: the time the queue ahead takes to clear.
-
-    256 queued, cap 32, requests take 4 s each -> 256 / 32 x 4 s = 32 s. At least 1 s, at most 60 s.
-    """
-    if mean_service_s <= 0:
-        return 1
-    return max(1, min(60, math.ceil(queue_length / cap * mean_service_s)))

@@ -32,7 +32,8 @@ from tokenscale_contract.interface import (
     METRICS_PATH,
     READY_PATH,
 )
-from tokenscale_worker.admission import Admission, Verdict, retry_after_s
+from tokenscale_contract.retry_after import retry_after_s
+from tokenscale_worker.admission import Admission, Verdict
 from tokenscale_worker.auth import authorized
 from tokenscale_worker.bodies import BodyBudget, BodyRefusedError, read_body, too_large
 from tokenscale_worker.gateway_metrics import GatewayMetrics

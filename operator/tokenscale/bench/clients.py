@@ -23,7 +23,6 @@ published tables stay comparable.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -36,8 +35,6 @@ from tokenscale.bench.traces import Trace
 I64 = npt.NDArray[np.int64]
 # The OpenAI Python client's default max_retries.
 CLIENT_RETRIES = 2
-# The longest Retry-After the gateway sends and the client honours (admission.retry_after_s).
-MAX_RETRY_AFTER_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,14 +75,6 @@ class ClientModel:
             return None
         hits: I64 = np.floor(trace.prompt * self.prefix_hit_rate).astype(np.int64)
         return hits
-
-
-def retry_after_s(queued: int, cap: int, service_s: float) -> float:
-    """The gateway's Retry-After: the time the queue ahead takes to clear, 1 to 60 s (the same
-    arithmetic as the worker's `admission.retry_after_s`)."""
-    if service_s <= 0 or cap <= 0:
-        return 1.0
-    return float(max(1, min(int(MAX_RETRY_AFTER_S), math.ceil(queued / cap * service_s))))
 
 
 class PrefixCache:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
+from functools import cached_property
 
 import numpy as np
 
@@ -21,12 +22,12 @@ from tokenscale.bench.clients import (
     I64,
     ClientModel,
     PrefixCache,
-    retry_after_s,
     seen_before_hits,
 )
 from tokenscale.bench.feasible import idle_mean_itl, idle_ttft
 from tokenscale.bench.metrics import Recorder
 from tokenscale.bench.traces import Trace
+from tokenscale_contract.retry_after import retry_after_s
 from tokenscale_sim.engine import AdvanceResult, EngineModel, StepResult
 from tokenscale_sim.profile import EngineProfile
 
@@ -186,7 +187,6 @@ class Fleet:
         self._owner: dict[int, Replica] = {}
         self._attempts: dict[int, int] = {}  # 429s per request so far
         self._gave_up: set[int] = set()
-        self._service_s = _mean_service_s(profile, trace)
 
     # -- pods -------------------------------------------------------------------------------
 
@@ -294,7 +294,7 @@ class Fleet:
             self._lose(rid)
             return
         self._attempts[rid] = attempt
-        wait = retry_after_s(len(r.queue), r.cap, self._service_s)
+        wait = retry_after_s(len(r.queue), r.cap, self.service_s)
         heapq.heappush(self._events, (now + wait, 0, rid))
 
     def _lose(self, rid: int) -> None:
@@ -350,6 +350,12 @@ class Fleet:
             end = min(until, r.ended_at if r.ended_at is not None else until)
             total += max(0.0, end - r.started_at)
         return total * self.gpus_per_replica / 3600.0
+
+    @cached_property
+    def service_s(self) -> float:
+        """A mean request's time on an idle replica, for the gateway's Retry-After: computed at
+        the first 429, so fleets without a queue bound (the lower bound's) never pay for it."""
+        return _mean_service_s(self.profile, self.trace)
 
     @property
     def has_events(self) -> bool:
