@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Build and cache every binary the local e2e cluster needs, at pinned versions, from the Go module
 # proxy (and Prometheus from Debian). A binary already in the cache for its pinned version is reused.
+# That includes the LeaderWorkerSet (LWS) controller, lws-manager, which up.sh runs next to the
+# control plane (lws.sh); its CRD is copied next to it so a cluster start never needs the module cache.
 #
 #   bash e2e/cluster/build.sh            # build what is missing (make setup runs it)
 #   bash e2e/cluster/build.sh --print    # print the cached paths (no build)
 #   bash e2e/cluster/build.sh --check    # exit 1, naming what is missing, when a binary is not built
 #
 # Cache layout: ${XDG_CACHE_HOME:-$HOME/.cache}/tokenscale/bin/<component>-<version>/<component>
+# (and bin/lws-manager-<version>/leaderworkerset.x-k8s.io_leaderworkersets.yaml, the LWS CRD, written
+# before the binary: a present binary means a complete component).
 # Interrupting a build (Ctrl-C, SIGTERM, a killed parent) stops its go builds with it, and the
 # lock is held on a file descriptor no child inherits, so it is released when this script ends.
 set -euo pipefail
@@ -16,6 +20,7 @@ KUBE_VERSION="${TOKENSCALE_KUBE_VERSION:-v1.37.2}"   # k8s.io/kubernetes (apiser
 ETCD_VERSION="${TOKENSCALE_ETCD_VERSION:-v3.6.16}"   # go.etcd.io/etcd/server/v3
 KWOK_VERSION="${TOKENSCALE_KWOK_VERSION:-v0.8.0}"    # sigs.k8s.io/kwok (kwok, kwokctl)
 HELM_VERSION="${TOKENSCALE_HELM_VERSION:-v3.22.0}"   # helm.sh/helm/v3
+LWS_VERSION="${TOKENSCALE_LWS_VERSION:-v0.7.0}"      # sigs.k8s.io/lws (lws-manager + its CRD)
 PROMETHEUS_DEB="${TOKENSCALE_PROMETHEUS_DEB:-debian}" # Debian's prometheus package, unpacked into the cache
 # ---------------------------------------------------------------------------------------------------
 
@@ -34,6 +39,7 @@ if [[ "${1:-}" == "--print" ]]; then
   echo "kwokctl=$(bin_path kwokctl "$KWOK_VERSION")"
   echo "helm=$(bin_path helm "$HELM_VERSION")"
   echo "prometheus=$(bin_path prometheus "$PROMETHEUS_DEB")"
+  echo "lws-manager=$(bin_path lws-manager "$LWS_VERSION")"
   exit 0
 fi
 
@@ -237,9 +243,35 @@ build_kube() {
   done
 }
 
+# ---- LeaderWorkerSet controller (lws-manager) + its CRD ------------------------------------------
+# The real controller with its webhooks, run as a host process by lws.sh: multi-node model groups are
+# LeaderWorkerSets, and only the real controller (with its pod webhook) makes their group pods.
+LWS_CRD=leaderworkerset.x-k8s.io_leaderworkersets.yaml
+build_lws() {
+  local out="$BIN_ROOT/lws-manager-$LWS_VERSION"
+  if [[ -x "$out/lws-manager" && -f "$out/$LWS_CRD" ]]; then log "lws-manager $LWS_VERSION: cached"; return; fi
+  log "lws-manager $LWS_VERSION: building"
+  local mod="$SRC_ROOT/lws-$LWS_VERSION" dir
+  new_module "$mod" lws
+  run_progress "lws: go get" go -C "$mod" get "sigs.k8s.io/lws/cmd@$LWS_VERSION"
+  mkdir -p "$mod/out"
+  run_progress lws-manager go -C "$mod" build -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/lws/pkg/version.GitVersion=$LWS_VERSION" \
+    -o "$mod/out/lws-manager" sigs.k8s.io/lws/cmd
+  # The CRD of the very release built (config/crd/bases, as LWS's `make install` applies it): from the
+  # module cache now, so up.sh does not depend on the module cache later.
+  dir="$(go -C "$mod" list -m -f '{{.Dir}}' sigs.k8s.io/lws 9>&-)"
+  [[ -f "$dir/config/crd/bases/$LWS_CRD" ]] || { log "lws: no CRD at $dir/config/crd/bases/$LWS_CRD"; return 1; }
+  mkdir -p "$out"
+  cp "$dir/config/crd/bases/$LWS_CRD" "$out/$LWS_CRD.tmp" && chmod 644 "$out/$LWS_CRD.tmp"
+  mv "$out/$LWS_CRD.tmp" "$out/$LWS_CRD"
+  mv "$mod/out/lws-manager" "$out/lws-manager"
+}
+
 build_prometheus
 build_kwok
 build_etcd
 build_helm
 build_kube
+build_lws
 log "all binaries ready under $BIN_ROOT (total $((SECONDS - START_ALL)) s)"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stop and delete the local e2e cluster started by up.sh (its etcd data goes with it).
+# Stop and delete the local e2e cluster started by up.sh (its etcd data goes with it), and stop its
+# LeaderWorkerSet controller (lws-manager, a host process up.sh started through lws.sh).
 # The cached binaries stay; the next up.sh is a warm start.
 #
 #   bash e2e/cluster/down.sh     (or: make cluster-down)
@@ -25,6 +26,9 @@ if [[ ! -x "$KWOKCTL" ]]; then
   echo "down.sh: kwokctl is not built ($KWOKCTL): no cluster to delete" >&2
   exit 0
 fi
+# The LWS manager first, whether or not kwokctl still knows the cluster: it is not a kwokctl
+# component, so the delete would not stop it, and its state goes with the cluster's directory.
+bash "$HERE/lws.sh" stop
 if ! "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$TOKENSCALE_CLUSTER_NAME"; then
   echo "down.sh: no cluster '$TOKENSCALE_CLUSTER_NAME'" >&2
   rm -f "$KUBECONFIG"

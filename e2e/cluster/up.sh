@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Start the local e2e cluster: a real etcd, kube-apiserver, kube-controller-manager and kube-scheduler
 # started by `kwokctl --runtime binary` from the binaries build.sh caches, plus the kwok controller
-# that plays the kubelet for the fake GPU nodes in nodes.yaml.
+# that plays the kubelet for the fake GPU nodes in nodes.yaml, plus the real LeaderWorkerSet
+# controller (lws-manager, with its CRD and webhooks) as a host process: lws.sh.
 #
 #   bash e2e/cluster/up.sh     (make cluster-up builds what is missing first; this script never builds:
 #                               it fails naming `make setup` when a binary is missing)
 #
-# Idempotent: when the cluster is already up and healthy it only prints the kubeconfig path.
+# Idempotent: when the cluster is already up and healthy it only starts the LWS controller if that
+# is not running (killed alone, or a cluster created before up.sh ran one), and prints the kubeconfig
+# path. Either way it returns only once the LWS webhook answers.
 # Each wait has its own budget, counted from the start of that wait.
 # With TOKENSCALE_E2E_EXISTING_CLUSTER=1 and KUBECONFIG set it starts nothing and only checks that
-# the cluster in KUBECONFIG answers.
+# the cluster in KUBECONFIG answers (and says so when it has no LeaderWorkerSet CRD).
 # The last line printed is always the kubeconfig path.
 set -euo pipefail
 
@@ -45,6 +48,10 @@ if [[ "${TOKENSCALE_E2E_EXISTING_CLUSTER:-0}" == "1" ]]; then
   if ! "$KUBECTL" get --raw /readyz --request-timeout=10s >/dev/null; then
     echo "up.sh: the cluster in KUBECONFIG=$KUBECONFIG does not answer /readyz" >&2
     exit 1
+  fi
+  # Not ours to install into: only say so when tests that need LeaderWorkerSets will fail there.
+  if ! "$KUBECTL" get crd leaderworkersets.leaderworkerset.x-k8s.io --request-timeout=10s >/dev/null 2>&1; then
+    say "note: no LeaderWorkerSet CRD in this cluster: multi-node tests need LWS (v0.7.0) installed"
   fi
   say "using the existing cluster in KUBECONFIG (nothing started)"
   echo "$KUBECONFIG"
@@ -106,6 +113,12 @@ sys.exit(0 if nodes and len(leaders) == 2 and all(map(fresh, nodes + leaders)) e
 
 if healthy; then
   say "cluster '$NAME' is already up"
+  # The control plane can be alive without its LWS controller: the manager killed alone, or a cluster
+  # created before up.sh started one. Start it then; a no-op when it runs and its webhook answers.
+  if ! bash "$HERE/lws.sh" start 8>&-; then
+    say "the LeaderWorkerSet controller did not start (log above)"
+    exit 1
+  fi
   echo "$KUBECONFIG"
   exit 0
 fi
@@ -125,6 +138,8 @@ path_of() { sed -n "s/^$1=//p" <<<"$paths"; }
 # fresh one also drops namespaces an interrupted run left behind.
 if "$KWOKCTL" get clusters 2>/dev/null | grep -qx "$NAME"; then
   say "cluster '$NAME' exists but is not healthy or has other kwok stages: recreating it"
+  # Its LWS manager first: it runs from the cluster's directory, which the delete removes.
+  bash "$HERE/lws.sh" stop 8>&-
   "$KWOKCTL" delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG" 8>&- 2>&1 | kwok_log || true
 fi
 
@@ -160,6 +175,13 @@ say "applying the fake GPU nodes"
 "$KUBECTL" wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null
 wait_until "kwok holds no fresh lease for every node (kwok-controller down?)" 120 nodes_alive
 "$KUBECTL" get nodes -L nvidia.com/gpu.product -L nvidia.com/gpu.count >&2
+
+# ---- the LeaderWorkerSet controller: CRD, webhooks, manager; returns once its webhook answers ------
+say "starting the LeaderWorkerSet controller (lws.sh)"
+if ! bash "$HERE/lws.sh" start 8>&-; then
+  say "the LeaderWorkerSet controller did not start (log above)"
+  exit 1
+fi
 
 say "cluster '$NAME' is up (kubeconfig below; or: source e2e/cluster/env.sh)"
 echo "$KUBECONFIG"

@@ -40,6 +40,7 @@ from e2e.fleet.containers import PodNotRunnableError, local_container, run_to_co
 from e2e.fleet.front import Front
 from e2e.fleet.probes import PodProbes, watch
 from e2e.fleet.workers import Engine, WorkerProcess, WorkerSpec
+from tokenscale.domain.workload import is_serving
 from tokenscale_contract.model_cache import MODEL_CACHE_MOUNT
 from tokenscale_worker.engine_profile import MODEL_CACHE_DIR_ENV
 
@@ -133,10 +134,14 @@ class Fleet:
                 key = (ns, pod["metadata"]["name"])
                 if key not in self.runs:
                     self.runs[key] = asyncio.create_task(self._run_to_end(key, pod))
+        # A multi-node group is served by its leader: the leader's process is the whole
+        # group's engine (its profile spans the group's nodes), and a headless worker rank has
+        # no gateway to start. kwok reports the workers Running and Ready, as a kubelet would a
+        # pod without probes.
         wanted = {
             p["metadata"]["name"]: p
             for p in live
-            if SERVICE_LABEL in (p["metadata"].get("labels") or {})
+            if SERVICE_LABEL in (p["metadata"].get("labels") or {}) and is_serving(p)
         }
         for name, pod in wanted.items():
             key = (ns, name)

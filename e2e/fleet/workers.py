@@ -48,6 +48,8 @@ class WorkerSpec:
     served_name: str
     quantization: str | None = None
     tensor_parallel: int = 1
+    # Nodes per replica: a multi-node group's leader is emulated as the whole group.
+    pipeline_parallel: int = 1
     max_model_len: int | None = None
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
@@ -71,6 +73,7 @@ class WorkerSpec:
             served_name=str(config["servedName"]),
             quantization=config.get("quantization"),
             tensor_parallel=int(config.get("tensorParallelSize") or 1),
+            pipeline_parallel=int(config.get("pipelineParallelSize") or 1),
             max_model_len=config.get("maxModelLen"),
             max_num_seqs=config.get("maxNumSeqs"),
             max_num_batched_tokens=config.get("maxNumBatchedTokens"),
@@ -107,6 +110,8 @@ class WorkerSpec:
             self.served_name,
             "--tensor-parallel-size",
             str(self.tensor_parallel),
+            "--pipeline-parallel-size",
+            str(self.pipeline_parallel),
             "--tuning",
             str(tuning),
             "--time-scale",

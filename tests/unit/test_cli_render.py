@@ -63,19 +63,39 @@ def test_podmonitor_and_gpu_labels_follow_the_options(
     assert terms["nodeSelectorTerms"][0]["matchExpressions"][-1]["values"] == ["nvidia-l4"]
 
 
-def test_an_infeasible_service_renders_nothing_and_exits_3(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _bf16_405b(tmp_path: Path, gpu: str) -> Path:
     doc = yaml.safe_load((ROOT / "examples/llama-405b-fp8.yaml").read_text())
     doc["spec"]["quantization"] = {"method": "none"}
     doc["spec"]["model"].update(source="hf://meta-llama/Llama-3.1-405B-Instruct")
     doc["spec"]["model"].pop("checkpointFormat")
+    doc["spec"]["resources"]["gpu"] = gpu
     path = tmp_path / "big.yaml"
     path.write_text(yaml.safe_dump(doc))
-    code, out, _ = run_cli(capsys, "render", "-f", str(path), "--json")
+    return path
+
+
+def test_an_infeasible_service_renders_nothing_and_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 756 GiB of bf16 weights: more than four 8 x L4 nodes hold.
+    code, out, _ = run_cli(capsys, "render", "-f", str(_bf16_405b(tmp_path, "l4-24gb")), "--json")
     assert code == 3
     (entry,) = json.loads(out)["services"]
     assert entry["manifests"] == [] and "756 GiB" in entry["plan"]["reason"]
+
+
+def test_a_model_larger_than_a_node_renders_a_leaderworkerset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(capsys, "render", "-f", str(_bf16_405b(tmp_path, "h100-80gb")), "--json")
+    assert code == 0
+    (entry,) = json.loads(out)["services"]
+    kinds = {m["kind"]: m for m in entry["manifests"]}
+    assert "Deployment" not in kinds
+    lws = kinds["LeaderWorkerSet"]
+    assert lws["spec"]["leaderWorkerTemplate"]["size"] == 2
+    selector = kinds["Service"]["spec"]["selector"]
+    assert selector["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,10 @@ def test_a_group_is_two_pods_of_eight_gpus_started_and_restarted_together() -> N
     assert (tmpl["size"], tmpl["restartPolicy"]) == (2, "RecreateGroupOnPodRestart")
     assert lws["spec"]["startupPolicy"] == "LeaderCreated"
     # what only LWS's own webhook would default, spelled out (its controller dereferences it)
-    assert lws["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"]["partition"] == 0
+    rolling = lws["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"]
+    assert rolling["partition"] == 0
+    # 0 is refused in the leader StatefulSet by Kubernetes 1.37 (kubernetes-sigs/lws#776)
+    assert rolling["maxUnavailable"] >= 1
     assert lws["spec"]["networkConfig"] == {"subdomainPolicy": "Shared"}
     for role in ("leaderTemplate", "workerTemplate"):
         pod = tmpl[role]["spec"]

@@ -49,6 +49,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantization", default=None, help="catalog id (awq, fp8) or vLLM name")
     p.add_argument("--served-model-name", default=None)
     p.add_argument("--tensor-parallel-size", type=int_range(1, 64), default=None)
+    p.add_argument(
+        "--pipeline-parallel-size",
+        type=int_range(1, 16),
+        default=None,
+        help="simulator: nodes per replica, one pipeline stage each (a multi-node group's leader)",
+    )
     p.add_argument("--max-model-len", type=int_range(1, 16_777_216), default=None)
     p.add_argument("--max-num-seqs", type=int_range(1, 1_048_576), default=None)
     p.add_argument("--max-num-batched-tokens", type=int_range(1, 16_777_216), default=None)

@@ -71,6 +71,7 @@ def build_sim(args: argparse.Namespace) -> SimServer:
         args.gpu,
         _catalog_quant(args.quantization),
         tensor_parallel_size=args.tensor_parallel_size or 1,
+        nodes=getattr(args, "pipeline_parallel_size", None) or 1,
         time_scale=args.time_scale,
         max_model_len=kwargs.pop("max_model_len", None) or 8192,
         **kwargs,  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from tokenscale.domain import placement
 from tokenscale.domain.autoscale import GpuNode, gpu_nodes
 from tokenscale.domain.drift import fingerprint, project
 from tokenscale.domain.names import FIELD_MANAGER, ServiceRef
+from tokenscale.domain.workload import DEPLOYMENT, WorkloadKind
 
 log = logging.getLogger(__name__)
 Manifest = dict[str, Any]
@@ -138,15 +139,27 @@ class Kube:
             self._seen[key] = now
             return now != last.live
 
-    def scale(self, ref: ServiceRef, deployment: str, replicas: int) -> None:
-        """Set replicas through the Deployment's scale subresource."""
+    def scale(
+        self, ref: ServiceRef, name: str, replicas: int, kind: WorkloadKind = DEPLOYMENT
+    ) -> None:
+        """Set replicas through the workload's scale subresource (groups, for a
+        LeaderWorkerSet)."""
         body = {"spec": {"replicas": replicas}}
-        self.apps.patch_namespaced_deployment_scale(
-            deployment,
+        dry_run = "All" if self.dry_run else None
+        if kind == DEPLOYMENT:
+            self.apps.patch_namespaced_deployment_scale(
+                name, ref.namespace, body, field_manager=FIELD_MANAGER, dry_run=dry_run
+            )
+            return
+        self.custom.patch_namespaced_custom_object_scale(
+            kind.group,
+            kind.version,
             ref.namespace,
+            kind.plural,
+            name,
             body,
             field_manager=FIELD_MANAGER,
-            dry_run="All" if self.dry_run else None,
+            dry_run=dry_run,
         )
 
     def patch_status(
@@ -214,11 +227,19 @@ class Kube:
             raise
         return dict(found)
 
-    def get_deployment(self, namespace: str, name: str) -> Manifest | None:
+    def get_workload(
+        self, namespace: str, name: str, kind: WorkloadKind = DEPLOYMENT
+    ) -> Manifest | None:
+        """A Deployment or LeaderWorkerSet as stored, or None when it does not exist."""
         try:
-            response: Any = self.apps.read_namespaced_deployment(
-                name, namespace, _preload_content=False
-            )
+            if kind == DEPLOYMENT:
+                response: Any = self.apps.read_namespaced_deployment(
+                    name, namespace, _preload_content=False
+                )
+            else:
+                response = self.custom.get_namespaced_custom_object(
+                    kind.group, kind.version, namespace, kind.plural, name, _preload_content=False
+                )
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -94,8 +94,9 @@ class LowerBound:
 
 def warm_lead(scenario: Scenario) -> float:
     """Seconds before a reactive policy's first scale-up can serve: a metrics window, a tick
-    and a cold start (60 + 15 + 120 = 195 s on the standard scenario)."""
-    return 60.0 + scenario.tick_s + scenario.cold_start_s
+    and a replica's cold start (60 + 15 + 120 = 195 s on the standard scenario; a group's,
+    558 + 30 s, on the multi-node one)."""
+    return 60.0 + scenario.tick_s + scenario.replica_cold_start_s
 
 
 def _fewest(c: MinuteCurve, attainment: float) -> int:
@@ -160,6 +161,8 @@ def served(
         seed,
         clients=clients,
         hits=hits,
+        nodes=scenario.nodes,
+        rendezvous_s=scenario.group_rendezvous_s,
     )
     fleet.set_cap(scenario.plan.max_num_seqs)
     fleet.start(replicas, 0.0, warm=True)

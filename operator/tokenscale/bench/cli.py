@@ -5,18 +5,21 @@ tokenscale bench --trace AzureLLMInferenceTrace_conv.csv --rate-scale 6
 tokenscale bench --policies tokenscale,kpa --batch-tuning off --json out.json --plot out.png
 tokenscale bench --workload long-output --batch-tuning off   # where the live batch cap matters
 tokenscale bench --check-targets                  # the issue's targets; non-zero on a miss
+tokenscale bench --scenario multinode-405b --rate-scale 0.25   # 405B bf16, 2x8 H100 groups
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
 from tokenscale.bench import report
-from tokenscale.bench.scenario import Scenario
+from tokenscale.bench.scenario import SCENARIOS, Scenario
 from tokenscale.bench.suite import ALL_POLICIES, run_suite
 from tokenscale.bench.traces import Trace, TraceError, load, span_text
 from tokenscale.bench.workload import WORKLOADS
@@ -52,10 +55,32 @@ OPTION_OF_FIELD = {
     "scaling.maxReplicas": "--max-replicas",
     "scaling": "--max-replicas",
 }
+# Options that override a field of the chosen --scenario (None: the scenario's own value).
+SCENARIO_FIELDS = {
+    "model": "model",
+    "gpu": "gpu",
+    "quantization": "quantization",
+    "slo_ttft": "ttft_s",
+    "slo_itl": "itl_s",
+    "slo_percentile": "percentile",
+    "cold_start": "cold_start_s",
+    "max_replicas": "max_replicas",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = Scenario()
+    d, m = SCENARIOS["standard"], SCENARIOS["multinode-405b"]
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="standard",
+        help=f"standard: Llama-3.1-70B fp8 on 2 H100 per replica, TTFT {d.ttft_s:g} s, ITL "
+        f"{d.itl_s * 1000:g} ms, cold start {d.cold_start_s:g} s; multinode-405b: "
+        f"Llama-3.1-405B bf16 on groups of 2 nodes x 8 H100 (16 GPUs a replica), TTFT "
+        f"{m.ttft_s:g} s, ITL {m.itl_s * 1000:g} ms, a node's cold start its shard's read "
+        f"plus warm-up ({m.cold_start_s:g} s), the group's {m.rendezvous_s:g} s later "
+        "(docs/benchmarks.md). The options below override the scenario's fields",
+    )
     parser.add_argument(
         "--trace",
         help="Azure LLM inference .csv or Mooncake .jsonl trace; "
@@ -80,15 +105,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="replay the first N seconds",
     )
-    parser.add_argument("--model", default=d.model, choices=sorted(catalog.MODELS))
-    parser.add_argument("--gpu", default=d.gpu, choices=sorted(catalog.GPUS))
-    parser.add_argument("--quantization", default=d.quantization, choices=sorted(catalog.QUANTS))
+    mine = "default: the scenario's, standard's"
+    parser.add_argument("--model", choices=sorted(catalog.MODELS), help=f"{mine} ({d.model})")
+    parser.add_argument("--gpu", choices=sorted(catalog.GPUS), help=f"{mine} ({d.gpu})")
+    parser.add_argument(
+        "--quantization", choices=sorted(catalog.QUANTS), help=f"{mine} ({d.quantization})"
+    )
     positive = number(0.0, low_open=True)
-    parser.add_argument("--slo-ttft", type=positive, default=d.ttft_s, help="TTFT objective, s")
-    parser.add_argument("--slo-itl", type=positive, default=d.itl_s, help="ITL objective, s")
-    parser.add_argument("--slo-percentile", type=number(0.0, 100.0), default=d.percentile)
-    parser.add_argument("--cold-start", type=number(0.0), default=d.cold_start_s, help="seconds")
-    parser.add_argument("--max-replicas", type=integer(1), default=d.max_replicas)
+    parser.add_argument(
+        "--slo-ttft", type=positive, help=f"TTFT objective, s; {mine} ({d.ttft_s:g})"
+    )
+    parser.add_argument("--slo-itl", type=positive, help=f"ITL objective, s; {mine} ({d.itl_s:g})")
+    parser.add_argument(
+        "--slo-percentile", type=number(0.0, 100.0), help=f"{mine} ({d.percentile:g})"
+    )
+    parser.add_argument(
+        "--cold-start",
+        type=number(0.0),
+        help=f"seconds from a pod's creation to serving (a multi-node replica's nodes each, "
+        f"the group adds the rendezvous); {mine} ({d.cold_start_s:g})",
+    )
+    parser.add_argument("--max-replicas", type=integer(1), help=f"{mine} ({d.max_replicas})")
     parser.add_argument("--seed", type=integer(0), default=d.seed)
     parser.add_argument(
         "--world",
@@ -140,15 +177,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def scenario_from(args: argparse.Namespace) -> Scenario:
-    return Scenario(
-        model=args.model,
-        gpu=args.gpu,
-        quantization=args.quantization,
-        ttft_s=args.slo_ttft,
-        itl_s=args.slo_itl,
-        percentile=args.slo_percentile,
-        cold_start_s=args.cold_start,
-        max_replicas=args.max_replicas,
+    """The --scenario (standard when absent) with the options given over its fields."""
+    base = SCENARIOS[getattr(args, "scenario", None) or "standard"]
+    given: dict[str, Any] = {
+        field: getattr(args, option)
+        for option, field in SCENARIO_FIELDS.items()
+        if getattr(args, option, None) is not None
+    }
+    return replace(
+        base,
+        **given,
         seed=args.seed,
         world=args.world,
         buckets=args.histogram_buckets,
@@ -213,6 +251,7 @@ def _planned(scenario: Scenario) -> None:
     is infeasible (exit 3, as for `tokenscale plan`)."""
     try:
         scenario.plan  # noqa: B018
+        scenario.spec()  # a group's cold start adds the rendezvous to --cold-start
     except ValidationError as e:
 
         def option(loc: tuple[int | str, ...]) -> str:
@@ -243,6 +282,15 @@ def _prepare(args: argparse.Namespace) -> tuple[list[str], Scenario, Trace]:
 
 def run(args: argparse.Namespace) -> int:
     if args.check_targets:
+        if args.scenario != "standard":
+            return fail(
+                PROG,
+                CliError(
+                    f"--check-targets checks the standard scenario's targets; drop --scenario "
+                    f"{args.scenario} or --check-targets",
+                    EXIT_USAGE,
+                ),
+            )
         return _check_targets(args)
     try:
         names, scenario, trace = _prepare(args)
@@ -251,8 +299,7 @@ def run(args: argparse.Namespace) -> int:
     results = run_suite(scenario, trace, names, args.batch_tuning == "off", not args.no_progress)
     print(
         f"{trace.name}: {len(trace)} requests over {trace.duration / 60:.0f} min, "
-        f"{scenario.model} {scenario.quantization} on "
-        f"{scenario.plan.gpus_per_replica}x{scenario.gpu}"
+        f"{scenario.model} {scenario.quantization} on {_shape(scenario)}"
     )
     print(report.table(results))
     meta = {**scenario.describe(), "trace": trace.name, "requests": len(trace)}
@@ -267,6 +314,17 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:  # checked before the run; the disk can still fill up or vanish
         return fail(PROG, CliError(f"{e.filename}: cannot write ({e.strerror})", EXIT_BAD_INPUT))
     return 0
+
+
+def _shape(scenario: Scenario) -> str:
+    """2xh100-80gb; a group: 2 nodes x 8xh100-80gb (16 GPUs per replica)."""
+    p = scenario.plan
+    if p.nodes == 1:
+        return f"{p.gpus_per_replica}x{scenario.gpu}"
+    return (
+        f"{p.nodes} nodes x {p.tensor_parallel}x{scenario.gpu} "
+        f"({p.gpus_per_replica} GPUs per replica)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

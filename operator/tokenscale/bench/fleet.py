@@ -6,6 +6,10 @@ engine model (`tokenscale_sim.engine.EngineModel`), behind a least-request balan
 Scale-down drains: a removed replica takes no new requests and ends when its queue and batch are
 empty. GPU time counts from pod creation (the GPUs are allocated when the pod is scheduled) to its
 end. Requests arriving while no replica is ready are rejected (no endpoints: connection refused).
+A multi-node replica is a group of `nodes` pods created, started and removed together: it is
+ready when its slowest node has loaded its shard, plus the ranks' rendezvous
+(`scenario.group_cold_start`), and its GPU time is the group's life times all its GPUs
+(`gpus_per_replica` = tensor parallel x nodes).
 Clients that time out, retry 429s or cancel, and the prefix cache: `bench.clients`.
 """
 
@@ -26,6 +30,7 @@ from tokenscale.bench.clients import (
 )
 from tokenscale.bench.feasible import idle_mean_itl, idle_ttft
 from tokenscale.bench.metrics import Recorder
+from tokenscale.bench.scenario import group_cold_start
 from tokenscale.bench.traces import Trace
 from tokenscale_contract.retry_after import retry_after_s
 from tokenscale_sim.engine import AdvanceResult, EngineModel, StepResult
@@ -150,14 +155,20 @@ class Fleet:
         step_noise_sigma: float = 0.0,
         clients: ClientModel | None = None,
         hits: I64 | None = None,
+        nodes: int = 1,
+        rendezvous_s: float = 0.0,
     ) -> None:
         """`clients`: how clients behave (bench.clients; the ideal client by default). `hits`:
         cached prompt tokens per request, instead of per-replica prefix caches (the lower
-        bound passes what one shared unbounded cache would hit)."""
+        bound passes what one shared unbounded cache would hit). `nodes`: pods per replica,
+        each with its own cold start of `cold_start_s` (drawn per node in a drawn world);
+        `rendezvous_s`: what a group waits after its slowest node."""
         self.profile = profile
         self.trace = trace
         self.rec = rec
         self.cold_start_s = cold_start_s
+        self.nodes = nodes
+        self.rendezvous_s = rendezvous_s
         # > 0: each pod's cold start is lognormal with median cold_start_s (a drawn world)
         self.cold_start_sigma = cold_start_sigma
         # > 0: each pod's step times vary around the roofline (lognormal, mean 1)
@@ -205,6 +216,13 @@ class Fleet:
         return [float(x) for x in draws]
 
     def _cold_start(self) -> float:
+        """A replica's: its nodes' cold starts (equal, or each drawn), the slowest one plus the
+        rendezvous for a group."""
+        return group_cold_start(
+            [self._node_cold_start() for _ in range(self.nodes)], self.rendezvous_s
+        )
+
+    def _node_cold_start(self) -> float:
         if self.cold_start_sigma <= 0:
             return self.cold_start_s
         return self.cold_start_s * float(self.np_rng.lognormal(0.0, self.cold_start_sigma))
@@ -344,12 +362,17 @@ class Fleet:
         kv = float(np.mean([r.engine.kv_usage for r in serving])) if serving else 0.0
         return float(running), float(waiting), kv
 
-    def gpu_hours(self, until: float) -> float:
+    def replica_seconds(self, until: float) -> float:
+        """Seconds every replica (a group: all its nodes together) was alive up to `until`."""
         total = 0.0
         for r in (*self.alive, *self.ended):
             end = min(until, r.ended_at if r.ended_at is not None else until)
             total += max(0.0, end - r.started_at)
-        return total * self.gpus_per_replica / 3600.0
+        return total
+
+    def gpu_hours(self, until: float) -> float:
+        """Replica-seconds times every GPU of a replica (a group's tensor parallel x nodes)."""
+        return self.replica_seconds(until) * self.gpus_per_replica / 3600.0
 
     @cached_property
     def service_s(self) -> float:

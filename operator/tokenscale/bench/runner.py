@@ -54,6 +54,9 @@ class RunResult:
     infeasible_share: float = float("nan")
     # The lower bound's (attainment, GPU-hours) curve, on its own row (suite.bound_row).
     curve: list[tuple[float, float]] = field(default_factory=list, repr=False)
+    # Seconds of replica life over the trace's duration (a multi-node group counts once): the
+    # GPU-hours are these times the plan's GPUs per replica / 3600.
+    replica_seconds: float = float("nan")
 
     def row(self) -> dict[str, object]:
         def num(v: float, digits: int) -> float | None:
@@ -106,6 +109,8 @@ def simulate(
         scenario.cold_start_sigma,
         scenario.step_noise_sigma,
         scenario.clients,
+        nodes=scenario.nodes,
+        rendezvous_s=scenario.group_rendezvous_s,
     )
     fleet.set_cap(policy.initial_cap(scenario))
     fleet.start(initial_replicas, 0.0, warm=True)
@@ -134,11 +139,15 @@ def simulate(
             if give_up_below is not None and _misses(rec, scenario) > (1 - give_up_below) * n_req:
                 res = _score(trace, scenario, policy, fleet, rec, fleet.gpu_hours(end), series)
                 res.gave_up = True
+                res.replica_seconds = fleet.replica_seconds(end)
                 return res
         t += scenario.sample_s
     gpu_hours = fleet.gpu_hours(end)
+    replica_seconds = fleet.replica_seconds(end)
     _drain(fleet, t)
-    return _score(trace, scenario, policy, fleet, rec, gpu_hours, series)
+    res = _score(trace, scenario, policy, fleet, rec, gpu_hours, series)
+    res.replica_seconds = replica_seconds
+    return res
 
 
 def _tick(

@@ -78,7 +78,9 @@ def _service(
     where: placement.GpuPlacement,
 ) -> dict[str, Any]:
     name = label.rsplit(" ", 1)[-1]
-    result = capacity.plan(spec)
+    # Rendered as for a cluster with LeaderWorkerSet: a model no single node holds comes out as
+    # its multi-node group (where LWS is missing, the operator reports Planned=False instead).
+    result = capacity.plan(spec, multi_node=True)
     entry: dict[str, Any] = {"name": name, "namespace": namespace, "plan": plan_json(result)}
     if isinstance(result, capacity.Plan):
         ref = ServiceRef(name, namespace)

@@ -34,7 +34,7 @@ def rfc3339(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _pod_ready(pod: Mapping[str, Any]) -> bool:
+def is_ready(pod: Mapping[str, Any]) -> bool:
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
             return bool(cond.get("status") == "True")
@@ -55,14 +55,14 @@ def workload_facts(
             for t in (
                 epoch((p.get("metadata") or {}).get("creationTimestamp"))
                 for p in live
-                if not _pod_ready(p)
+                if not is_ready(p)
             )
             if t is not None
         )
     )
     replicas = int(((deployment or {}).get("spec") or {}).get("replicas") or 0)
     return WorkloadFacts(
-        ready_replicas=sum(1 for p in live if _pod_ready(p)),
+        ready_replicas=sum(1 for p in live if is_ready(p)),
         current_replicas=replicas,
         starting_since=starting,
         current_cap=current_cap,

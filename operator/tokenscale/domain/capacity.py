@@ -176,8 +176,9 @@ def plan_for_quant(
     if across is not None:
         reason += (
             f". Across {across.nodes} nodes of {across.tensor_parallel} GPUs per replica "
-            "(pipeline parallel) it would fit; multi-node replicas run on LeaderWorkerSet "
-            "(sigs.k8s.io/lws), which this tokenscale does not render yet"
+            "(pipeline parallel) it would fit, as a LeaderWorkerSet group; install "
+            "LeaderWorkerSet (sigs.k8s.io/lws, v0.7 or later: its CRD "
+            "leaderworkersets.leaderworkerset.x-k8s.io) and tokenscale plans it"
         )
     return Infeasible(reason, arch.display, gpu.id)
 
@@ -221,9 +222,8 @@ def _plan(
     shape = f"{tp}x{gpu.id}" if nodes == 1 else f"{nodes} nodes x {tp}x{gpu.id}"
     if nodes > 1:
         notes.append(
-            f"a replica spans {nodes} nodes of {tp} GPUs (pipeline parallel {nodes}); "
-            "multi-node replicas run on LeaderWorkerSet (sigs.k8s.io/lws), which this "
-            "tokenscale does not render yet"
+            f"a replica spans {nodes} nodes of {tp} GPUs (pipeline parallel {nodes}), "
+            "one LeaderWorkerSet group started and stopped as a whole"
         )
     if by_itl == 0:
         notes.append(

@@ -12,6 +12,7 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.api.v1alpha1.errors import problems as spec_problems
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.status import WorkloadState
+from tokenscale.domain.workload import LEADER_WORKER_SET, replica_of
 from tokenscale_contract.extra_args import validate_extra_args
 
 
@@ -90,16 +91,23 @@ def _unschedulable(pod: dict[str, Any]) -> str | None:
 
 
 def workload_state(deployment: dict[str, Any] | None, pods: list[dict[str, Any]]) -> WorkloadState:
-    """Summarize the Deployment and its pods (terminating pods do not count)."""
+    """Summarize the workload (a Deployment, or a LeaderWorkerSet whose counts are groups) and
+    its pods (terminating pods do not count). A group with any pod the scheduler found no room
+    for is one unschedulable replica: the group cannot start without it."""
     if deployment is None:
         return WorkloadState(exists=False)
     spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
     meta = deployment.get("metadata") or {}
     live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
-    reasons = [r for r in (_unschedulable(p) for p in live) if r]
+    stuck = {replica_of(p): r for p in live if (r := _unschedulable(p))}
+    reasons = list(stuck.values())
+    # LeaderWorkerSet v0.7.0 reports no observedGeneration: its counts are all there is.
+    observed = status.get("observedGeneration", 0) >= meta.get("generation", 0)
+    if deployment.get("kind") == LEADER_WORKER_SET.kind:
+        observed = True
     return WorkloadState(
         exists=True,
-        generation_observed=status.get("observedGeneration", 0) >= meta.get("generation", 0),
+        generation_observed=observed,
         replicas=int(spec.get("replicas") or 0),
         current=int(status.get("replicas") or 0),
         ready=int(status.get("readyReplicas") or 0),

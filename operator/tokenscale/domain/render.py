@@ -18,6 +18,7 @@ from tokenscale.domain.placement import DEFAULT_PLACEMENT, GpuPlacement
 from tokenscale.domain.pod_security import restricted_container, restricted_pod
 from tokenscale.domain.probes import model_cache_size, probes
 from tokenscale.domain.worker_config import worker_config
+from tokenscale.domain.workload import LEADER_WORKER_SET, WORKER_INDEX_LABEL
 from tokenscale_contract import interface as contract
 
 Manifest = dict[str, Any]
@@ -58,14 +59,15 @@ def make_configmap(ref: ServiceRef, concurrency_cap: int) -> Manifest:
     }
 
 
-def make_service(ref: ServiceRef) -> Manifest:
+def make_service(ref: ServiceRef, selector: dict[str, str] | None = None) -> Manifest:
+    """The service's ClusterIP Service: every worker pod, or (`selector`) the group leaders."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(ref, names.service_name(ref)),
         "spec": {
             "type": "ClusterIP",
-            "selector": names.selector_labels(ref),
+            "selector": selector or names.selector_labels(ref),
             "ports": [
                 {
                     "name": names.PORT_NAME,
@@ -80,7 +82,9 @@ def make_service(ref: ServiceRef) -> Manifest:
 
 
 def make_pdb(ref: ServiceRef) -> Manifest:
-    """One replica at a time may be evicted, so a drain never empties the service."""
+    """One pod at a time may be evicted, so a drain never empties the service. Over every pod of
+    the service, leaders and workers alike: evicting a group's worker stops its group as surely
+    as evicting its leader, so one pod at a time is one replica at a time there too."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -89,14 +93,15 @@ def make_pdb(ref: ServiceRef) -> Manifest:
     }
 
 
-def make_podmonitor(ref: ServiceRef) -> Manifest:
-    """Only rendered when the monitoring.coreos.com CRDs exist (else: scrape annotations)."""
+def make_podmonitor(ref: ServiceRef, selector: dict[str, str] | None = None) -> Manifest:
+    """Only rendered when the monitoring.coreos.com CRDs exist (else: scrape annotations); the
+    serving pods only (`selector`): a group's headless ranks export nothing."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
         "metadata": _metadata(ref, names.podmonitor_name(ref)),
         "spec": {
-            "selector": {"matchLabels": names.selector_labels(ref)},
+            "selector": {"matchLabels": selector or names.selector_labels(ref)},
             "podMetricsEndpoints": [
                 {"port": names.PORT_NAME, "path": "/metrics", "interval": "5s"}
             ],
@@ -287,9 +292,8 @@ def make_deployment(
 
 
 # LeaderWorkerSet (sigs.k8s.io/lws v0.7.0, api/leaderworkerset/v1/leaderworkerset_types.go).
-LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
-# Set by LWS on every pod of a group: "0" on the leader (controller), 1.. on workers (webhook).
-LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+LWS_API_VERSION = LEADER_WORKER_SET.api_version
+LWS_WORKER_INDEX_LABEL = WORKER_INDEX_LABEL
 ROLE_LABEL = "tokenscale.io/role"
 
 
@@ -323,7 +327,10 @@ def make_leaderworkerset(
     - restartPolicy RecreateGroupOnPodRestart: one lost rank breaks the whole pipeline, so the
       group restarts together.
     - rollingUpdateConfiguration and networkConfig are spelled out: LWS's controller reads them
-      and only its own mutating webhook would default them."""
+      and only its own mutating webhook would default them. maxUnavailable is 1, not the
+      Deployment's 0: LWS v0.7.0 copies it into the leader StatefulSet, which Kubernetes 1.37
+      (StatefulSet maxUnavailable on by default) refuses at 0, so no group would ever be
+      created (kubernetes-sigs/lws#776). maxSurge 1 still adds the new group before one goes."""
     leader = _pod_spec(spec, plan, ref, placement)
     worker = _pod_spec(spec, plan, ref, placement)
     container = worker["containers"][0]
@@ -337,7 +344,7 @@ def make_leaderworkerset(
             "startupPolicy": "LeaderCreated",
             "rolloutStrategy": {
                 "type": "RollingUpdate",
-                "rollingUpdateConfiguration": {"partition": 0, "maxUnavailable": 0, "maxSurge": 1},
+                "rollingUpdateConfiguration": {"partition": 0, "maxUnavailable": 1, "maxSurge": 1},
             },
             "networkConfig": {"subdomainPolicy": "Shared"},
             "leaderWorkerTemplate": {
@@ -370,18 +377,25 @@ def render_all(
     podmonitor_available: bool,
     placement: GpuPlacement = DEFAULT_PLACEMENT,
 ) -> list[Manifest]:
-    """Every child, in apply order (the ConfigMap first: pods mount it)."""
-    # The model cache's claim and fill Job before the Deployment whose pods mount the claim.
+    """Every child, in apply order (the ConfigMap first: pods mount it). A multi-node plan
+    (`plan.nodes` > 1) gets a LeaderWorkerSet in place of the Deployment, and the Service and
+    PodMonitor select the group leaders, the only pods that serve."""
+    # The model cache's claim and fill Job before the workload whose pods mount the claim.
     cache = [model_cache.make_claim(ref, spec, plan), model_cache.make_fill_job(ref, spec)]
+    scrape = not podmonitor_available
+    workload = (
+        make_deployment(ref, spec, plan, scrape_annotations=scrape, placement=placement)
+        if plan.nodes == 1
+        else make_leaderworkerset(ref, spec, plan, scrape_annotations=scrape, placement=placement)
+    )
+    serving = leader_selector(ref, plan)
     children = [
         *[c for c in cache if c is not None],
         make_configmap(ref, concurrency_cap),
-        make_deployment(
-            ref, spec, plan, scrape_annotations=not podmonitor_available, placement=placement
-        ),
-        make_service(ref),
+        workload,
+        make_service(ref, serving),
         make_pdb(ref),
     ]
     if podmonitor_available:
-        children.append(make_podmonitor(ref))
+        children.append(make_podmonitor(ref, serving))
     return children

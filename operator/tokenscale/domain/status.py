@@ -184,6 +184,14 @@ class Event(enum.Enum):
     )
     CAPACITY_LIMITED = Template("Event", "Warning", "CapacityLimited", "{message}")
     MODEL_FILL_FAILED = Template("Event", "Warning", "ModelFillFailed", "{message}")
+    GROUP_RESTARTED = Template(
+        "Event",
+        "Warning",
+        "GroupRestarted",
+        "replica group {group} lost pod {pod}; LeaderWorkerSet recreates the whole group "
+        "(restartPolicy RecreateGroupOnPodRestart: one lost rank stops its pipeline), which "
+        "serves again after a cold start",
+    )
 
 
 class PrometheusProblem(enum.Enum):
@@ -360,6 +368,7 @@ def plan_status(plan: Plan, concurrency_cap: int) -> dict[str, Any]:
         "quantization": plan.quantization,
         "tensorParallel": plan.tensor_parallel,
         "gpusPerReplica": plan.gpus_per_replica,
+        "nodesPerReplica": plan.nodes,
         "weightsGiB": plan.weights_gib,
         "kvCacheTokens": plan.kv_cache_tokens,
         "maxConcurrency": plan.max_concurrency,

@@ -18,14 +18,14 @@ from tokenscale.adapters import logs, metrics
 from tokenscale.adapters.kube import Kube
 from tokenscale.adapters.prometheus import PrometheusSignals, PrometheusUnavailableError
 from tokenscale.adapters.settings import AutoscaleSettings
-from tokenscale.domain import autoscale, capacity, lifecycle, names, render
+from tokenscale.domain import autoscale, capacity, lifecycle, names, render, workload
 from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.scaling import decide
 from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants, for_window
 from tokenscale.domain.signals import ServiceKey, ServiceSignals, to_observation
 from tokenscale.domain.status import Event, MetricsOutage, event_message
 from tokenscale.handlers import runtime
-from tokenscale.handlers.lifecycle import fill_state, service_ref
+from tokenscale.handlers.lifecycle import fill_state, has_leaderworkerset, service_ref
 from tokenscale.handlers.runtime import Registry
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,17 @@ def tick_service(
     constants: ScalingConstants = CONSTANTS,
 ) -> None:
     spec = lifecycle.parse_spec(dict(body.get("spec") or {}))
-    plan = None if isinstance(spec, lifecycle.SpecError) else capacity.plan(spec)
     kube, deployment = reg.kube(), reg.watched.deployment(key)
+    plan = (
+        None
+        if isinstance(spec, lifecycle.SpecError)
+        else capacity.plan(spec, multi_node=has_leaderworkerset(kube))
+    )
     if (
         isinstance(spec, lifecycle.SpecError)
         or not isinstance(plan, capacity.Plan)
         or not deployment
+        or deployment.get("kind") not in (None, workload.kind_for(plan).kind)
     ):
         return  # the lifecycle handler reports why; nothing to scale yet
     ref, status = service_ref(body), dict(body.get("status") or {})
@@ -93,7 +98,8 @@ def tick_service(
         patch = autoscale.conflict_status(status, writer, replicas, now, ref.generation)
         _write_status(reg, key, ref, patch, version)
         return
-    pods = reg.watched.pods(key)
+    # One pod per replica: a group counts once, through its leader.
+    pods = workload.serving_pods(reg.watched.pods(key))
     placed = sum(1 for p in pods if (p.get("spec") or {}).get("nodeName"))
     schedulable = None if nodes is None else autoscale.schedulable_replicas(nodes, plan, placed)
     cap_now = (status.get("plan") or {}).get("concurrencyCap")
@@ -115,7 +121,8 @@ def tick_service(
     patch = autoscale.tick_status(spec, status, decision, observation, now, ref.generation, outage)
     if _write_status(reg, key, ref, patch, version):
         _log_decision(ref, autoscale.new_decision(status, patch), decision.mode)
-        _act(kube, ref, decision, replicas, cap_now, status.get("desiredReplicas"))
+        kind = workload.kind_for(plan)
+        _act(kube, ref, kind, decision, replicas, cap_now, status.get("desiredReplicas"))
     _count(key, decision, replicas)
 
 
@@ -137,6 +144,7 @@ def _log_decision(ref: names.ServiceRef, record: dict[str, Any] | None, mode: st
 def _act(
     kube: Kube,
     ref: names.ServiceRef,
+    kind: workload.WorkloadKind,
     decision: Decision,
     replicas: int,
     cap_now: Any,
@@ -149,9 +157,9 @@ def _act(
     if not decision.applied:
         return
     if decision.replicas != replicas:
-        kube.scale(ref, names.deployment_name(ref), decision.replicas)
-        kind = Event.SCALED_UP if decision.replicas > replicas else Event.SCALED_DOWN
-        kube.event(ref, *event_message(kind, reason=decision.reason))
+        kube.scale(ref, names.deployment_name(ref), decision.replicas, kind)
+        event = Event.SCALED_UP if decision.replicas > replicas else Event.SCALED_DOWN
+        kube.event(ref, *event_message(event, reason=decision.reason))
     if decision.concurrency_cap != cap_now:
         kube.apply(render.make_configmap(ref, decision.concurrency_cap))
 

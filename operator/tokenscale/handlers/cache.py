@@ -15,6 +15,7 @@ from typing import Any
 
 from tokenscale.domain.autoscale import replica_field_managers
 from tokenscale.domain.signals import ServiceKey
+from tokenscale.domain.workload import GROUP_INDEX_LABEL, WORKER_INDEX_LABEL
 
 _META = ("name", "namespace", "uid", "generation", "resourceVersion", "creationTimestamp")
 
@@ -46,6 +47,8 @@ def _slim_deployment(body: dict[str, Any]) -> dict[str, Any]:
     ]
     spec, status = body.get("spec") or {}, body.get("status") or {}
     return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
         "metadata": {**_meta(body), "managedFields": owners},
         "spec": {"replicas": spec.get("replicas")},
         "status": {k: status[k] for k in _DEPLOYMENT_STATUS if k in status},
@@ -60,9 +63,12 @@ def _workload_view(slim: dict[str, Any] | None) -> Any:
 
 
 def _slim_pod(body: dict[str, Any]) -> dict[str, Any]:
+    """Phase, conditions, node, and the group labels (which pod of a group serves)."""
     status = body.get("status") or {}
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    group = {k: labels[k] for k in (WORKER_INDEX_LABEL, GROUP_INDEX_LABEL) if k in labels}
     return {
-        "metadata": _meta(body),
+        "metadata": {**_meta(body), **({"labels": group} if group else {})},
         "spec": {"nodeName": (body.get("spec") or {}).get("nodeName")},
         "status": {
             "phase": status.get("phase"),
@@ -95,6 +101,9 @@ class WatchCache:
         self._deployments: dict[ServiceKey, dict[str, Any]] = {}
         self._pods: defaultdict[ServiceKey, dict[str, dict[str, Any]]] = defaultdict(dict)
         self._jobs: defaultdict[ServiceKey, dict[str, dict[str, Any]]] = defaultdict(dict)
+        # Groups seen losing a pod and not serving again since: one Event per restart, not one
+        # per pod the restart deletes.
+        self._broken_groups: set[tuple[ServiceKey, int]] = set()
 
     def put_service(self, key: ServiceKey, body: dict[str, Any] | None) -> None:
         with self._lock:
@@ -120,7 +129,8 @@ class WatchCache:
                     self._services[key]["metadata"]["resourceVersion"] = resource_version
 
     def put_deployment(self, key: ServiceKey, body: dict[str, Any] | None) -> bool:
-        """Keep the watch's copy; True when its replicas, generation or rollout counts changed."""
+        """Keep the watch's copy of the service's workload (its Deployment or LeaderWorkerSet);
+        True when its replicas, generation or rollout counts changed."""
         with self._lock:
             before = _workload_view(self._deployments.get(key))
             if body is None:
@@ -145,6 +155,17 @@ class WatchCache:
                 return before is not None
             self._jobs[key][name] = _slim_job(body)
             return before is None or before["status"] != self._jobs[key][name]["status"]
+
+    def group_broken(self, key: ServiceKey, group: int) -> bool:
+        """Note that a group lost a pod; True the first time since it last served."""
+        with self._lock:
+            first = (key, group) not in self._broken_groups
+            self._broken_groups.add((key, group))
+            return first
+
+    def group_serving(self, key: ServiceKey, group: int) -> None:
+        with self._lock:
+            self._broken_groups.discard((key, group))
 
     def job(self, key: ServiceKey, name: str) -> dict[str, Any] | None:
         with self._lock:

@@ -20,7 +20,16 @@ from kubernetes.client.exceptions import ApiException
 from tokenscale.adapters import logs, metrics
 from tokenscale.adapters.kube import Kube
 from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceServiceSpec
-from tokenscale.domain import capacity, lifecycle, model_cache, names, placement, render, status
+from tokenscale.domain import (
+    capacity,
+    lifecycle,
+    model_cache,
+    names,
+    placement,
+    render,
+    status,
+    workload,
+)
 from tokenscale.domain.autoscale import status_changed
 from tokenscale.domain.names import ServiceRef
 from tokenscale.domain.probes import cold_start_seconds
@@ -73,7 +82,7 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
     spec = lifecycle.parse_spec(dict(body["spec"]))
     if isinstance(spec, lifecycle.SpecError):
         return _report_unusable(reg, ref, old_status, conds, now, spec.message, version)
-    result = capacity.plan(spec)
+    result = capacity.plan(spec, multi_node=has_leaderworkerset(kube))
     if isinstance(result, capacity.Infeasible):
         return _report_unusable(reg, ref, old_status, conds, now, result, version)
     conds = status.planned_conditions(conds, result, now, ref.generation)
@@ -82,21 +91,22 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
     gpu_nodes = placement.from_env(os.environ)
     for child in render.render_all(ref, spec, result, cap, podmonitor, gpu_nodes):
         kube.apply(child)
-    deployment = _deployment(reg, ref)
+    kind = workload.kind_for(result)
+    deployment = _workload(reg, ref, kind)
     current = None if deployment is None else (deployment["spec"].get("replicas"))
     fill = fill_state(reg, ref, spec)
     gate = model_cache.fill_gate(fill, current or 0)
     target = lifecycle.bounded_replicas(spec, current if deployment else None, gate)
     own_write = None if target is None else lifecycle.autoscaler_after_scale(old_status, target)
     if target is not None:
-        kube.scale(ref, names.deployment_name(ref), target)
+        kube.scale(ref, names.deployment_name(ref), target, kind)
         if deployment is None:
-            deployment = kube.get_deployment(ref.namespace, names.deployment_name(ref))
+            deployment = kube.get_workload(ref.namespace, names.deployment_name(ref), kind)
         else:
             deployment = {**deployment, "spec": {**deployment["spec"], "replicas": target}}
     pods = kube.list_pods(ref.namespace, names.selector_labels(ref))
-    workload = lifecycle.workload_state(deployment, pods)
-    conds = status.workload_conditions(conds, workload, now, ref.generation)
+    state = lifecycle.workload_state(deployment, pods)
+    conds = status.workload_conditions(conds, state, now, ref.generation)
     limited = {"type": "CapacityLimited", "status": "True"}
     _warn_on_entering(kube, ref, old_status, conds, limited, status.Event.CAPACITY_LIMITED)
     if fill is not None:
@@ -106,7 +116,7 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
             fill.message,
             model_cache.claim_name(ref, spec),
             model_cache.key(spec),
-            gate if gate is not None else workload.replicas,
+            gate if gate is not None else state.replicas,
             now,
             ref.generation,
         )
@@ -116,9 +126,9 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
     patch: dict[str, Any] = {
         "observedGeneration": ref.generation,
         "conditions": conds,
-        "replicas": workload.current,
-        "readyReplicas": workload.ready,
-        "desiredReplicas": old_status.get("desiredReplicas") or workload.replicas,
+        "replicas": state.current,
+        "readyReplicas": state.ready,
+        "desiredReplicas": old_status.get("desiredReplicas") or state.replicas,
         "plan": plan,
     }
     if own_write is not None:
@@ -143,12 +153,24 @@ def fill_state(
     return model_cache.fill_state(job, name)
 
 
-def _deployment(reg: Registry, ref: ServiceRef) -> dict[str, Any] | None:
-    """The watch's copy of the service's Deployment; a read (kept) before the watch saw it."""
+def has_leaderworkerset(kube: Kube) -> bool:
+    """Whether the cluster serves LeaderWorkerSet, which multi-node replicas need (the answer is
+    kept a minute: a LeaderWorkerSet installed later is seen within one)."""
+    return kube.has_resource(
+        workload.LEADER_WORKER_SET.api_version, workload.LEADER_WORKER_SET.kind
+    )
+
+
+def _workload(reg: Registry, ref: ServiceRef, kind: workload.WorkloadKind) -> dict[str, Any] | None:
+    """The watch's copy of the service's Deployment or LeaderWorkerSet; a read (kept) before
+    the watch saw it. A copy of the other kind (the plan changed between one node and several)
+    is not this workload."""
     key = (ref.namespace, ref.name)
     found = reg.watched.deployment(key)
+    if found is not None and found.get("kind") not in (None, kind.kind):
+        found = None
     if found is None:
-        found = reg.kube().get_deployment(ref.namespace, names.deployment_name(ref))
+        found = reg.kube().get_workload(ref.namespace, names.deployment_name(ref), kind)
         if found is not None:
             reg.watched.put_deployment(key, found)
             found = reg.watched.deployment(key)

@@ -41,6 +41,11 @@ class PlanStatus(_Model):
     quantization: str = Field(description="Quantization the plan uses.")
     tensor_parallel: int = Field(description="Tensor-parallel size.")
     gpus_per_replica: int = Field(description="GPUs each replica requests.")
+    nodes_per_replica: int | None = Field(
+        default=None,
+        description="Nodes each replica spans: above 1, a LeaderWorkerSet group of that many "
+        "pods of tensorParallel GPUs each, pipeline parallel across them.",
+    )
     weights_gib: float = Field(alias="weightsGiB", description="Weight memory per replica in GiB.")
     kv_cache_tokens: int = Field(description="KV-cache capacity per replica in tokens.")
     max_concurrency: int = Field(description="Largest batch the KV cache supports.")
