@@ -6,7 +6,7 @@
 #
 # Parts (all under ${XDG_CACHE_HOME:-~/.cache}/tokenscale):
 #   cluster   Prometheus (Debian package, unpacked), kube-apiserver, controller-manager, scheduler,
-#             kubectl, etcd, kwok, kwokctl, Helm: e2e/cluster/build.sh
+#             kubectl, etcd, kwok, kwokctl, Helm, LeaderWorkerSet: e2e/cluster/build.sh
 #   vllm      real vLLM (CPU build) for the contract test and the real-engine tests:
 #             worker_image/scripts/vllm-env.sh
 #   model     the tiny Llama model the real-engine tests serve, built from a fixed seed with the

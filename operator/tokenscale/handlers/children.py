@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from tokenscale.adapters import logs
 from tokenscale.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
@@ -107,12 +108,18 @@ def on_pod(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None
     if lost is None or not reg.watched.group_broken(key, lost):
         return
     service_body = reg.watched.service(key)
-    if service_body is None:
+    if service_body is None or service_body["metadata"].get("deletionTimestamp"):
         return
     ref = service_ref(service_body)
     message = event_message(Event.GROUP_RESTARTED, group=lost, pod=meta["name"])
-    reg.kube().event(ref, *message)
     log.warning("%s", message[2], extra=logs.about(ref.namespace, ref.name))
+    try:
+        reg.kube().event(ref, *message)
+    except ApiException as exc:
+        # A namespace being deleted takes its pods before the watch reports the service gone,
+        # and refuses new Events (403): nothing is restarting there.
+        if exc.status not in (403, 404):
+            raise
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
