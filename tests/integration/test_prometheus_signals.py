@@ -28,6 +28,7 @@ from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.scaling import decide
 from tokenscale.domain.scaling_constants import for_window
 from tokenscale.domain.signals import ServiceSignals, WorkloadFacts, to_observation
+from tokenscale.domain.slo_reach import share_above
 
 pytestmark = pytest.mark.integration
 SERVICE = "tokenscale_io_service"
@@ -139,6 +140,13 @@ def check_signals(signals: dict[tuple[str, str], ServiceSignals]) -> None:
     sampled_at = signals[key].sampled_at
     assert sampled_at is not None and 0 <= time.time() - sampled_at < 10
     assert obs.sampled_at == sampled_at
+    # The prompt-length buckets ride on the E2E query (still five queries) and are kept apart
+    # from the latency buckets: every prompt here is ~200 tokens.
+    prompts = signals[key].prompt_buckets
+    assert prompts and share_above(prompts, 100) == pytest.approx(1.0)
+    assert share_above(prompts, 1000) == pytest.approx(0.0)
+    latency_bounds = {le for le, _ in signals[key].e2e_buckets}
+    assert 200.0 not in latency_bounds and 0.3 in latency_bounds  # vLLM's latency buckets only
 
 
 def test_prometheus_down_is_a_clear_error() -> None:

@@ -5,7 +5,8 @@ A tick costs a fixed number of queries however many services exist: three histog
 for every gauge (each series tagged with `label_replace` so one answer carries many signals).
 The TTFT query also carries the gateway's queue-wait buckets (tagged `part="queue"`): the engine
 starts its TTFT clock when the gateway admits a request, so time spent queued behind the
-concurrency cap is only in the gateway's histogram.
+concurrency cap is only in the gateway's histogram. The E2E query likewise carries the requests'
+prompt-length buckets (`part="prompt"`), for the share of prompts out of the TTFT objective's reach.
 The gauge query also carries each service's sample time: the scrape time of its oldest engine
 gauge, `timestamp()` of the series, which `decide()` holds on when it is older than a window.
 Quantiles are taken locally at each service's own SLO percentile (domain/histogram.py).
@@ -51,6 +52,8 @@ HISTOGRAMS = {
     "e2e": ["vllm:e2e_request_latency_seconds_bucket"],
 }
 QUEUE_WAIT = "tokenscale_gateway_queue_wait_seconds_bucket"
+# Requests by prompt length, for the share no replica count can serve in time (SLOFeasible).
+PROMPT_LENGTHS = "vllm:request_prompt_tokens_bucket"
 RATES = {
     "requests": "vllm:request_success_total",
     "prompt_tokens": "vllm:prompt_tokens_total",
@@ -118,6 +121,11 @@ def build_queries(window: str, namespaces: Sequence[str] = ()) -> QueryPlan:
     queries["ttft"] = (
         f'label_replace({queries["ttft"]}, "part", "engine", "", "") or '
         f'label_replace({queue}, "part", "queue", "", "")'
+    )
+    prompts = f"sum by ({by}, le) (rate({PROMPT_LENGTHS}{sel}[{window}]))"
+    queries["e2e"] = (
+        f'label_replace({queries["e2e"]}, "part", "latency", "", "") or '
+        f'label_replace({prompts}, "part", "prompt", "", "")'
     )
     queries["rates"] = " or ".join(
         f'label_replace(sum by ({by}) (rate({metric}{sel}[{window}])), "signal", "{key}", "", "")'
@@ -244,7 +252,8 @@ class PrometheusSignals:
         ttft = _group_buckets(answers["ttft"], "engine")
         queue = _group_buckets(answers["ttft"], "queue")
         itl = _group_buckets(answers["itl"])
-        e2e = _group_buckets(answers["e2e"])
+        e2e = _group_buckets(answers["e2e"], "latency")
+        prompts = _group_buckets(answers["e2e"], "prompt")
         rates = _group_signals(answers["rates"])
         gauges = _group_signals(answers["gauges"])
         stamps = {k: g.pop("sampled_at") for k, g in gauges.items() if "sampled_at" in g}
@@ -262,6 +271,7 @@ class PrometheusSignals:
                 queue_wait_buckets=queue.get(key, ()),
                 itl_buckets=itl.get(key, ()),
                 e2e_buckets=e2e.get(key, ()),
+                prompt_buckets=prompts.get(key, ()),
                 rates=rates.get(key, {}),
                 gauges=gauges.get(key, {}),
             )

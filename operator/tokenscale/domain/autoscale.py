@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain import slo_reach
 from tokenscale.domain import status as conditions
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.names import FIELD_MANAGER, GPU_RESOURCE
@@ -258,14 +259,18 @@ def tick_status(
     now: float,
     generation: int,
     outage: conditions.MetricsOutage | None = None,
+    reach: slo_reach.SloReach | None = None,
 ) -> dict[str, Any]:
-    """The status patch after one decision."""
+    """The status patch after one decision; SLOFeasible too with `reach` (a tick with metrics)."""
     stamp = rfc3339(now)
     conds: conditions.Conditions = list(old_status.get("conditions") or [])
     metrics, fields = metrics_condition(obs, decision.replicas, outage)
     conds = conditions.set_condition(conds, metrics, stamp, generation, **fields)
     slo, fields = slo_condition(spec, obs, metrics is not conditions.Condition.METRICS)
     conds = conditions.set_condition(conds, slo, stamp, generation, **fields)
+    if reach is not None:
+        feasible, fields = slo_reach.condition(reach, spec.slo.percentile)
+        conds = conditions.set_condition(conds, feasible, stamp, generation, **fields)
     if decision.capacity_limited:
         conds = conditions.set_condition(
             conds,

@@ -24,6 +24,8 @@ class ServiceSignals:
     queue_wait_buckets: Buckets = ()
     itl_buckets: Buckets = ()
     e2e_buckets: Buckets = ()
+    # Requests by prompt length (vLLM's request_prompt_tokens histogram): which are out of reach.
+    prompt_buckets: Buckets = ()
     rates: dict[str, float] = field(default_factory=dict)
     gauges: dict[str, float] = field(default_factory=dict)
 

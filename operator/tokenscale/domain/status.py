@@ -132,6 +132,31 @@ class Condition(enum.Enum):
         "NoMetrics",
         "latency unknown while metrics are missing; the MetricsAvailable condition says why",
     )
+    SLO_EVERY_PROMPT = Template(
+        "SLOFeasible",
+        "True",
+        "EveryPrompt",
+        "an idle replica prefills every prompt up to maxModelLen ({max_prompt} tokens) within "
+        "the TTFT objective ({ttft} s)",
+    )
+    SLO_WITHIN_TOLERANCE = Template(
+        "SLOFeasible",
+        "True",
+        "WithinTolerance",
+        "prompts over {longest} tokens take {prefill} s or more to prefill even on an idle "
+        "replica, beyond the TTFT objective ({ttft} s); {observed}, within the {tolerated} the "
+        "p{pct} objective allows",
+    )
+    SLO_OUT_OF_REACH = Template(
+        "SLOFeasible",
+        "False",
+        "PromptsOutOfReach",
+        "{share} of the requests in the window have prompts over {longest} tokens, which take "
+        "{prefill} s or more to prefill even on an idle replica, beyond the TTFT objective "
+        "({ttft} s): more than the {tolerated} the p{pct} objective allows, whatever the "
+        "replica count; relax slo.ttftSeconds, lower model.maxModelLen, or plan more GPUs "
+        "per replica",
+    )
     SOLE_WRITER = Template(
         "ScalingConflict", "False", "SoleWriter", "tokenscale alone sets replicas"
     )
@@ -184,6 +209,7 @@ class Event(enum.Enum):
     )
     CAPACITY_LIMITED = Template("Event", "Warning", "CapacityLimited", "{message}")
     MODEL_FILL_FAILED = Template("Event", "Warning", "ModelFillFailed", "{message}")
+    SLO_OUT_OF_REACH = Template("Event", "Warning", "SLOOutOfReach", "{message}")
     GROUP_RESTARTED = Template(
         "Event",
         "Warning",

@@ -18,14 +18,19 @@ from tokenscale.adapters import logs, metrics
 from tokenscale.adapters.kube import Kube
 from tokenscale.adapters.prometheus import PrometheusSignals, PrometheusUnavailableError
 from tokenscale.adapters.settings import AutoscaleSettings
-from tokenscale.domain import autoscale, capacity, lifecycle, names, render, workload
+from tokenscale.domain import autoscale, capacity, lifecycle, names, render, slo_reach, workload
 from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.scaling import decide
 from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants, for_window
 from tokenscale.domain.signals import ServiceKey, ServiceSignals, to_observation
 from tokenscale.domain.status import Event, MetricsOutage, event_message
 from tokenscale.handlers import runtime
-from tokenscale.handlers.lifecycle import fill_state, has_leaderworkerset, service_ref
+from tokenscale.handlers.lifecycle import (
+    fill_state,
+    has_leaderworkerset,
+    service_ref,
+    warn_on_entering,
+)
 from tokenscale.handlers.runtime import Registry
 
 log = logging.getLogger(__name__)
@@ -118,8 +123,17 @@ def tick_service(
     if fill is not None and fill.phase != "Complete":
         observation = dataclasses.replace(observation, model_filling=True)
     decision = decide(spec, plan, observation, state, now, constants=constants)
-    patch = autoscale.tick_status(spec, status, decision, observation, now, ref.generation, outage)
+    reach = None
+    if outage is None:
+        reach = slo_reach.reach(spec, plan, (signals or ServiceSignals()).prompt_buckets)
+    patch = autoscale.tick_status(
+        spec, status, decision, observation, now, ref.generation, outage, reach
+    )
     if _write_status(reg, key, ref, patch, version):
+        out_of_reach = {"type": "SLOFeasible", "status": "False"}
+        warn_on_entering(
+            kube, ref, status, patch["conditions"], out_of_reach, Event.SLO_OUT_OF_REACH
+        )
         _log_decision(ref, autoscale.new_decision(status, patch), decision.mode)
         kind = workload.kind_for(plan)
         _act(kube, ref, kind, decision, replicas, cap_now, status.get("desiredReplicas"))

@@ -108,7 +108,7 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
     state = lifecycle.workload_state(deployment, pods)
     conds = status.workload_conditions(conds, state, now, ref.generation)
     limited = {"type": "CapacityLimited", "status": "True"}
-    _warn_on_entering(kube, ref, old_status, conds, limited, status.Event.CAPACITY_LIMITED)
+    warn_on_entering(kube, ref, old_status, conds, limited, status.Event.CAPACITY_LIMITED)
     if fill is not None:
         conds = status.model_cache_conditions(
             conds,
@@ -121,7 +121,7 @@ def _reconcile(reg: Registry, body: kopf.Body | dict[str, Any]) -> None:
             ref.generation,
         )
         failed = {"type": "ModelCached", "reason": "FillFailed"}
-        _warn_on_entering(kube, ref, old_status, conds, failed, status.Event.MODEL_FILL_FAILED)
+        warn_on_entering(kube, ref, old_status, conds, failed, status.Event.MODEL_FILL_FAILED)
     plan = {**status.plan_status(result, cap), "coldStartSeconds": cold_start_seconds(spec, result)}
     patch: dict[str, Any] = {
         "observedGeneration": ref.generation,
@@ -216,7 +216,7 @@ def _report_unusable(
         log.warning("%s", ready["message"], extra=logs.about(ref.namespace, ref.name))
 
 
-def _warn_on_entering(
+def warn_on_entering(
     kube: Kube,
     ref: ServiceRef,
     old_status: dict[str, Any],

@@ -15,6 +15,7 @@ ConditionType = Literal[
     "CapacityLimited",
     "MetricsAvailable",
     "SLOMet",
+    "SLOFeasible",
     "ScalingConflict",
     "ModelCached",
 ]
