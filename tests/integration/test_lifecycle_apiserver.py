@@ -33,9 +33,10 @@ from tests.apiserver import (
     AuditCount,
     ControlPlane,
     free_port,
+    install_crds,
     wait_until,
 )
-from tests.tools import ROOT
+from tests.tools import ROOT, cluster_tool
 from tokenscale.adapters.kube import Kube
 from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceServiceSpec
 from tokenscale.domain import capacity, status
@@ -392,3 +393,52 @@ def test_running_operator_creates_children_and_reverts_an_edit_through_its_watch
             == {"tokenscale.io/service": NAME}
         ),
     )
+
+
+def lws_crd() -> dict[str, Any]:
+    """LeaderWorkerSet's own CRD (v0.7.0), as build.sh copies it from the pinned module."""
+    manager = Path(cluster_tool("lws-manager"))
+    crd: dict[str, Any] = yaml.safe_load(
+        (manager.parent / "leaderworkerset.x-k8s.io_leaderworkersets.yaml").read_text()
+    )
+    return crd
+
+
+def test_a_model_larger_than_a_node_waits_for_leaderworkerset_then_is_one_group(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    doc = example()
+    doc["spec"]["model"] = {
+        "source": "hf://meta-llama/Llama-3.1-405B-Instruct",
+        "architecture": "llama-3.1-405b",
+        "maxModelLen": 8192,
+    }
+    doc["spec"]["quantization"] = {"method": "none"}
+    doc["spec"]["resources"] = {"gpu": "h100-80gb"}
+    create_service(control_plane, namespace, doc)
+    # No LeaderWorkerSet in this cluster yet: Planned=False naming the CRD, nothing created.
+    before = Registry(kube_factory=lambda: Kube(control_plane.api_client(OPERATOR_USER)))
+    deliver_service(control_plane, kopf.Memo(registry=before), namespace)
+    planned = condition(read_service(control_plane, namespace), "Planned")
+    assert (planned["status"], planned["reason"]) == ("False", "Infeasible")
+    assert "leaderworkersets.leaderworkerset.x-k8s.io" in planned["message"]
+    assert children_of(control_plane, namespace) == {}
+    # LWS installed (a fresh operator: the answer is kept a minute): the plan is one group of
+    # 2 nodes, and the real API server takes the LeaderWorkerSet against LWS's own schema.
+    install_crds(control_plane.api_client(), [lws_crd()])
+    after = Registry(kube_factory=lambda: Kube(control_plane.api_client(OPERATOR_USER)))
+    deliver_service(control_plane, kopf.Memo(registry=after), namespace)
+    obj = read_service(control_plane, namespace)
+    assert condition(obj, "Planned")["status"] == "True"
+    assert obj["status"]["plan"]["nodesPerReplica"] == 2
+    found = children_of(control_plane, namespace)
+    assert "Deployment" not in found
+    lws = custom(control_plane).get_namespaced_custom_object(
+        "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", NAME
+    )
+    assert lws["spec"]["leaderWorkerTemplate"]["size"] == 2
+    # The replica count went through the LeaderWorkerSet's scale subresource: minReplicas groups.
+    assert lws["spec"]["replicas"] == doc["spec"]["scaling"]["minReplicas"]
+    owners = {m["manager"] for m in lws["metadata"]["managedFields"]}
+    assert owners == {FIELD_MANAGER}
+    assert found["Service"]["spec"]["selector"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
