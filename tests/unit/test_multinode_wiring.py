@@ -127,6 +127,9 @@ def test_status_and_cold_start_count_the_group() -> None:
     # Each node reads its own stages' half of the 756 GiB: 378 s at 1 GiB/s, plus warm-up.
     single = probes.cache_cold_start_seconds(spec, plan) - probes.WARMUP_SECONDS
     assert round(single) == round(probes.checkpoint_gib(spec, plan) / 2)
+    # The group is ready after one node's share and the ranks' rendezvous: what it plans with.
+    node = probes.cache_cold_start_seconds(spec, plan)
+    assert probes.cold_start_seconds(spec, plan) == node + probes.GROUP_RENDEZVOUS_SECONDS
 
 
 def test_the_chart_grants_leaderworkersets_exactly_what_the_operator_uses() -> None:

@@ -27,7 +27,7 @@ import numpy as np
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.bench.clients import ClientModel
 from tokenscale.domain.capacity import Infeasible, Plan, plan
-from tokenscale.domain.probes import cache_cold_start_seconds
+from tokenscale.domain.probes import GROUP_RENDEZVOUS_SECONDS, cache_cold_start_seconds
 from tokenscale.domain.render import QUEUE_PER_SLOT
 from tokenscale_contract.histogram_buckets import (
     INTER_TOKEN_LATENCY_BUCKETS,
@@ -49,11 +49,9 @@ SCRAPE_DELAY_S = 15.0
 # mid-answer, and the gateway's queue is bounded as the operator renders it.
 DRAWN_CLIENT_TIMEOUT_S = 60.0
 DRAWN_CANCEL_SHARE = 0.02
-# A multi-node group's ranks meet after every node is up: torch.distributed's TCPStore on the
-# leader (vLLM's --master-port) waits for the last rank, then NCCL builds its communicators over
-# the 16 GPUs and the engine runs its profiling pass across both stages. An order of magnitude,
-# not a measurement; `domain.probes` has no figure for it (its cold start is one node's).
-GROUP_RENDEZVOUS_S = 30.0
+# A multi-node group's ranks meet after every node is up: the domain's figure, which the
+# operator's planned cold start adds too.
+GROUP_RENDEZVOUS_S = GROUP_RENDEZVOUS_SECONDS
 
 HF_REPOS = {
     "llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct",

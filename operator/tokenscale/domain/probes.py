@@ -36,6 +36,11 @@ LOAD_BYTES_PER_SECOND = 256 * 1024**2
 CACHE_READ_BYTES_PER_SECOND = 1024**3
 # Engine start after the weights are in memory: CUDA graph capture and compilation.
 WARMUP_SECONDS = 180
+# A multi-node group's ranks meet after every node is up: torch.distributed's TCPStore on the
+# leader (vLLM's --master-port) waits for the last rank, then NCCL builds its communicators over
+# all the group's GPUs and the engine profiles across every stage. An order of magnitude, not a
+# measurement.
+GROUP_RENDEZVOUS_SECONDS = 30.0
 STARTUP_FLOOR_SECONDS = 600
 # spec.scaling.coldStartSeconds when unset and nothing better is known (no model cache).
 DEFAULT_COLD_START_SECONDS = 120.0
@@ -78,12 +83,14 @@ def cache_cold_start_seconds(spec: InferenceServiceSpec, plan: Plan) -> float:
 
 def cold_start_seconds(spec: InferenceServiceSpec, plan: Plan) -> float:
     """The cold start the autoscaler plans with: the user's coldStartSeconds; unset, the read
-    from the model cache plus warm-up when there is one, else 120 s."""
+    from the model cache plus warm-up when there is one (a group's: one node's share, as its
+    nodes read at the same time, plus the ranks' rendezvous), else 120 s."""
     stated = spec.scaling.cold_start_seconds
     if stated is not None:
         return stated
     if spec.model.cache is not None:
-        return cache_cold_start_seconds(spec, plan)
+        rendezvous = GROUP_RENDEZVOUS_SECONDS if plan.nodes > 1 else 0.0
+        return cache_cold_start_seconds(spec, plan) + rendezvous
     return DEFAULT_COLD_START_SECONDS
 
 
