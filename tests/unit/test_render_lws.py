@@ -57,6 +57,11 @@ def test_only_the_leader_serves_is_probed_and_scraped() -> None:
     worker = tmpl["workerTemplate"]["spec"]["containers"][0]
     assert "readinessProbe" in leader and leader["ports"][0]["containerPort"] == 8000
     assert not {"ports", "readinessProbe", "livenessProbe", "startupProbe"} & set(worker)
+    # The drain is the leader's: its preStop and grace period let the gateway finish its streams
+    # while the workers, which LWS deletes only once the leader is gone, still hold their stages.
+    assert "preStop" in leader["lifecycle"] and "lifecycle" not in worker
+    leader_pod = tmpl["leaderTemplate"]["spec"]
+    assert leader_pod["terminationGracePeriodSeconds"] == render.DRAIN_GRACE_SECONDS
     assert "annotations" in tmpl["leaderTemplate"]["metadata"]
     assert "annotations" not in tmpl["workerTemplate"]["metadata"]
     assert render.leader_selector(REF, plan) == {

@@ -359,7 +359,11 @@ async def test_sigterm_drains_streams_then_stops_vllm(engine: VllmWorker) -> Non
     engine.set_tuning(4, 64)
     await until(lambda s: s[0] == 4, engine.base)
     vllm_pid = engine.engine_pid()
-    async with client(engine) as c, aiohttp.ClientSession() as probe:
+    # A new connection per probe: a draining gateway closes idle keep-alive connections, and a
+    # POST sent on one it just closed fails with ServerDisconnectedError (seen once under load),
+    # which says nothing about whether the gateway takes new work.
+    fresh = aiohttp.TCPConnector(force_close=True)
+    async with client(engine) as c, aiohttp.ClientSession(connector=fresh) as probe:
         first = FirstTokens(4)
         logs = [Stream(first) for _ in range(12)]
         tasks = [asyncio.create_task(run_stream(c, lg, 400)) for lg in logs]
