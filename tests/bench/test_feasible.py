@@ -96,3 +96,15 @@ def test_a_run_reports_attainment_over_the_feasible_requests() -> None:
     # attainment = 3/4 x feasible attainment + (infeasible met) / n: equal only if none was met
     assert r.slo_attainment == pytest.approx(0.75 * r.feasible_attainment, abs=1e-12)
     assert r.feasible_attainment > 0.9
+
+
+def test_a_token_budget_reaches_the_plan_the_engine_and_the_feasibility_mask() -> None:
+    # evaluate --max-num-batched-tokens: every policy and the bound run the same smaller budget.
+    small = Scenario(max_num_batched_tokens=608)
+    assert small.plan.max_num_batched_tokens == 608
+    assert small.profile.max_num_batched_tokens == 608
+    assert Scenario().profile.max_num_batched_tokens == 8192
+    # A 12k-token prompt takes 21 chunks instead of 2: the objective reaches fewer prompts.
+    assert longest_feasible_prompt(small.profile, 1.0) < longest_feasible_prompt(
+        Scenario().profile, 1.0
+    )

@@ -61,10 +61,10 @@ def _configs(scenario: Scenario, names: list[str]) -> list[Policy]:
     return out
 
 
-def _job(args: tuple[str, int, int, int, list[str], str]) -> dict[str, Any]:
-    set_name, seeds, index, seed, names, world = args
+def _job(args: tuple[str, int, int, int, list[str], str, int | None]) -> dict[str, Any]:
+    set_name, seeds, index, seed, names, world, budget = args
     work = _set(set_name, seeds)[index]
-    scenario = work.scenario(Scenario(world=world), seed)
+    scenario = work.scenario(Scenario(world=world, max_num_batched_tokens=budget), seed)
     trace = work.trace(scenario, seed)
     bound = lower_bound(scenario, trace)
     initial = bound.warm_start(warm_lead(scenario))
@@ -146,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", dest="json_path", default="out/evaluate.json")
     parser.add_argument("--world", choices=("known", "drawn"), default="known")
     parser.add_argument(
+        "--max-num-batched-tokens",
+        type=int,
+        default=None,
+        help="the per-step token budget (spec.engine.maxNumBatchedTokens) for every policy and "
+        "the bound; default: the planner's",
+    )
+    parser.add_argument(
         "--table-from", default=None, help="print the table of an earlier run's JSON and exit"
     )
     args = parser.parse_args(argv)
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     only = {n.strip() for n in args.only.split(",") if n.strip()}
     works = _set(args.set_name, args.seeds)
     jobs = [
-        (args.set_name, args.seeds, i, seed, names, args.world)
+        (args.set_name, args.seeds, i, seed, names, args.world, args.max_num_batched_tokens)
         for i, w in enumerate(works)
         if not only or w.name in only
         for seed in w.seeds

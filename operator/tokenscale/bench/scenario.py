@@ -98,6 +98,8 @@ class Scenario:
     # its warm-up), and a group adds `rendezvous_s` after its slowest node (`group_cold_start`).
     multi_node: bool = False
     rendezvous_s: float = GROUP_RENDEZVOUS_S
+    # spec.engine.maxNumBatchedTokens, the per-step token budget; None: the planner's choice.
+    max_num_batched_tokens: int | None = None
 
     def spec(self, **scaling: Any) -> InferenceServiceSpec:
         """The service as the policy is told it: coldStartSeconds is a replica's (a group's)."""
@@ -126,8 +128,14 @@ class Scenario:
                     "percentile": self.percentile,
                 },
                 "scaling": base,
+                **self._engine(),
             }
         )
+
+    def _engine(self) -> dict[str, Any]:
+        if self.max_num_batched_tokens is None:
+            return {}
+        return {"engine": {"maxNumBatchedTokens": self.max_num_batched_tokens}}
 
     @cached_property
     def _fit(self) -> Plan | Infeasible:
