@@ -58,7 +58,12 @@ def test_name_that_is_no_service_name_is_rejected(
 def test_impossible_spec_reported_in_status_and_event(
     cluster: Cluster, operator: Operator, namespace: str
 ) -> None:
-    spec = minimal_spec(model={"source": "hf://m/405b", "architecture": "llama-3.1-405b"})
+    # 405B bf16 (756 GiB) on 4 H200s: a replica pinned to 4 GPUs of one node, so even the
+    # multi-node group this cluster's LeaderWorkerSet would allow does not apply.
+    spec = minimal_spec(
+        model={"source": "hf://m/405b", "architecture": "llama-3.1-405b"},
+        resources={"gpu": "h200-141gb", "gpusPerReplica": 4},
+    )
     cluster.apply(manifest(spec, "huge"), namespace)
 
     def planned_false() -> dict[str, Any] | None:
