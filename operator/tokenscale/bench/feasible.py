@@ -27,18 +27,14 @@ import numpy.typing as npt
 
 from tokenscale.bench.traces import Trace
 from tokenscale.domain.perf import largest_where
+from tokenscale.domain.slo_reach import idle_prefill_s
 from tokenscale_sim.profile import EngineProfile
 
 
 def idle_ttft(profile: EngineProfile, prompt: int) -> float:
-    """Seconds from arrival to the first token for `prompt` tokens on an empty engine."""
-    budget = profile.max_num_batched_tokens
-    total, cached = 0.0, 0
-    while cached < prompt:
-        n = min(budget, prompt - cached)
-        total += profile.step_seconds(n, 1, cached + n, n * (cached + (n + 1) / 2))
-        cached += n
-    return total
+    """Seconds from arrival to the first token for `prompt` tokens on an empty engine: the
+    operator's own sum (`domain.slo_reach`) over the simulator's step times."""
+    return idle_prefill_s(profile, prompt, profile.max_num_batched_tokens)
 
 
 def _affine_sum(a: float, b: float, lo: int, hi: int) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Protocol
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.capacity import Plan, resolve_arch
@@ -27,7 +28,13 @@ from tokenscale_contract import catalog
 from tokenscale_contract.roofline import Roofline, roofline
 
 
-def idle_prefill_s(model: Roofline, prompt: int, budget: int) -> float:
+class StepTimes(Protocol):
+    """One engine step's time: the roofline here, the simulator's profile in the bench."""
+
+    def step_seconds(self, tokens: int, seqs: int, kv_read: float, attn_pairs: float) -> float: ...
+
+
+def idle_prefill_s(model: StepTimes, prompt: int, budget: int) -> float:
     """Seconds an idle replica takes from admission to the first token of `prompt` tokens."""
     total, cached = 0.0, 0
     while cached < prompt:
@@ -115,9 +122,9 @@ class SloReach:
 def reach(spec: InferenceServiceSpec, plan: Plan, prompt_buckets: Buckets) -> SloReach:
     """The SLOFeasible facts: the prompt length beyond which the objective is out of reach, the
     prefill time there, and the share of the window's requests beyond it."""
-    longest, top = longest_prompt_within(spec, plan), _max_prompt(spec)
-    beyond = min(longest + 1, top)
-    prefill = idle_prefill_s(_roofline(spec, plan), beyond, plan.max_num_batched_tokens)
+    model, budget, top = _roofline(spec, plan), plan.max_num_batched_tokens, _max_prompt(spec)
+    longest = _longest(model, budget, spec.slo.ttft_seconds, top)
+    prefill = idle_prefill_s(model, min(longest + 1, top), budget)
     share = None if longest >= top else share_above(prompt_buckets, longest)
     return SloReach(
         longest_prompt=longest,
