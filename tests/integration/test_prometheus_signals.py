@@ -115,7 +115,15 @@ def poll_signals(prometheus: str) -> dict[tuple[str, str], ServiceSignals]:
     while time.monotonic() < deadline:
         signals = source.fetch()
         found = signals.get(key)
-        if found and found.ttft_buckets and found.rates.get("requests"):
+        # The window's mean in flight steps at the scrape interval (5 s): a series younger
+        # than the last step has no point in it yet, and its first points may be the idle
+        # worker's, scraped before the traffic began (a mean of 0).
+        if (
+            found
+            and found.ttft_buckets
+            and found.rates.get("requests")
+            and found.gauges.get("in_flight_mean", 0.0) > 0
+        ):
             break
         time.sleep(1)
     before = source.queries_sent
@@ -136,6 +144,8 @@ def check_signals(signals: dict[tuple[str, str], ServiceSignals]) -> None:
     assert obs.output_tokens == pytest.approx(20, rel=0.2)
     assert signals[key].gauges.get("cap") == 8
     assert signals[key].gauges.get("targets_up") == 1
+    # One client sending back to back: one request in flight at most, nearly always one.
+    assert obs.in_flight_mean is not None and 0 < obs.in_flight_mean <= 1.0
     # The sample time is Prometheus's scrape time (every second here), not the query's.
     sampled_at = signals[key].sampled_at
     assert sampled_at is not None and 0 <= time.time() - sampled_at < 10
@@ -251,3 +261,27 @@ def poll_until(read: Callable[[], ServiceSignals | None], deadline_s: float) -> 
             return found
         assert time.monotonic() < end, f"no answer within {deadline_s} s"
         time.sleep(0.5)
+
+
+def test_the_window_mean_counts_running_waiting_and_queued(tmp_path: Path) -> None:
+    """An engine's running and waiting gauges carry the same labels (vLLM's `model_name` and
+    `engine`): the mean in flight must add both, and the gateway's queue, not keep one of them."""
+    page = (
+        'vllm:num_requests_running{model_name="chat",engine="0"} 3\n'
+        'vllm:num_requests_waiting{model_name="chat",engine="0"} 2\n'
+        "tokenscale_gateway_queue_length 1\n"
+    )
+    key = ("team-a", "chat")
+
+    def with_mean() -> ServiceSignals | None:
+        found = source.fetch().get(key)
+        return found if found and "in_flight_mean" in found.gauges else None
+
+    with exporter(page) as port:
+        write_scrape_config(tmp_path, f"127.0.0.1:{port}", {"namespace": key[0], SERVICE: key[1]})
+        with running_prometheus(tmp_path, free_port()) as url:
+            source = PrometheusSignals(url, window="30s", timeout_s=5.0)
+            found = poll_until(with_mean, deadline_s=30)
+    assert found.gauges["running"] == 3 and found.gauges["waiting"] == 2
+    assert found.gauges["gateway_queue"] == 1
+    assert found.gauges["in_flight_mean"] == 6

@@ -30,6 +30,11 @@ DOCS: list[tuple[str, dict[str, Any]]] = (
     + [("allowed " + " ".join(a), document(minimal_spec(engine={"extraArgs": a})))
        for a in ALLOWED]
     + [("valid", document())]
+    # The length-aware TTFT objective's cross-field rule: within 3600 s for the longest prompt.
+    + [("ttft allowance within", document(minimal_spec(slo={"ttftSecondsPer1kPromptTokens": 30})))]
+    + [("ttft allowance over", document(minimal_spec(
+        model={**minimal_spec()["model"], "maxModelLen": 131072},
+        slo={"ttftSecondsPer1kPromptTokens": 30})))]
 )  # fmt: skip
 
 

@@ -346,6 +346,8 @@ class _FakeKube:
     def patch_status(self, ref: Any, status: dict[str, Any], resource_version: str | None) -> None:
         from kubernetes.client.exceptions import ApiException
 
+        if self.server_version == "gone":
+            raise ApiException(status=404, reason="Not Found")
         if resource_version is not None and resource_version != self.server_version:
             raise ApiException(status=409, reason="Conflict")
         self.patches.append((status, resource_version))
@@ -368,6 +370,11 @@ def test_status_from_a_stale_copy_is_not_written_and_not_acted_on() -> None:
     kube.server_version = "7"
     assert handler._write_status(reg, key, ref, patch, "7") is True
     assert kube.patches == [(patch, "7")]
+    # Deleted between the watch's copy and the write: nothing written, nothing acted on, and
+    # no failed tick (the DELETED event is on its way).
+    kube.server_version = "gone"
+    other = {"conditions": [{"type": "MetricsAvailable", "status": "False"}]}
+    assert handler._write_status(reg, key, ref, other, "7") is False
 
 
 def test_a_null_in_the_patch_equals_a_key_the_server_dropped() -> None:
@@ -409,3 +416,26 @@ def test_the_cache_keeps_what_the_tick_reads_and_little_else() -> None:
     (kept,) = cache.pods(key)
     facts = autoscale.workload_facts(slim, [kept], current_cap=8, schedulable=None)
     assert facts.ready_replicas == 0 and kept["spec"] == {"nodeName": "n1"}
+
+
+def test_a_service_being_deleted_is_left_alone() -> None:
+    """Its namespace may be terminating (new Events refused with 403) and its workload already
+    collected (404 on the scale subresource): the tick touches nothing, logs nothing."""
+    from tokenscale.handlers import autoscale as handler
+
+    def no_kube() -> Any:
+        raise AssertionError("the tick talked to the API server about a service being deleted")
+
+    key = ("ns", "going")
+    body = {
+        "metadata": {
+            "name": "going",
+            "namespace": "ns",
+            "deletionTimestamp": "2027-01-15T08:00:00Z",
+        },
+        "spec": minimal_spec(),
+        "status": {},
+    }
+    reg = Registry(kube_factory=no_kube)
+    reg.watched.put_service(key, body)
+    handler.tick_service(reg, key, body, None, None, None, NOW)

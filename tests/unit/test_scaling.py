@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from dataclasses import replace
@@ -218,6 +219,31 @@ def test_no_scale_down_while_requests_queue_past_the_ttft_objective() -> None:
     assert decide(SPEC, PLAN, fast_obs, state, now).replicas == quiet.replicas
 
 
+def test_no_scale_down_while_the_objective_is_missed_and_a_replica_starts() -> None:
+    """The need fell below the count (a window's mean read between requests) while TTFT is over
+    the objective with nothing queued now and 4 replicas still starting: they stay until they
+    serve, since the miss has not met them yet. The same with ITL. Once started (older than the
+    cold start) or with the objective met, the need decides."""
+    now, state = 600.0, ScalerState(recommendations=((0.0, 12),), concurrency_cap=40)
+    starting = (now - 30.0,) * 4
+    quiet = decide(SPEC, PLAN, obs(now, 26.0, 8, starting=starting), state, now)
+    assert quiet.replicas < 12
+    slow_first = decide(SPEC, PLAN, obs(now, 26.0, 8, starting=starting, ttft=1.6), state, now)
+    assert slow_first.replicas == 12
+    assert "no scale-down while TTFT p95 1.60 s > 1.00 s with 4 replica(s) starting" in (
+        slow_first.reason
+    )
+    slow_tokens = decide(SPEC, PLAN, obs(now, 26.0, 8, starting=starting, itl=0.08), state, now)
+    assert slow_tokens.replicas == 12
+    assert "no scale-down while ITL p95 80 ms > 50 ms with 4 replica(s) starting" in (
+        slow_tokens.reason
+    )
+    # Started long ago (past the cold start: stuck, not on its way): the need decides.
+    stuck = (now - 3600.0,) * 4
+    late = decide(SPEC, PLAN, obs(now, 26.0, 12, starting=stuck, ttft=1.6), state, now)
+    assert late.replicas < 12 and "no scale-down" not in late.reason
+
+
 def test_no_replica_past_the_first_while_the_model_cache_fills() -> None:
     """A replica added while the fill runs would wait for it in its init container: the load
     that asks for 6 replicas gets 1 (a new service) and keeps 3 (replicas serving an earlier
@@ -389,3 +415,24 @@ def test_a_pipeline_replica_decodes_one_batch_per_stage() -> None:
     # so a 2-stage replica serves more than one batch of the same per-token latency would
     one_stage = replace(model, stages=1)
     assert model.throughput(64) > one_stage.throughput(64)
+
+
+def test_concurrency_need_reads_the_window_mean_not_one_instant() -> None:
+    """A Poisson load at 4 req/s keeps 24 in flight on average; one gauge reading 120 (a
+    momentary clump, or requests still finishing on replicas being drained) is not a need
+    for a fourth replica. Without the window's mean the same reading adds one."""
+    state = ScalerState(recommendations=((540.0, 3),), concurrency_cap=40)
+    clump = dataclasses.replace(obs(600.0, 4, 3), running=120.0)
+    held = decide(SPEC, PLAN, dataclasses.replace(clump, in_flight_mean=24.0), state, 600.0)
+    assert held.replicas == 3
+    instant = decide(SPEC, PLAN, clump, state, 600.0)
+    assert instant.replicas == 4 and "120 in flight at cap" in instant.reason
+
+
+def test_a_burst_past_twice_the_ready_slots_scales_on_the_count_now() -> None:
+    """250 in flight now against 3 ready x 44 x 0.8 (twice is 211): the window's mean (24)
+    would answer after half a window; the count now answers at once, as Knative's panic mode."""
+    state = ScalerState(recommendations=((540.0, 3),), concurrency_cap=40)
+    burst = dataclasses.replace(obs(600.0, 4, 3), running=250.0, in_flight_mean=24.0)
+    d = decide(SPEC, PLAN, burst, state, 600.0)
+    assert d.replicas == 8 and "250 in flight now" in d.reason

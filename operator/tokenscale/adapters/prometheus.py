@@ -29,6 +29,7 @@ from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from tokenscale.adapters.prometheus_errors import classify, display_url
+from tokenscale.domain.render import SCRAPE_INTERVAL
 from tokenscale.domain.signals import ServiceKey, ServiceSignals
 from tokenscale.domain.status import MetricsOutage
 
@@ -75,6 +76,20 @@ GAUGES = {
     "cap": ("max", "tokenscale_gateway_concurrency_cap"),
     "targets_up": ("sum", "up"),
 }
+# Requests running or waiting (engines and gateways) per service, averaged over the window
+# (`decide()`'s concurrency need). The average is of the service's sum at each step, so a
+# drained replica stops counting when its series ends, where a sum of per-pod averages would
+# keep its last window's load for a whole window after it went. One selector matches the three
+# names: `running or waiting` would drop every waiting series, since `or` matches on the labels
+# without the metric name and an engine's two gauges carry the same ones. The step is the
+# PodMonitor's scrape interval; without one the subquery steps at the global evaluation interval
+# (1m by default), one point per window.
+IN_FLIGHT = (
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "tokenscale_gateway_queue_length",
+)
+SUBQUERY_STEP = SCRAPE_INTERVAL
 # When the engine gauges were scraped: the engine's running count, else the gateway's in-flight
 # count (a worker whose engine exports nothing yet). `timestamp()` drops the metric name, so for
 # one pod the engine's series wins the `or`.
@@ -99,6 +114,13 @@ def namespace_matcher(namespaces: Sequence[str]) -> str:
         return ""
     pattern = "|".join(re.escape(ns) for ns in namespaces)
     return f'{{{NAMESPACE_LABEL}=~"{escape_label_value(pattern)}"}}'
+
+
+def names_matcher(names: Sequence[str], namespaces: Sequence[str] = ()) -> str:
+    """`{__name__=~"a|b", namespace=~"..."}`: several metrics as one selector."""
+    pattern = escape_label_value("|".join(re.escape(name) for name in names))
+    namespace = namespace_matcher(namespaces)[1:-1]
+    return "{" + ", ".join(filter(None, [f'__name__=~"{pattern}"', namespace])) + "}"
 
 
 @dataclass(frozen=True)
@@ -134,6 +156,11 @@ def build_queries(window: str, namespaces: Sequence[str] = ()) -> QueryPlan:
     queries["gauges"] = " or ".join(
         f'label_replace({agg} by ({by}) ({metric}{sel}), "signal", "{key}", "", "")'
         for key, (agg, metric) in GAUGES.items()
+    )
+    in_flight = names_matcher(IN_FLIGHT, namespaces)
+    queries["gauges"] += (
+        f" or label_replace(avg_over_time((sum by ({by}) ({in_flight}))"
+        f'[{window}:{SUBQUERY_STEP}]), "signal", "in_flight_mean", "", "")'
     )
     agg, template = SAMPLED_AT
     sampled = template.format(sel=sel, **SAMPLE_CLOCK)

@@ -171,7 +171,7 @@ def served(
         fleet.arrive(rid, t)
     fleet.advance_all(MINUTE_S + GRACE_S)
     ttft, itl = rec.ttft, rec.itl
-    in_time = ttft <= scenario.ttft_s
+    in_time = ttft <= scenario.ttft_objectives(sub.prompt)
     done_ok = in_time & (np.nan_to_num(itl, nan=np.inf) <= scenario.itl_s)
     running = in_time & np.isnan(itl)
     return int(done_ok.sum() + running.sum())

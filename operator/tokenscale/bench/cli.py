@@ -61,6 +61,7 @@ SCENARIO_FIELDS = {
     "gpu": "gpu",
     "quantization": "quantization",
     "slo_ttft": "ttft_s",
+    "slo_ttft_per_1k": "ttft_per_1k_s",
     "slo_itl": "itl_s",
     "slo_percentile": "percentile",
     "cold_start": "cold_start_s",
@@ -114,6 +115,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     positive = number(0.0, low_open=True)
     parser.add_argument(
         "--slo-ttft", type=positive, help=f"TTFT objective, s; {mine} ({d.ttft_s:g})"
+    )
+    parser.add_argument(
+        "--slo-ttft-per-1k",
+        type=number(0.0, 60.0),
+        help="a length-aware TTFT objective: seconds more per 1000 prompt tokens "
+        f"(spec.slo.ttftSecondsPer1kPromptTokens); {mine} ({d.ttft_per_1k_s:g})",
     )
     parser.add_argument("--slo-itl", type=positive, help=f"ITL objective, s; {mine} ({d.itl_s:g})")
     parser.add_argument(

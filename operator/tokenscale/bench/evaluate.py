@@ -17,7 +17,7 @@ import argparse
 import json
 import math
 import statistics
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
@@ -61,15 +61,34 @@ def _configs(scenario: Scenario, names: list[str]) -> list[Policy]:
     return out
 
 
-def _job(args: tuple[str, int, int, int, list[str], str, int | None]) -> dict[str, Any]:
-    set_name, seeds, index, seed, names, world, budget = args
-    work = _set(set_name, seeds)[index]
-    scenario = work.scenario(Scenario(world=world, max_num_batched_tokens=budget), seed)
+@dataclass(frozen=True)
+class Job:
+    """One workload at one seed, as a worker process rebuilds it (a picklable recipe)."""
+
+    set_name: str
+    seeds: int
+    index: int  # the workload's position in the set
+    seed: int
+    policies: list[str]
+    world: str
+    max_num_batched_tokens: int | None
+    ttft_per_1k_s: float
+
+
+def _job(job: Job) -> dict[str, Any]:
+    work = _set(job.set_name, job.seeds)[job.index]
+    base = Scenario(
+        world=job.world,
+        max_num_batched_tokens=job.max_num_batched_tokens,
+        ttft_per_1k_s=job.ttft_per_1k_s,
+    )
+    seed = job.seed
+    scenario = work.scenario(base, seed)
     trace = work.trace(scenario, seed)
     bound = lower_bound(scenario, trace)
     initial = bound.warm_start(warm_lead(scenario))
     runs = []
-    for p in _configs(scenario, names):
+    for p in _configs(scenario, job.policies):
         r = simulate(trace, scenario, p, initial)
         floor = bound.gpu_hours(r.slo_attainment)
         runs.append(
@@ -153,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         "the bound; default: the planner's",
     )
     parser.add_argument(
+        "--slo-ttft-per-1k",
+        type=float,
+        default=0.0,
+        help="a length-aware TTFT objective for every workload: seconds more per 1000 prompt "
+        "tokens (spec.slo.ttftSecondsPer1kPromptTokens); default 0, one objective for all",
+    )
+    parser.add_argument(
         "--table-from", default=None, help="print the table of an earlier run's JSON and exit"
     )
     args = parser.parse_args(argv)
@@ -164,7 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     only = {n.strip() for n in args.only.split(",") if n.strip()}
     works = _set(args.set_name, args.seeds)
     jobs = [
-        (args.set_name, args.seeds, i, seed, names, args.world, args.max_num_batched_tokens)
+        Job(
+            args.set_name,
+            args.seeds,
+            i,
+            seed,
+            names,
+            args.world,
+            args.max_num_batched_tokens,
+            args.slo_ttft_per_1k,
+        )
         for i, w in enumerate(works)
         if not only or w.name in only
         for seed in w.seeds

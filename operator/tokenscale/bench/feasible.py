@@ -26,8 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tokenscale.bench.traces import Trace
-from tokenscale.domain.perf import largest_where
-from tokenscale.domain.slo_reach import idle_prefill_s
+from tokenscale.domain.slo_reach import idle_prefill_s, longest_within
 from tokenscale_sim.profile import EngineProfile
 
 
@@ -67,20 +66,19 @@ def idle_mean_itl(profile: EngineProfile, prompt: int, output: int) -> float:
     return total * p.time_scale / (output - 1)
 
 
-def longest_feasible_prompt(profile: EngineProfile, ttft_s: float) -> int:
-    """The longest prompt an idle replica prefills within `ttft_s`; 0 if not even one token.
-    TTFT grows with the prompt, so bisect."""
-    if idle_ttft(profile, 1) > ttft_s:
-        return 0
-    top = profile.max_model_len - 1
-    return largest_where(lambda prompt: idle_ttft(profile, prompt) <= ttft_s, 1, top)
+def longest_feasible_prompt(profile: EngineProfile, ttft_s: float, per_1k_s: float = 0.0) -> int:
+    """The longest prompt an idle replica prefills within its objective, `ttft_s` plus
+    `per_1k_s` per 1000 prompt tokens; 0 if not even one token. Prefill time per token grows
+    with the prompt, so its time minus the allowance crosses the base once: bisect."""
+    budget, top = profile.max_num_batched_tokens, profile.max_model_len - 1
+    return longest_within(profile, budget, ttft_s, per_1k_s, top)
 
 
 def feasible(
-    trace: Trace, profile: EngineProfile, ttft_s: float, itl_s: float
+    trace: Trace, profile: EngineProfile, ttft_s: float, itl_s: float, per_1k_s: float = 0.0
 ) -> npt.NDArray[np.bool_]:
     """Per request: would an idle replica meet both objectives for it?"""
-    longest = longest_feasible_prompt(profile, ttft_s)
+    longest = longest_feasible_prompt(profile, ttft_s, per_1k_s)
     ok = trace.prompt <= longest
     pairs = np.stack([trace.prompt, trace.output], axis=1)
     unique, inverse = np.unique(pairs, axis=0, return_inverse=True)

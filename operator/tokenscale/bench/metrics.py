@@ -25,12 +25,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from tokenscale.bench.traces import Trace
 from tokenscale.domain.histogram import quantile
 from tokenscale.domain.observation import Observation
+from tokenscale.domain.slo_reach import share_above
+from tokenscale.domain.ttft_objective import in_reach_percentile
 from tokenscale_contract.histogram_buckets import ITL_FAMILY, TTFT_FAMILY
 from tokenscale_sim.engine import AdvanceResult, FinishedRequest, StepResult
+from tokenscale_sim.metrics import build_1_2_5_buckets
 
 WINDOW_S = 60.0
 HISTORY_SAMPLES = 256
@@ -102,6 +106,7 @@ class Recorder:
         # The gauges at each bucket's close; the oldest is what a delayed reader sees.
         self._gauges: deque[Gauges] = deque(maxlen=self.delay_buckets + 1)
         self.window_s = window_s
+        self._prompt_bounds = tuple(build_1_2_5_buckets(int(trace.prompt.max(initial=1))))
         # (time, requests in flight) every sample period, for the baselines' own windows: 256
         # samples at 2 s keep 512 s, past the longest window a baseline reads (AIBrix APA's
         # 180 s, its 300 s cooldown reads no samples).
@@ -173,17 +178,21 @@ class Recorder:
             out += b.out
         return ttft, itl, out
 
-    def window_quantiles(self, pct: float) -> tuple[float | None, float | None]:
-        """(TTFT, ITL) at `pct` from the window's histograms, as `histogram_quantile` reads them."""
+    def window_quantiles(
+        self, pct: float, ttft_pct: float | None = None
+    ) -> tuple[float | None, float | None]:
+        """(TTFT at `ttft_pct`, else `pct`; ITL at `pct`) from the window's histograms, as
+        `histogram_quantile` reads them."""
         ttft = [0.0] * (len(self.ttft_bounds) + 1)
         itl = [0.0] * (len(self.itl_bounds) + 1)
         for b in self._visible():
             ttft = [a + c for a, c in zip(ttft, b.ttft_counts, strict=True)]
             itl = [a + c for a, c in zip(itl, b.itl_counts, strict=True)]
-        q = pct / 100.0
         return (
-            quantile(q, cumulative(ttft, self.ttft_bounds)),
-            quantile(q, cumulative(itl, self.itl_bounds)),
+            quantile(
+                (pct if ttft_pct is None else ttft_pct) / 100.0, cumulative(ttft, self.ttft_bounds)
+            ),
+            quantile(pct / 100.0, cumulative(itl, self.itl_bounds)),
         )
 
     def gauges_seen(self, live: Gauges) -> Gauges:
@@ -191,6 +200,39 @@ class Recorder:
         if self.delay_buckets == 0 or not self._gauges:
             return live
         return self._gauges[0]
+
+    def _prompts(self, start: float, end: float) -> npt.NDArray[np.int64]:
+        """Prompt lengths of the requests that arrived in (start, end]."""
+        lo, hi = np.searchsorted(self._arrival, [start, end], side="right")
+        return self.trace.prompt[lo:hi]
+
+    def _prompt_buckets(self, prompts: npt.NDArray[np.int64]) -> list[tuple[float, float]]:
+        """`prompts` as vLLM's cumulative request_prompt_tokens buckets."""
+        bounds = self._prompt_bounds
+        counts = np.bincount(
+            np.searchsorted(bounds, prompts, side="left"), minlength=len(bounds) + 1
+        )
+        return cumulative(counts.tolist(), bounds)
+
+    def prompt_at(self, start: float, end: float, pct: float) -> float | None:
+        """The prompt length at `pct` among requests that arrived in (start, end]: exact, or
+        as `histogram_quantile` reads vLLM's request_prompt_tokens buckets ("prometheus")."""
+        prompts = self._prompts(start, end)
+        if not len(prompts):
+            return None
+        if not self.histograms:
+            return float(np.percentile(prompts, pct, method="inverted_cdf"))
+        return quantile(pct / 100.0, self._prompt_buckets(prompts))
+
+    def prompt_share_above(self, start: float, end: float, limit: int) -> float | None:
+        """The share of requests arrived in (start, end] whose prompt is longer than `limit`:
+        exact, or read from vLLM's buckets as the operator reads it ("prometheus")."""
+        prompts = self._prompts(start, end)
+        if not len(prompts):
+            return None
+        if not self.histograms:
+            return float(np.mean(prompts > limit))
+        return share_above(tuple(self._prompt_buckets(prompts)), limit)
 
     def arrivals(self, start: float, end: float) -> tuple[int, float]:
         """Requests that arrived in (start, end] and their mean prompt length."""
@@ -218,25 +260,38 @@ def observe(
     starting: tuple[float, ...],
     current: int,
     cap: int,
+    reach_limit: int | None = None,
 ) -> Observation:
-    ttft, itl, out = rec.window()
-    if rec.histograms:
-        ttft_s, itl_s = rec.window_quantiles(pct)
-    else:
-        ttft_s, itl_s = percentile(ttft, pct), percentile(itl, pct)
+    """What the operator's `to_observation` reads, from the simulated window. With
+    `reach_limit` (the longest prompt in reach, as the operator computes it from the plan),
+    TTFT and its prompt length are read over the requests in reach, as the operator does."""
     seen = now - rec.scrape_delay_s
     span = min(rec.window_s, seen)
+    share = None
+    if reach_limit is not None and span > 0:
+        share = rec.prompt_share_above(seen - span, seen, reach_limit)
+    ttft_pct = in_reach_percentile(pct, share)
+    ttft, itl, out = rec.window()
+    if rec.histograms:
+        ttft_s, itl_s = rec.window_quantiles(pct, ttft_pct)
+    else:
+        ttft_s, itl_s = percentile(ttft, ttft_pct), percentile(itl, pct)
     n, prompt = rec.arrivals(seen - span, seen) if span > 0 else (0, math.nan)
+    prompt_at = rec.prompt_at(seen - span, seen, ttft_pct) if span > 0 else None
     running, waiting, kv = rec.gauges_seen(gauges)
+    in_flight = [c for at, c in rec.concurrency if seen - span < at <= seen]
     return Observation(
         sampled_at=now,
         ttft_s=ttft_s,
         itl_s=itl_s,
         arrival_rate=n / span if span > 0 else None,
         prompt_tokens=None if math.isnan(prompt) else prompt,
+        prompt_tokens_at_percentile=prompt_at,
+        out_of_reach_share=share or 0.0,
         output_tokens=float(np.mean(out)) if out else None,
         running=running,
         waiting=waiting,
+        in_flight_mean=float(np.mean(in_flight)) if in_flight else None,
         kv_cache_usage=kv,
         ready_replicas=ready,
         starting_since=starting,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from tokenscale.bench.metrics import Recorder
 from tokenscale.bench.scenario import Scenario
+from tokenscale.domain import slo_reach
 from tokenscale.domain.observation import Observation, ScalerState
 from tokenscale.domain.scaling import decide
 from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants
@@ -34,6 +35,9 @@ class Policy:
     # Seconds between decisions; None: the scenario's tick (15 s, the operator's loop).
     tick_s: float | None = None
     cap_option = "vllm"
+    # The longest prompt the policy knows to be in reach of the TTFT objective: TTFT is then
+    # read over the requests in reach (the operator's reading); None: over every request.
+    reach_limit: int | None = None
 
     def initial_cap(self, scenario: Scenario) -> int:
         return cap_for(scenario, self.cap_option)
@@ -55,6 +59,9 @@ class Tokenscale(Policy):
         if constants != CONSTANTS:  # the benchmark's utilization sweep
             self.config = f"utilization target {constants.target_utilization:g}"
         self.reasons: list[tuple[float, str]] = []
+        # As the operator's tick: from the plan's roofline, not the simulator's profile.
+        longest = slo_reach.longest_prompt_within(self.spec, self.plan)
+        self.reach_limit = longest if longest < self.spec.model.max_model_len else None
 
     def initial_cap(self, scenario: Scenario) -> int:
         return self.plan.max_concurrency

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from tokenscale.bench.feasible import feasible
 from tokenscale.bench.fleet import Fleet
@@ -120,6 +121,8 @@ def simulate(
     i, n_req, t = 0, len(arrival), 0.0
     next_tick = next_bucket = 0.0
     period = policy.tick_s or scenario.tick_s
+    objectives = scenario.ttft_objectives(trace.prompt)  # per request, for the give-up check
+    give_up_at = None if give_up_below is None else (1 - give_up_below) * n_req
     while t <= end or i < n_req:  # every request is replayed, also those after the last sample
         while i < n_req and arrival[i] < t:
             fleet.due(arrival[i])
@@ -136,7 +139,7 @@ def simulate(
             next_tick += period
             if progress is not None:
                 progress(t / end)
-            if give_up_below is not None and _misses(rec, scenario) > (1 - give_up_below) * n_req:
+            if give_up_at is not None and _misses(rec, objectives, scenario.itl_s) > give_up_at:
                 res = _score(trace, scenario, policy, fleet, rec, fleet.gpu_hours(end), series)
                 res.gave_up = True
                 res.replica_seconds = fleet.replica_seconds(end)
@@ -162,7 +165,15 @@ def _tick(
     ready = sum(1 for r in active if r.ready_at <= t)
     starting = tuple(r.started_at for r in active if r.ready_at > t)
     obs = observe(
-        rec, t, scenario.percentile, fleet.gauges(t), ready, starting, len(active), fleet.cap
+        rec,
+        t,
+        scenario.percentile,
+        fleet.gauges(t),
+        ready,
+        starting,
+        len(active),
+        fleet.cap,
+        policy.reach_limit,
     )
     replicas, cap = policy.decide(t, obs, rec)
     if cap is not None and cap != fleet.cap:
@@ -174,9 +185,9 @@ def _tick(
     series["cap"].append(fleet.cap)
 
 
-def _misses(rec: Recorder, scenario: Scenario) -> int:
+def _misses(rec: Recorder, ttft_objectives: npt.NDArray[np.float64], itl_s: float) -> int:
     """Requests already known to miss: rejected, first token late, or finished too slow."""
-    missed = (rec.ttft > scenario.ttft_s) | (rec.itl > scenario.itl_s) | rec.rejected
+    missed = (rec.ttft > ttft_objectives) | (rec.itl > itl_s) | rec.rejected
     return int(np.count_nonzero(missed))
 
 
@@ -197,8 +208,10 @@ def _score(
     series: dict[str, list[float]],
 ) -> RunResult:
     ttft, itl = rec.ttft, rec.itl
-    ok = (ttft <= scenario.ttft_s) & (np.nan_to_num(itl, nan=np.inf) <= scenario.itl_s)
-    can = feasible(trace, scenario.profile, scenario.ttft_s, scenario.itl_s)
+    ok = (ttft <= scenario.ttft_objectives(trace.prompt)) & (
+        np.nan_to_num(itl, nan=np.inf) <= scenario.itl_s
+    )
+    can = feasible(trace, scenario.profile, scenario.ttft_s, scenario.itl_s, scenario.ttft_per_1k_s)
     served = ~np.isnan(ttft)
     t_ok = ttft[served] if served.any() else np.array([np.inf])
     i_ok = itl[~np.isnan(itl)] if (~np.isnan(itl)).any() else np.array([np.inf])

@@ -23,6 +23,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.bench.clients import ClientModel
@@ -70,6 +71,8 @@ class Scenario:
     gpu: str = "h100-80gb"
     quantization: str = "fp8"
     ttft_s: float = 1.0
+    # spec.slo.ttftSecondsPer1kPromptTokens: a length-aware TTFT objective (0: none).
+    ttft_per_1k_s: float = 0.0
     itl_s: float = 0.05
     percentile: float = 99.0
     cold_start_s: float = 120.0
@@ -101,6 +104,10 @@ class Scenario:
     # spec.engine.maxNumBatchedTokens, the per-step token budget; None: the planner's choice.
     max_num_batched_tokens: int | None = None
 
+    def ttft_objectives(self, prompt: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        """Each request's TTFT objective from its prompt length (domain.ttft_objective)."""
+        return self.ttft_s + self.ttft_per_1k_s * np.asarray(prompt, dtype=np.float64) / 1000.0
+
     def spec(self, **scaling: Any) -> InferenceServiceSpec:
         """The service as the policy is told it: coldStartSeconds is a replica's (a group's)."""
         return self._spec(self.replica_cold_start_s, **scaling)
@@ -124,6 +131,7 @@ class Scenario:
                 "resources": {"gpu": self.gpu},
                 "slo": {
                     "ttftSeconds": self.ttft_s,
+                    "ttftSecondsPer1kPromptTokens": self.ttft_per_1k_s,
                     "itlSeconds": self.itl_s,
                     "percentile": self.percentile,
                 },
@@ -247,6 +255,7 @@ class Scenario:
             "tensor_parallel": p.tensor_parallel,
             "nodes_per_replica": p.nodes,
             "slo_ttft_s": self.ttft_s,
+            "slo_ttft_per_1k_prompt_tokens_s": self.ttft_per_1k_s,
             "slo_itl_s": self.itl_s,
             "slo_percentile": self.percentile,
             "cold_start_s": self.cold_start_s,

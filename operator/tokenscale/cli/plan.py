@@ -77,6 +77,7 @@ def plan_json(result: capacity.Plan | capacity.Infeasible) -> dict[str, Any]:
         "maxConcurrency": result.max_concurrency,
         "maxNumSeqs": result.max_num_seqs,
         "maxNumBatchedTokens": result.max_num_batched_tokens,
+        "itlBudgetTokens": result.itl_budget_tokens,
         "minItlSeconds": result.min_itl_seconds,
         "notes": list(result.notes),
     }

@@ -63,6 +63,9 @@ class Plan:
     allow_deprecated_quantization: bool = False
     # Nodes per replica: > 1 is pipeline parallel across nodes, `tensor_parallel` GPUs on each.
     nodes: int = 1
+    # The per-step token budget the ITL objective allows beside a full cap of decoding
+    # requests (`StepModel.largest_chunk_within`); 0 when the decode step alone exceeds it.
+    itl_budget_tokens: int = 0
 
     @property
     def gpus_per_replica(self) -> int:
@@ -233,6 +236,20 @@ def _plan(
         )
     ceiling = min(by_kv, max_num_seqs, batch.max_concurrency)
     max_concurrency = max(batch.min_concurrency, min(ceiling, by_itl or batch.min_concurrency))
+    budget = _batched_tokens(spec, gpu)
+    per_stage_cap = max(1, max_concurrency // nodes)
+    itl_budget = steps.largest_chunk_within(
+        spec.slo.itl_seconds, per_stage_cap, mean_context, spec.model.max_model_len
+    )
+    note = _budget_note(
+        spec,
+        budget,
+        itl_budget,
+        steps.mixed_step(budget, per_stage_cap, mean_context),
+        per_stage_cap,
+    )
+    if note:
+        notes.append(note)
     return Plan(
         model_name=arch.display,
         gpu=gpu.id,
@@ -247,10 +264,31 @@ def _plan(
         kv_cache_tokens=kv_tokens,
         max_concurrency=max_concurrency,
         max_num_seqs=max(max_num_seqs, max_concurrency),
-        max_num_batched_tokens=_batched_tokens(spec, gpu),
+        max_num_batched_tokens=budget,
         min_itl_seconds=round(min_itl, 4),
         notes=tuple(notes),
         nodes=nodes,
+        itl_budget_tokens=itl_budget,
+    )
+
+
+def _budget_note(
+    spec: InferenceServiceSpec, budget: int, itl_budget: int, full_step_s: float, batch: int
+) -> str:
+    """Which per-step token budget the plan uses and why, when it is vLLM's default and a step
+    carrying a full chunk of it misses the ITL objective (a spec value is the user's choice)."""
+    if spec.engine.max_num_batched_tokens or not spec.engine.enable_chunked_prefill:
+        return ""
+    # The ITL budget is capped at maxModelLen: below the default there only says the longest
+    # prompt is shorter than one chunk (a 512-token model, 2048 by default), not that a step misses.
+    if itl_budget <= 0 or budget <= itl_budget or full_step_s <= spec.slo.itl_seconds:
+        return ""
+    return (
+        f"maxNumBatchedTokens {budget} is vLLM's default: a step carrying a full "
+        f"{budget}-token prompt chunk beside {batch} decoding requests takes "
+        f"{full_step_s * 1000:.0f} ms, over the {spec.slo.itl_seconds * 1000:.0f} ms ITL "
+        f"objective; for prompt-heavy traffic set spec.engine.maxNumBatchedTokens to "
+        f"{itl_budget}, the largest chunk within it (docs/benchmarks.md)"
     )
 
 

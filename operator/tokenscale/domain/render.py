@@ -26,6 +26,8 @@ Manifest = dict[str, Any]
 DRAIN_GRACE_SECONDS = 120
 # Endpoints controllers need a moment to take a terminating pod out of rotation.
 PRESTOP_SLEEP_SECONDS = 5
+# How often the PodMonitor scrapes a worker; the operator's window averages step at it.
+SCRAPE_INTERVAL = "5s"
 QUEUE_PER_SLOT = 4
 TUNING_DIR = posixpath.dirname(contract.TUNING_PATH)
 # Hugging Face downloads land here (an emptyDir: the root filesystem is read-only).
@@ -103,7 +105,7 @@ def make_podmonitor(ref: ServiceRef, selector: dict[str, str] | None = None) -> 
         "spec": {
             "selector": {"matchLabels": selector or names.selector_labels(ref)},
             "podMetricsEndpoints": [
-                {"port": names.PORT_NAME, "path": "/metrics", "interval": "5s"}
+                {"port": names.PORT_NAME, "path": "/metrics", "interval": SCRAPE_INTERVAL}
             ],
             "podTargetLabels": [names.SERVICE_LABEL],
         },

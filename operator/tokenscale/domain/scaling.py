@@ -17,7 +17,8 @@ then a tolerance band (scale down only below 90% of the current count), scale-do
 stabilization (the highest recommendation of the window; one more than 20% above the present
 need is a passed burst and holds only for coldStartSeconds), burst mode (a need of 2x the ready
 replicas scales up at once and blocks scale-down for 60 s), no scale-down while requests queue
-past the TTFT objective, rate limits, min/max and the
+past the TTFT objective or while the objective is missed with a replica still starting, rate
+limits, min/max and the
 cluster's schedulable capacity. The learned model corrections are updated only in steady
 state: no replica starting and no scale event within the last metrics window.
 """
@@ -66,9 +67,9 @@ def decide(
     if need >= c.panic_threshold * max(1, obs.ready_replicas or 0) and need > current:
         burst_until = now + c.burst_hold_s
     target, recs, hold_note = _stabilize(spec, state, current, need, burst_until, now, c)
-    queue_note = _queue_over_objective(spec, obs)
-    if queue_note and target < current:
-        target, hold_note = current, f"no scale-down while {queue_note}"
+    blocker = _scale_down_blocker(spec, obs) if target < current else ""
+    if blocker:
+        target, hold_note = current, f"no scale-down while {blocker}"
     limited, limit_note = _rate_limit(spec, current, target, c)
     final, short = _capacity(obs, limited)
     final, fill_note = _fill_gate(obs, current, final)
@@ -160,17 +161,34 @@ def _need(
 ) -> tuple[float, str]:
     """Replicas the load needs (a float) and the phrase naming what drove it."""
     need, driver = _rate_need(spec, obs, model, state, cap, c)
-    in_system = (obs.running or 0.0) + (obs.waiting or 0.0)
-    by_conc = in_system / (cap * c.target_utilization)
+    by_conc, conc_driver = _concurrency_need(obs, cap, c)
     if by_conc > need:
-        need, driver = by_conc, f"{in_system:.0f} in flight at cap {cap}"
+        need, driver = by_conc, conc_driver
     boost = _ttft_boost(spec, obs, c)
     if boost > need:
-        ttft, slo = obs.ttft_s or 0.0, spec.slo.ttft_seconds
+        ttft, slo = obs.ttft_s or 0.0, obs.ttft_objective(spec.slo)
         pct = f"p{spec.slo.percentile:g}"
         queued = obs.waiting or 0.0
         need, driver = boost, f"TTFT {pct} {ttft:.2f} s > {slo:.2f} s with {queued:.0f} queued"
     return need, driver
+
+
+def _concurrency_need(
+    obs: Observation, cap: int, c: ScalingConstants = CONSTANTS
+) -> tuple[float, str]:
+    """Requests in flight over the cap at 80% utilization: their mean over the window, or the
+    count now when it is past twice what the ready replicas hold at that utilization (a burst
+    the window's mean would answer only after half a window; Knative's panic threshold).
+    Mean 6.9 at cap 4 -> 2.2 replicas; 30 now with 3 ready (2 x 9.6 = 19.2) -> 9.4 at once."""
+    per_replica = cap * c.target_utilization
+    now = (obs.running or 0.0) + (obs.waiting or 0.0)
+    if obs.in_flight_mean is None:  # a reader without the window's average
+        return now / per_replica, f"{now:.0f} in flight at cap {cap}"
+    mean = obs.in_flight_mean
+    panic_over = c.panic_threshold * max(1, obs.ready_replicas or 0) * per_replica
+    if now > panic_over and now > mean:
+        return now / per_replica, f"{now:.0f} in flight now at cap {cap}"
+    return mean / per_replica, f"{mean:.1f} in flight at cap {cap} (window mean)"
 
 
 def _rate_need(
@@ -209,23 +227,36 @@ def _ttft_boost(
 ) -> float:
     """Feedback for what the model misses: a queue and TTFT over the objective while no
     replica is on its way: 6 ready x min(2, 1.4 s / 1.0 s) = 8.4 replicas."""
-    ttft, ready = obs.ttft_s, obs.ready_replicas or 0
-    if ttft is None or ttft <= spec.slo.ttft_seconds or (obs.waiting or 0.0) < 1.0:
+    ttft, ready, slo = obs.ttft_s, obs.ready_replicas or 0, obs.ttft_objective(spec.slo)
+    if ttft is None or ttft <= slo or (obs.waiting or 0.0) < 1.0:
         return 0.0
     if _coming(spec, obs) > 0 or ready == 0:
         return 0.0
-    return ready * min(c.max_ttft_boost, ttft / spec.slo.ttft_seconds)
+    return ready * min(c.max_ttft_boost, ttft / slo)
 
 
-def _queue_over_objective(spec: InferenceServiceSpec, obs: Observation) -> str:
-    """What makes removing a replica wrong whatever the need says: requests waiting while TTFT
-    is over the objective (an in-flight gauge read between two requests, or a replica still
-    starting, can make the need look lower; the queue says users are waiting now). "" if none."""
-    ttft, queued = obs.ttft_s, obs.waiting or 0.0
-    if ttft is None or ttft <= spec.slo.ttft_seconds or queued < 1.0:
+def _scale_down_blocker(spec: InferenceServiceSpec, obs: Observation) -> str:
+    """What makes removing a replica wrong whatever the need says, "" if nothing: TTFT over the
+    objective with requests waiting now (an in-flight gauge read between two requests can make
+    the need look lower; the queue says users are waiting), or the objective missed while a
+    replica the last scale-up asked for is still starting (the need fell, but the replies that
+    missed have not yet met the capacity on its way; removing it would throw away the part of
+    its cold start already paid and leave the miss to the TTFT feedback, which waits for it)."""
+    pct = f"p{spec.slo.percentile:g}"
+    ttft, queued, slo = obs.ttft_s, obs.waiting or 0.0, obs.ttft_objective(spec.slo)
+    ttft_over = ttft is not None and ttft > slo
+    if ttft_over and queued >= 1.0:
+        return f"TTFT {pct} {ttft:.2f} s > {slo:.2f} s with {queued:.0f} queued"
+    starting = _coming(spec, obs)
+    if not starting:
         return ""
-    pct, slo = f"p{spec.slo.percentile:g}", spec.slo.ttft_seconds
-    return f"TTFT {pct} {ttft:.2f} s > {slo:.2f} s with {queued:.0f} queued"
+    if ttft_over:
+        return f"TTFT {pct} {ttft:.2f} s > {slo:.2f} s with {starting} replica(s) starting"
+    itl, itl_slo = obs.itl_s, spec.slo.itl_seconds
+    if itl is not None and itl > itl_slo:
+        ms = f"{itl * 1000:.0f} ms > {itl_slo * 1000:.0f} ms"
+        return f"ITL {pct} {ms} with {starting} replica(s) starting"
+    return ""
 
 
 def _cold_start(spec: InferenceServiceSpec) -> float:

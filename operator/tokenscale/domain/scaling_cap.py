@@ -98,4 +98,4 @@ def _feedback(spec: InferenceServiceSpec, obs: Observation, prev: int, c: Scalin
 
 def _queue_over_ttft(spec: InferenceServiceSpec, obs: Observation) -> bool:
     ttft = obs.ttft_s
-    return ttft is not None and ttft > spec.slo.ttft_seconds and (obs.waiting or 0.0) >= 1.0
+    return ttft is not None and ttft > obs.ttft_objective(spec.slo) and (obs.waiting or 0.0) >= 1.0

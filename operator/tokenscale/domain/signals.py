@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from tokenscale.domain.histogram import quantile
 from tokenscale.domain.observation import Observation
+from tokenscale.domain.ttft_objective import in_reach_percentile
 
 Buckets = tuple[tuple[float, float], ...]
 ServiceKey = tuple[str, str]  # (namespace, name)
@@ -73,11 +74,17 @@ def client_ttft(q: float, signals: ServiceSignals) -> float | None:
 
 
 def to_observation(
-    signals: ServiceSignals, percentile: float, workload: WorkloadFacts
+    signals: ServiceSignals,
+    percentile: float,
+    workload: WorkloadFacts,
+    out_of_reach_share: float | None = None,
 ) -> Observation:
-    """Reduce signals to what `decide()` reads, at the service's own SLO percentile. The
-    observation is as old as its samples; `decide()` holds when that is over a window."""
+    """Reduce signals to what `decide()` reads, at the service's own SLO percentile. TTFT (and
+    the prompt length its objective is read at) over the requests in reach when a share of the
+    window's prompts is out of it (domain.ttft_objective.in_reach_percentile). The observation
+    is as old as its samples; `decide()` holds when that is over a window."""
     q = percentile / 100.0
+    q_in_reach = in_reach_percentile(percentile, out_of_reach_share) / 100.0
     rates, gauges = signals.rates, signals.gauges
     completions = rates.get("requests")
     waiting = None
@@ -88,14 +95,17 @@ def to_observation(
         arrival += rates.get("rejected", 0.0)  # demand includes what the gateways turned away
     return Observation(
         sampled_at=signals.sampled_at,
-        ttft_s=client_ttft(q, signals),
+        ttft_s=client_ttft(q_in_reach, signals),
         itl_s=quantile(q, signals.itl_buckets),
         e2e_s=quantile(q, signals.e2e_buckets),
         arrival_rate=arrival if arrival is not None else completions,
         prompt_tokens=mean_tokens(rates, "prompt_tokens"),
+        prompt_tokens_at_percentile=quantile(q_in_reach, signals.prompt_buckets),
+        out_of_reach_share=out_of_reach_share or 0.0,
         output_tokens=mean_tokens(rates, "generation_tokens"),
         running=gauges.get("running"),
         waiting=waiting,
+        in_flight_mean=gauges.get("in_flight_mean"),
         kv_cache_usage=gauges.get("kv_cache_usage"),
         ready_replicas=workload.ready_replicas,
         starting_since=workload.starting_since,

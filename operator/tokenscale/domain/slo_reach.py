@@ -24,6 +24,7 @@ from tokenscale.domain.capacity import Plan, resolve_arch
 from tokenscale.domain.perf import largest_where
 from tokenscale.domain.signals import Buckets
 from tokenscale.domain.status import Condition
+from tokenscale.domain.ttft_objective import ttft_objective
 from tokenscale_contract import catalog
 from tokenscale_contract.roofline import Roofline, roofline
 
@@ -55,20 +56,33 @@ def _max_prompt(spec: InferenceServiceSpec) -> int:
 
 
 def longest_prompt_within(spec: InferenceServiceSpec, plan: Plan) -> int:
-    """The longest prompt (up to maxModelLen) an idle replica prefills within the TTFT
+    """The longest prompt (up to maxModelLen) an idle replica prefills within its TTFT
     objective; 0 when not even one token."""
-    return _longest(
-        _roofline(spec, plan), plan.max_num_batched_tokens, spec.slo.ttft_seconds, _max_prompt(spec)
+    slo = spec.slo
+    return longest_within(
+        _roofline(spec, plan),
+        plan.max_num_batched_tokens,
+        slo.ttft_seconds,
+        slo.ttft_seconds_per_1k_prompt_tokens,
+        _max_prompt(spec),
     )
 
 
 # Every autoscale tick asks for every service; the answer depends on these few numbers only (a
-# 128k-token context bisects over 16 chunks 17 times).
+# 128k-token context bisects over 16 chunks 17 times). Prefill time per token grows with the
+# prompt (attention), so a prompt's time minus its allowance only grows: one crossing, bisected.
+# The bench's feasibility mask asks the same over the simulator's profile.
 @functools.lru_cache(maxsize=1024)
-def _longest(model: Roofline, budget: int, ttft: float, top: int) -> int:
-    if idle_prefill_s(model, 1, budget) > ttft:
+def longest_within(model: StepTimes, budget: int, ttft: float, per_1k: float, top: int) -> int:
+    """The longest prompt (<= top) `model` prefills idle within `ttft` + `per_1k` per 1000
+    prompt tokens, in chunks of `budget`; 0 when not even one token. `model` is hashable."""
+
+    def within(p: int) -> bool:
+        return idle_prefill_s(model, p, budget) <= ttft + per_1k * p / 1000.0
+
+    if not within(1):
         return 0
-    return largest_where(lambda p: idle_prefill_s(model, p, budget) <= ttft, 1, top)
+    return largest_where(within, 1, top)
 
 
 def share_above(buckets: Buckets, limit: float) -> float | None:
@@ -103,7 +117,7 @@ class SloReach:
     longest_prompt: int  # the longest prompt an idle replica prefills within the objective
     max_prompt: int  # maxModelLen: no longer prompt is admitted
     prefill_beyond_s: float  # idle prefill of one token more than `longest_prompt`
-    ttft_s: float
+    ttft_s: float  # the objective of a prompt one token longer than `longest_prompt`
     tolerated: float  # the share of misses the SLO percentile allows (0.01 at p99)
     share_out_of_reach: float | None  # of the requests in the window; None without traffic
 
@@ -123,14 +137,15 @@ def reach(spec: InferenceServiceSpec, plan: Plan, prompt_buckets: Buckets) -> Sl
     """The SLOFeasible facts: the prompt length beyond which the objective is out of reach, the
     prefill time there, and the share of the window's requests beyond it."""
     model, budget, top = _roofline(spec, plan), plan.max_num_batched_tokens, _max_prompt(spec)
-    longest = _longest(model, budget, spec.slo.ttft_seconds, top)
-    prefill = idle_prefill_s(model, min(longest + 1, top), budget)
+    longest = longest_prompt_within(spec, plan)
+    beyond = min(longest + 1, top)
+    prefill = idle_prefill_s(model, beyond, budget)
     share = None if longest >= top else share_above(prompt_buckets, longest)
     return SloReach(
         longest_prompt=longest,
         max_prompt=top,
         prefill_beyond_s=prefill,
-        ttft_s=spec.slo.ttft_seconds,
+        ttft_s=ttft_objective(spec.slo, beyond),
         tolerated=1.0 - spec.slo.percentile / 100.0,
         share_out_of_reach=share,
     )
@@ -145,7 +160,7 @@ def condition(found: SloReach, percentile: float) -> tuple[Condition, dict[str, 
     common: dict[str, object] = {
         "longest": found.longest_prompt,
         "prefill": f"{found.prefill_beyond_s:.2f}",
-        "ttft": f"{found.ttft_s:g}",
+        "ttft": f"{found.ttft_s:.3g}",
         "tolerated": _percent(found.tolerated),
         "pct": f"{percentile:g}",
     }

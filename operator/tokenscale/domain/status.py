@@ -154,8 +154,9 @@ class Condition(enum.Enum):
         "{share} of the requests in the window have prompts over {longest} tokens, which take "
         "{prefill} s or more to prefill even on an idle replica, beyond the TTFT objective "
         "({ttft} s): more than the {tolerated} the p{pct} objective allows, whatever the "
-        "replica count; relax slo.ttftSeconds, lower model.maxModelLen, or plan more GPUs "
-        "per replica",
+        "replica count; relax slo.ttftSeconds, give long prompts more time with "
+        "slo.ttftSecondsPer1kPromptTokens, lower model.maxModelLen, or plan more GPUs per "
+        "replica",
     )
     SOLE_WRITER = Template(
         "ScalingConflict", "False", "SoleWriter", "tokenscale alone sets replicas"

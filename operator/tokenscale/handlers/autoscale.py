@@ -79,6 +79,10 @@ def tick_service(
     now: float,
     constants: ScalingConstants = CONSTANTS,
 ) -> None:
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        # Being deleted: its children go with it, and a namespace being deleted refuses new
+        # Events (403) while its workload is already gone (404 on the scale subresource).
+        return
     spec = lifecycle.parse_spec(dict(body.get("spec") or {}))
     kube, deployment = reg.kube(), reg.watched.deployment(key)
     plan = (
@@ -109,6 +113,9 @@ def tick_service(
     schedulable = None if nodes is None else autoscale.schedulable_replicas(nodes, plan, placed)
     cap_now = (status.get("plan") or {}).get("concurrencyCap")
     facts = autoscale.workload_facts(deployment, pods, cap_now, schedulable)
+    reach = None
+    if outage is None:
+        reach = slo_reach.reach(spec, plan, (signals or ServiceSignals()).prompt_buckets)
     observation = (
         Observation(
             current_replicas=facts.current_replicas,
@@ -116,16 +123,15 @@ def tick_service(
             current_cap=cap_now,
             schedulable_replicas=schedulable,
         )
-        if outage
-        else to_observation(signals or ServiceSignals(), spec.slo.percentile, facts)
+        if reach is None
+        else to_observation(
+            signals or ServiceSignals(), spec.slo.percentile, facts, reach.share_out_of_reach
+        )
     )
     fill = fill_state(reg, ref, spec)
     if fill is not None and fill.phase != "Complete":
         observation = dataclasses.replace(observation, model_filling=True)
     decision = decide(spec, plan, observation, state, now, constants=constants)
-    reach = None
-    if outage is None:
-        reach = slo_reach.reach(spec, plan, (signals or ServiceSignals()).prompt_buckets)
     patch = autoscale.tick_status(
         spec, status, decision, observation, now, ref.generation, outage, reach
     )
@@ -200,6 +206,10 @@ def _write_status(
             # reconcile stored between the write and the merge.
             reg.watched.merge_service_status(key, patch, stored)
     except ApiException as exc:
+        if exc.status == 404:
+            # Deleted after the watch's copy was read: the DELETED event is on its way.
+            log.debug("%s/%s is gone; nothing to write", *key)
+            return False
         if exc.status != 409:
             raise
         log.debug("status of %s/%s changed since it was read; next tick", *key)

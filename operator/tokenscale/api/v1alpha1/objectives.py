@@ -27,6 +27,19 @@ class SloSpec(_Model):
         le=600,
         description="Time to first token objective in seconds, at the given percentile.",
     )
+    ttft_seconds_per_1k_prompt_tokens: float = Field(
+        alias="ttftSecondsPer1kPromptTokens",
+        default=0.0,
+        ge=0,
+        le=60,
+        description=(
+            "Length-aware TTFT objective: a request of P prompt tokens meets it within "
+            "ttftSeconds + this x P / 1000 seconds (1 s + 0.1 s per 1000 tokens gives a "
+            "12 000-token prompt 2.2 s). 0 (default): every prompt has ttftSeconds. The "
+            "autoscaler compares the TTFT percentile with the objective of the prompt length "
+            "at the same percentile (docs/autoscaling.md)."
+        ),
+    )
     itl_seconds: float = Field(
         default=0.05,
         gt=0,

@@ -443,6 +443,19 @@ class SecretsSpec(_Model):
 class InferenceServiceSpec(_Model):
     """Desired state of an InferenceService."""
 
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            "!has(self.slo) || !has(self.slo.ttftSecondsPer1kPromptTokens) || "
+            "(has(self.slo.ttftSeconds) ? double(self.slo.ttftSeconds) : 1.0) + "
+            "double(self.slo.ttftSecondsPer1kPromptTokens) * "
+            "double(has(self.model.maxModelLen) ? self.model.maxModelLen : 8192) / 1000.0 "
+            "<= 3600.0",
+            "spec.slo.ttftSecondsPer1kPromptTokens: the objective of the longest prompt admitted "
+            "(ttftSeconds + the allowance x spec.model.maxModelLen / 1000) must be at most "
+            "3600 s; lower the allowance or maxModelLen",
+        ),
+    )
+
     model: ModelSpec = Field(description="The model and its sequence limits.")
     quantization: QuantizationSpec = Field(
         default_factory=QuantizationSpec, description="Weight quantization."
