@@ -23,7 +23,8 @@ from tokenscale.bench.traces import Trace, TraceError, block_array, load
 from tokenscale_contract.retry_after import retry_after_s
 from tokenscale_sim.engine import EngineModel
 
-SC = Scenario()
+# vLLM's 8192-token budget: the prompts below fit one chunk, the mechanics under test.
+SC = Scenario(max_num_batched_tokens=8192)
 
 
 def trace_of(

@@ -103,8 +103,9 @@ def test_a_token_budget_reaches_the_plan_the_engine_and_the_feasibility_mask() -
     small = Scenario(max_num_batched_tokens=608)
     assert small.plan.max_num_batched_tokens == 608
     assert small.profile.max_num_batched_tokens == 608
-    assert Scenario().profile.max_num_batched_tokens == 8192
+    vllms = Scenario(max_num_batched_tokens=8192)
+    assert vllms.profile.max_num_batched_tokens == 8192
     # A 12k-token prompt takes 21 chunks instead of 2: the objective reaches fewer prompts.
-    assert longest_feasible_prompt(small.profile, 1.0) < longest_feasible_prompt(
-        Scenario().profile, 1.0
-    )
+    assert longest_feasible_prompt(small.profile, 1.0) < longest_feasible_prompt(vllms.profile, 1.0)
+    # Unset, the plan's budget (the ITL objective's, 531 tokens) reaches all of them too.
+    assert Scenario().plan.max_num_batched_tokens == Scenario().profile.max_num_batched_tokens

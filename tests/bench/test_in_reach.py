@@ -25,7 +25,7 @@ TRACE = Trace(
 
 def test_the_policy_knows_the_operators_limit() -> None:
     flat = Tokenscale(Scenario())
-    assert flat.reach_limit == slo_reach.longest_prompt_within(flat.spec, flat.plan) == 12393
+    assert flat.reach_limit == slo_reach.longest_prompt_within(flat.spec, flat.plan) == 11973
     # An allowance that covers every prompt up to maxModelLen: nothing is out of reach.
     assert Tokenscale(Scenario(ttft_per_1k_s=0.1)).reach_limit is None
 

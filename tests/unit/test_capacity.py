@@ -5,7 +5,7 @@ import pytest
 from tests.conftest import minimal_spec
 from tests.tools import TINY_MODEL_SPEC
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
-from tokenscale.domain import capacity
+from tokenscale.domain import capacity, token_budget
 from tokenscale.domain.capacity import Infeasible, Plan
 from tokenscale.domain.perf import step_model
 from tokenscale_contract import catalog
@@ -267,12 +267,14 @@ def test_auto_keeps_the_fewest_gpus_over_a_multi_node_bf16_plan() -> None:
     assert isinstance(result, Plan) and (result.quantization, result.nodes) == ("fp8", 1)
 
 
-def test_the_plan_states_the_per_step_token_budget_the_itl_objective_allows() -> None:
+def test_the_plan_runs_the_largest_token_budget_the_itl_objective_allows() -> None:
     """70B fp8 on 2 x H100, cap 119, 50 ms: a step with vLLM's default 8192-token chunk takes
-    647 ms; 531 tokens beside 119 decoding requests is the largest chunk within 50 ms."""
+    647 ms; 531 tokens beside 119 decoding requests is the largest chunk within 50 ms, and the
+    budget the plan renders."""
     result = plan_of("llama-3.1-70b", "h100-80gb", "fp8")
-    assert isinstance(result, Plan) and result.max_num_batched_tokens == 8192
+    assert isinstance(result, Plan) and result.max_num_batched_tokens == 531
     assert result.itl_budget_tokens == 531
+    assert result.max_num_batched_tokens_source == token_budget.SOURCE_ITL
     arch, gpu, quant = (
         catalog.model("llama-3.1-70b"),
         catalog.gpu("h100-80gb"),
@@ -283,30 +285,39 @@ def test_the_plan_states_the_per_step_token_budget_the_itl_objective_allows() ->
     assert steps.mixed_step(531, result.max_concurrency, context) <= 0.05
     assert steps.mixed_step(532, result.max_concurrency, context) > 0.05
     (note,) = [n for n in result.notes if "maxNumBatchedTokens" in n]
-    assert "8192-token prompt chunk beside 119 decoding requests takes 647 ms" in note
-    assert "set spec.engine.maxNumBatchedTokens to 531" in note
-    # The user's own budget is the user's choice: no advice, the figure still computed.
-    chosen = plan_of("llama-3.1-70b", "h100-80gb", "fp8", engine={"maxNumBatchedTokens": 512})
-    assert isinstance(chosen, Plan) and chosen.max_num_batched_tokens == 512
+    assert "beside 119 decoding requests stays within the 50 ms ITL objective" in note
+    assert "vLLM's default 8192 would take 647 ms" in note
+    # The user's own budget wins: no note, the ITL figure still computed.
+    chosen = plan_of("llama-3.1-70b", "h100-80gb", "fp8", engine={"maxNumBatchedTokens": 4096})
+    assert isinstance(chosen, Plan) and chosen.max_num_batched_tokens == 4096
+    assert chosen.max_num_batched_tokens_source == token_budget.SOURCE_SPEC
     assert 500 < chosen.itl_budget_tokens < 560
     assert not any("maxNumBatchedTokens" in n for n in chosen.notes)
 
 
-def test_no_budget_advice_when_the_default_chunk_fits_the_objective() -> None:
-    # A relaxed ITL objective (1 s) holds a full 8192-token chunk: nothing to advise.
+def test_vllms_default_budget_where_a_full_chunk_of_it_fits_the_objective() -> None:
+    # A relaxed ITL objective (1 s) holds a full 8192-token chunk: vLLM's default stays.
     result = plan_of("llama-3.1-70b", "h100-80gb", "fp8", slo={"itlSeconds": 1.0})
     assert isinstance(result, Plan) and result.itl_budget_tokens >= 8192
+    assert result.max_num_batched_tokens == 8192
+    assert result.max_num_batched_tokens_source == token_budget.SOURCE_DEFAULT
     assert not any("maxNumBatchedTokens" in n for n in result.notes)
 
 
-def test_no_budget_advice_when_only_the_context_is_shorter_than_the_default_chunk() -> None:
-    """A model of 512 tokens' context: the largest chunk is capped at 512, under vLLM's default
-    2048, yet a full 2048-token step is far within the 200 ms objective: nothing to advise."""
+def test_a_short_context_does_not_shrink_the_budget() -> None:
+    """A model of 512 tokens' context: a full 2048-token step (several prompts' pieces) is far
+    within the 200 ms objective, so vLLM's default stays, though no prompt is longer than 512."""
     spec = minimal_spec()
     spec["model"] = TINY_MODEL_SPEC
     spec["resources"] = {"gpu": "l4-24gb"}
     spec["slo"] = {"ttftSeconds": 1.0, "itlSeconds": 0.2}
     result = capacity.plan(InferenceServiceSpec.model_validate(spec))
     assert isinstance(result, Plan) and result.max_num_batched_tokens == 2048
-    assert result.itl_budget_tokens == 512
-    assert not any("maxNumBatchedTokens" in n for n in result.notes), result.notes
+    assert result.itl_budget_tokens >= 2048
+    assert result.max_num_batched_tokens_source == token_budget.SOURCE_DEFAULT
+
+
+def test_without_chunked_prefill_a_step_holds_a_whole_prompt() -> None:
+    result = plan_of("llama-3.1-70b", "h100-80gb", "fp8", engine={"enableChunkedPrefill": False})
+    assert isinstance(result, Plan) and result.max_num_batched_tokens == 8192  # maxModelLen
+    assert result.max_num_batched_tokens_source == token_budget.SOURCE_WHOLE_PROMPT

@@ -12,10 +12,11 @@ form so that a 100 000-request trace costs one pass:
   fixed + per_seq + max(weights + kv x, flops + attn x); the mean of a maximum of two affine
   functions over consecutive integers is two arithmetic series either side of their crossing.
 
-Worked numbers (the standard scenario, Llama-3.1-70B fp8 on 2 x H100, a budget of 8192 tokens):
-a prompt of 2048 tokens prefills in 0.15 s on an idle replica; the longest prompt prefilled within
-the 1 s objective is 12 393 tokens; a lone decode at 1000 tokens of context takes 18.7 ms per
-token, well inside 50 ms. Tests check the closed forms against the engine model step by step.
+Worked numbers (the standard scenario, Llama-3.1-70B fp8 on 2 x H100, the plan's budget of 531
+tokens): a prompt of 2048 tokens prefills in 0.16 s on an idle replica (0.15 s at vLLM's 8192);
+the longest prompt prefilled within the 1 s objective is 11 973 tokens (12 393 at 8192); a lone
+decode at 1000 tokens of context takes 18.7 ms per token, well inside 50 ms. Tests check the
+closed forms against the engine model step by step.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ def plan_json(result: capacity.Plan | capacity.Infeasible) -> dict[str, Any]:
         "maxConcurrency": result.max_concurrency,
         "maxNumSeqs": result.max_num_seqs,
         "maxNumBatchedTokens": result.max_num_batched_tokens,
+        "maxNumBatchedTokensSource": result.max_num_batched_tokens_source,
         "itlBudgetTokens": result.itl_budget_tokens,
         "minItlSeconds": result.min_itl_seconds,
         "notes": list(result.notes),
@@ -124,7 +125,9 @@ def _from_options(args: argparse.Namespace) -> list[tuple[str, InferenceServiceS
 
 def _table(name: str, row: dict[str, Any]) -> str:
     lines = [name]
-    lines += [f"  {key:<20} {value}" for key, value in row.items() if value not in ("", [])]
+    shown = {key: value for key, value in row.items() if value not in ("", [])}
+    width = max([20, *map(len, shown)])
+    lines += [f"  {key:<{width}} {value}" for key, value in shown.items()]
     return "\n".join(lines)
 
 

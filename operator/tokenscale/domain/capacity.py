@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain import token_budget
 from tokenscale.domain.perf import step_model
 from tokenscale_contract import catalog
 from tokenscale_contract.catalog import GIB, GpuKind, ModelArch, QuantFormat
@@ -66,6 +67,8 @@ class Plan:
     # The per-step token budget the ITL objective allows beside a full cap of decoding
     # requests (`StepModel.largest_chunk_within`); 0 when the decode step alone exceeds it.
     itl_budget_tokens: int = 0
+    # Which rule chose max_num_batched_tokens (token_budget.SOURCE_*).
+    max_num_batched_tokens_source: str = token_budget.SOURCE_DEFAULT
 
     @property
     def gpus_per_replica(self) -> int:
@@ -121,13 +124,16 @@ def weights_gib(arch: ModelArch, quant: QuantFormat) -> float:
     return arch.params_b * 1e9 * quant.bytes_per_param / GIB
 
 
-def _batched_tokens(spec: InferenceServiceSpec, gpu: GpuKind) -> int:
+def _activation_tokens(spec: InferenceServiceSpec, gpu: GpuKind) -> int:
+    """The tokens one step's activations are reserved for. The budget the plan then chooses is
+    never larger (token_budget: the ITL budget is below vLLM's default), so reserving for the
+    default only errs towards a smaller KV cache, and the KV cache, the cap and the budget
+    derived from the cap are computed in that order, without a cycle."""
     if spec.engine.max_num_batched_tokens:
         return spec.engine.max_num_batched_tokens
     if not spec.engine.enable_chunked_prefill:
         return spec.model.max_model_len
-    # vLLM's online-serving default: a larger chunk on large-memory GPUs.
-    return 8192 if gpu.memory_gib >= 70 else 2048
+    return token_budget.vllm_default(gpu.memory_gib)
 
 
 def _kv_gib(
@@ -141,7 +147,7 @@ def _kv_gib(
     gpus = tp * nodes
     usable = gpus * gpu.memory_gib * spec.engine.gpu_memory_utilization
     activations = (
-        _batched_tokens(spec, gpu) * arch.hidden_size * ACTIVATION_BYTES_PER_HIDDEN_TOKEN / GIB
+        _activation_tokens(spec, gpu) * arch.hidden_size * ACTIVATION_BYTES_PER_HIDDEN_TOKEN / GIB
     ) * nodes  # every pipeline stage runs its own batch
     return usable - weights_gib(arch, quant) - RESERVE_GIB_PER_GPU * gpus - activations
 
@@ -236,20 +242,27 @@ def _plan(
         )
     ceiling = min(by_kv, max_num_seqs, batch.max_concurrency)
     max_concurrency = max(batch.min_concurrency, min(ceiling, by_itl or batch.min_concurrency))
-    budget = _batched_tokens(spec, gpu)
     per_stage_cap = max(1, max_concurrency // nodes)
+    # A step may carry pieces of several prompts: the chunk is not bounded by maxModelLen.
     itl_budget = steps.largest_chunk_within(
-        spec.slo.itl_seconds, per_stage_cap, mean_context, spec.model.max_model_len
-    )
-    note = _budget_note(
-        spec,
-        budget,
-        itl_budget,
-        steps.mixed_step(budget, per_stage_cap, mean_context),
+        spec.slo.itl_seconds,
         per_stage_cap,
+        mean_context,
+        max(spec.model.max_model_len, token_budget.vllm_default(gpu.memory_gib)),
     )
-    if note:
-        notes.append(note)
+    budget = token_budget.choose(
+        spec_tokens=spec.engine.max_num_batched_tokens,
+        chunked_prefill=spec.engine.enable_chunked_prefill,
+        max_model_len=spec.model.max_model_len,
+        gpu_memory_gib=gpu.memory_gib,
+        itl_budget=itl_budget,
+        max_num_seqs=max(max_num_seqs, max_concurrency),
+        step_seconds=lambda n: steps.mixed_step(n, per_stage_cap, mean_context),
+        itl_seconds=spec.slo.itl_seconds,
+        batch=per_stage_cap,
+    )
+    if budget.source == token_budget.SOURCE_ITL:
+        notes.append(f"maxNumBatchedTokens {budget.tokens}: {budget.reason}")
     return Plan(
         model_name=arch.display,
         gpu=gpu.id,
@@ -264,31 +277,12 @@ def _plan(
         kv_cache_tokens=kv_tokens,
         max_concurrency=max_concurrency,
         max_num_seqs=max(max_num_seqs, max_concurrency),
-        max_num_batched_tokens=budget,
+        max_num_batched_tokens=budget.tokens,
+        max_num_batched_tokens_source=budget.source,
         min_itl_seconds=round(min_itl, 4),
         notes=tuple(notes),
         nodes=nodes,
         itl_budget_tokens=itl_budget,
-    )
-
-
-def _budget_note(
-    spec: InferenceServiceSpec, budget: int, itl_budget: int, full_step_s: float, batch: int
-) -> str:
-    """Which per-step token budget the plan uses and why, when it is vLLM's default and a step
-    carrying a full chunk of it misses the ITL objective (a spec value is the user's choice)."""
-    if spec.engine.max_num_batched_tokens or not spec.engine.enable_chunked_prefill:
-        return ""
-    # The ITL budget is capped at maxModelLen: below the default there only says the longest
-    # prompt is shorter than one chunk (a 512-token model, 2048 by default), not that a step misses.
-    if itl_budget <= 0 or budget <= itl_budget or full_step_s <= spec.slo.itl_seconds:
-        return ""
-    return (
-        f"maxNumBatchedTokens {budget} is vLLM's default: a step carrying a full "
-        f"{budget}-token prompt chunk beside {batch} decoding requests takes "
-        f"{full_step_s * 1000:.0f} ms, over the {spec.slo.itl_seconds * 1000:.0f} ms ITL "
-        f"objective; for prompt-heavy traffic set spec.engine.maxNumBatchedTokens to "
-        f"{itl_budget}, the largest chunk within it (docs/benchmarks.md)"
     )
 
 

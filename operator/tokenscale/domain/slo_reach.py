@@ -9,8 +9,9 @@ computing n_i tokens on c_i already in the cache: step(n_i, 1, c_i + n_i, n_i (c
 in the roofline the planner and the simulator share, summed (the benchmark's feasibility mask,
 bench/feasible.py, is the same sum over the simulator's profile).
 
-Worked numbers (Llama-3.1-70B fp8 on 2 x H100, budget 8192, TTFT 1 s): prompts up to 12 393
-tokens prefill within 1 s; a 16 000-token prompt takes 1.33 s.
+Worked numbers (Llama-3.1-70B fp8 on 2 x H100, TTFT 1 s): at the plan's budget of 531 tokens
+(the ITL objective's, domain/token_budget.py) prompts up to 11 973 tokens prefill within 1 s and
+a 16 000-token prompt takes 1.39 s; at vLLM's 8192, 12 393 tokens and 1.33 s.
 """
 
 from __future__ import annotations

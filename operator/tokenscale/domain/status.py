@@ -400,6 +400,8 @@ def plan_status(plan: Plan, concurrency_cap: int) -> dict[str, Any]:
         "kvCacheTokens": plan.kv_cache_tokens,
         "maxConcurrency": plan.max_concurrency,
         "concurrencyCap": concurrency_cap,
+        "maxNumBatchedTokens": plan.max_num_batched_tokens,
+        "maxNumBatchedTokensSource": plan.max_num_batched_tokens_source,
     }
 
 

@@ -287,7 +287,10 @@ class EngineSpec(_Model):
         default=None,
         ge=256,
         le=1048576,
-        description="Token budget per engine step (vLLM --max-num-batched-tokens).",
+        description="Token budget per engine step (vLLM --max-num-batched-tokens). Unset: the "
+        "largest prompt chunk whose step beside a full cap of decoding requests stays within "
+        "spec.slo.itlSeconds, vLLM's default where that chunk is larger or none fits "
+        "(status.plan.maxNumBatchedTokensSource says which).",
     )
     gpu_memory_utilization: float = Field(
         default=0.9,

@@ -51,6 +51,17 @@ class PlanStatus(_Model):
     kv_cache_tokens: int = Field(description="KV-cache capacity per replica in tokens.")
     max_concurrency: int = Field(description="Largest batch the KV cache supports.")
     concurrency_cap: int = Field(description="Concurrency cap per replica in force.")
+    max_num_batched_tokens: int | None = Field(
+        default=None,
+        description="Per-step token budget the workers run with (vLLM --max-num-batched-tokens).",
+    )
+    max_num_batched_tokens_source: str | None = Field(
+        default=None,
+        description="Which rule chose maxNumBatchedTokens: spec (spec.engine.maxNumBatchedTokens), "
+        "itlObjective (the largest prompt chunk whose step beside a full cap of decoding requests "
+        "stays within the ITL objective; the Planned condition gives the figures), vllmDefault "
+        "(a full default chunk already fits, or none does) or chunkedPrefillOff (maxModelLen).",
+    )
     cold_start_seconds: float | None = Field(
         default=None,
         description="The cold start the autoscaler plans with: spec.scaling.coldStartSeconds, "
