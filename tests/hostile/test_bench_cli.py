@@ -135,6 +135,12 @@ CASES: list[tuple[str, list[str], int, list[str]]] = [
     ("cold-start-negative", ["--cold-start", "-1"], 2, _number("--cold-start", "-1", ">= 0")),
     ("max-replicas-zero", ["--max-replicas", "0"], 2, _integer("--max-replicas", "0", ">= 1")),
     (
+        "token-budget-under-the-floor",
+        ["--max-num-batched-tokens", "100"],
+        2,
+        _integer("--max-num-batched-tokens", "100", ">= 256"),
+    ),
+    (
         "max-replicas-spec-bound",
         ["--max-replicas", "100000"],
         2,

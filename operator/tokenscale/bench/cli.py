@@ -66,6 +66,7 @@ SCENARIO_FIELDS = {
     "slo_percentile": "percentile",
     "cold_start": "cold_start_s",
     "max_replicas": "max_replicas",
+    "max_num_batched_tokens": "max_num_batched_tokens",
 }
 
 
@@ -133,6 +134,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"the group adds the rendezvous); {mine} ({d.cold_start_s:g})",
     )
     parser.add_argument("--max-replicas", type=integer(1), help=f"{mine} ({d.max_replicas})")
+    parser.add_argument(
+        "--max-num-batched-tokens",
+        type=integer(256),
+        help="the per-step token budget (spec.engine.maxNumBatchedTokens) for every policy and "
+        "the bound; default: the planner's (the ITL objective's, vLLM's 8192 where that is "
+        "larger)",
+    )
     parser.add_argument("--seed", type=integer(0), default=d.seed)
     parser.add_argument(
         "--world",
@@ -306,7 +314,9 @@ def run(args: argparse.Namespace) -> int:
     results = run_suite(scenario, trace, names, args.batch_tuning == "off", not args.no_progress)
     print(
         f"{trace.name}: {len(trace)} requests over {trace.duration / 60:.0f} min, "
-        f"{scenario.model} {scenario.quantization} on {_shape(scenario)}"
+        f"{scenario.model} {scenario.quantization} on {_shape(scenario)}, "
+        f"{scenario.plan.max_num_batched_tokens}-token steps "
+        f"({scenario.plan.max_num_batched_tokens_source})"
     )
     print(report.table(results))
     meta = {**scenario.describe(), "trace": trace.name, "requests": len(trace)}

@@ -29,6 +29,7 @@ from tokenscale.bench.policies import Policy, Tokenscale
 from tokenscale.bench.runner import simulate
 from tokenscale.bench.scenario import Scenario
 from tokenscale.bench.sets import Workload, training, validation
+from tokenscale.cli.usage import integer
 
 # t(0.975, n - 1) for n = 2..10 seeds
 T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--world", choices=("known", "drawn"), default="known")
     parser.add_argument(
         "--max-num-batched-tokens",
-        type=int,
+        type=integer(256),
         default=None,
         help="the per-step token budget (spec.engine.maxNumBatchedTokens) for every policy and "
         "the bound; default: the planner's",

@@ -262,6 +262,8 @@ class Scenario:
             "replica_cold_start_s": self.replica_cold_start_s,
             "max_model_len": self.max_model_len,
             "max_num_seqs": p.max_num_seqs,
+            "max_num_batched_tokens": p.max_num_batched_tokens,
+            "max_num_batched_tokens_source": p.max_num_batched_tokens_source,
             "tick_s": self.tick_s,
             "seed": self.seed,
             "world": self.world,
