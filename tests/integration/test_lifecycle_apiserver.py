@@ -199,6 +199,16 @@ def test_status_reports_the_plan_and_follows_the_deployment(
     assert planned["message"] == status.plan_summary(plan)
     assert (ready["status"], ready["reason"]) == ("False", "NoReadyReplicas")
     assert obj["status"]["plan"]["gpusPerReplica"] >= 1
+    # The budget and its rule survive the CRD's structural schema (unknown status fields are
+    # pruned by the API server without a word).
+    budget = {
+        k: obj["status"]["plan"].get(k)
+        for k in ("maxNumBatchedTokens", "maxNumBatchedTokensSource")
+    }
+    assert budget == {
+        "maxNumBatchedTokens": plan.max_num_batched_tokens,
+        "maxNumBatchedTokensSource": plan.max_num_batched_tokens_source,
+    }
     # Play the Deployment controller (there is none here): one replica up and ready.
     apps = client.AppsV1Api(control_plane.api_client())
     deployment = apps.read_namespaced_deployment(NAME, namespace)
