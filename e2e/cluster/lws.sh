@@ -23,18 +23,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 T0=$SECONDS
 say() { printf '[lws %3ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
-# wait_until WHAT BUDGET_S CMD...: poll CMD until it succeeds, at most BUDGET_S from now.
-wait_until() {
-  local what=$1 budget=$2 start=$SECONDS
-  shift 2
-  until "$@"; do
-    if (( SECONDS - start >= budget )); then
-      say "$what after ${budget} s"
-      return 1
-    fi
-    sleep 0.5
-  done
-}
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 
 # shellcheck source=env.sh
 source "$HERE/env.sh"

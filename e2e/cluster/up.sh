@@ -18,18 +18,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 T0=$SECONDS
-# wait_until WHAT BUDGET_S CMD...: poll CMD until it succeeds, at most BUDGET_S from now.
-wait_until() {
-  local what=$1 budget=$2 start=$SECONDS
-  shift 2
-  until "$@"; do
-    if (( SECONDS - start >= budget )); then
-      say "$what after ${budget} s"
-      return 1
-    fi
-    sleep 0.5
-  done
-}
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 # kwokctl logs JSON lines when not on a terminal: keep "msg (elapsed)" of each.
 kwok_log() {
   sed -u -E -e '/^\{.*"msg":/!b' \
