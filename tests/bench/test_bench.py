@@ -66,6 +66,12 @@ def test_cli_json_shape(tmp_path: Path) -> None:
     assert rc == 0
     doc = json.loads(out.read_text())
     assert {"model", "gpu", "slo_ttft_s"} <= set(doc["scenario"])
+    # The standard plan's budget: the ITL objective's, not vLLM's 8192.
+    budget = (
+        doc["scenario"]["max_num_batched_tokens"],
+        doc["scenario"]["max_num_batched_tokens_source"],
+    )
+    assert budget == (531, "itlObjective")
     keys = {
         "policy",
         "config",
