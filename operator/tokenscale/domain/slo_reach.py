@@ -56,12 +56,14 @@ def _max_prompt(spec: InferenceServiceSpec) -> int:
     return max(1, spec.model.max_model_len)
 
 
-def longest_prompt_within(spec: InferenceServiceSpec, plan: Plan) -> int:
+def longest_prompt_within(
+    spec: InferenceServiceSpec, plan: Plan, model: Roofline | None = None
+) -> int:
     """The longest prompt (up to maxModelLen) an idle replica prefills within its TTFT
-    objective; 0 when not even one token."""
+    objective; 0 when not even one token. `model`: the plan's roofline, when already built."""
     slo = spec.slo
     return longest_within(
-        _roofline(spec, plan),
+        model or _roofline(spec, plan),
         plan.max_num_batched_tokens,
         slo.ttft_seconds,
         slo.ttft_seconds_per_1k_prompt_tokens,
@@ -138,7 +140,7 @@ def reach(spec: InferenceServiceSpec, plan: Plan, prompt_buckets: Buckets) -> Sl
     """The SLOFeasible facts: the prompt length beyond which the objective is out of reach, the
     prefill time there, and the share of the window's requests beyond it."""
     model, budget, top = _roofline(spec, plan), plan.max_num_batched_tokens, _max_prompt(spec)
-    longest = longest_prompt_within(spec, plan)
+    longest = longest_prompt_within(spec, plan, model)
     beyond = min(longest + 1, top)
     prefill = idle_prefill_s(model, beyond, budget)
     share = None if longest >= top else share_above(prompt_buckets, longest)
