@@ -236,10 +236,8 @@ class Recorder:
 
     def arrivals(self, start: float, end: float) -> tuple[int, float]:
         """Requests that arrived in (start, end] and their mean prompt length."""
-        lo, hi = np.searchsorted(self._arrival, [start, end], side="right")
-        n = int(hi - lo)
-        mean = float(self.trace.prompt[lo:hi].mean()) if n else math.nan
-        return n, mean
+        prompts = self._prompts(start, end)
+        return len(prompts), float(prompts.mean()) if len(prompts) else math.nan
 
 
 def percentile(values: list[float], pct: float) -> float | None:
