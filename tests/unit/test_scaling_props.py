@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain.burst_reserve import BurstMemory
 from tokenscale.domain.capacity import Plan, plan
 from tokenscale.domain.scaling import Observation, ScalerState, decide
 
@@ -51,8 +52,18 @@ def cases(draw: st.DrawFn) -> tuple[InferenceServiceSpec, Observation, ScalerSta
         schedulable_replicas=draw(st.none() | st.integers(0, 100)),
     )
     recs = draw(st.lists(st.tuples(st.floats(0, 1e6), st.integers(0, 100)), max_size=6))
+    # Any burst memory a status may carry, a hand-edited one included: the bounds still hold.
+    samples = draw(st.lists(st.tuples(st.floats(0, 1e6), st.floats(0, 1e4)), max_size=10))
+    burst = BurstMemory(
+        samples=tuple(samples),
+        rise=draw(st.floats(1.0, 1e9)),
+        peak=draw(st.floats(0.0, 1e6)),
+        updated_at=draw(st.none() | st.floats(0, 1e6)),
+    )
     state = ScalerState(
-        recommendations=tuple(recs), concurrency_cap=draw(st.none() | st.integers(1, 512))
+        recommendations=tuple(recs),
+        concurrency_cap=draw(st.none() | st.integers(1, 512)),
+        burst=burst,
     )
     return spec, o, state, now
 

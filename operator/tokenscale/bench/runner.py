@@ -121,7 +121,7 @@ def simulate(
     i, n_req, t = 0, len(arrival), 0.0
     next_tick = next_bucket = 0.0
     period = policy.tick_s or scenario.tick_s
-    objectives = scenario.ttft_objectives(trace.prompt)  # per request, for the give-up check
+    objectives = scenario.ttft_objectives(trace.prompt)  # per request: give-up check, score
     give_up_at = None if give_up_below is None else (1 - give_up_below) * n_req
     while t <= end or i < n_req:  # every request is replayed, also those after the last sample
         while i < n_req and arrival[i] < t:
@@ -140,7 +140,9 @@ def simulate(
             if progress is not None:
                 progress(t / end)
             if give_up_at is not None and _misses(rec, objectives, scenario.itl_s) > give_up_at:
-                res = _score(trace, scenario, policy, fleet, rec, fleet.gpu_hours(end), series)
+                res = _score(
+                    trace, scenario, objectives, policy, fleet, rec, fleet.gpu_hours(end), series
+                )
                 res.gave_up = True
                 res.replica_seconds = fleet.replica_seconds(end)
                 return res
@@ -148,7 +150,7 @@ def simulate(
     gpu_hours = fleet.gpu_hours(end)
     replica_seconds = fleet.replica_seconds(end)
     _drain(fleet, t)
-    res = _score(trace, scenario, policy, fleet, rec, gpu_hours, series)
+    res = _score(trace, scenario, objectives, policy, fleet, rec, gpu_hours, series)
     res.replica_seconds = replica_seconds
     return res
 
@@ -201,6 +203,7 @@ def _drain(fleet: Fleet, t: float) -> None:
 def _score(
     trace: Trace,
     scenario: Scenario,
+    ttft_objectives: npt.NDArray[np.float64],
     policy: Policy,
     fleet: Fleet,
     rec: Recorder,
@@ -208,9 +211,7 @@ def _score(
     series: dict[str, list[float]],
 ) -> RunResult:
     ttft, itl = rec.ttft, rec.itl
-    ok = (ttft <= scenario.ttft_objectives(trace.prompt)) & (
-        np.nan_to_num(itl, nan=np.inf) <= scenario.itl_s
-    )
+    ok = (ttft <= ttft_objectives) & (np.nan_to_num(itl, nan=np.inf) <= scenario.itl_s)
     can = feasible(trace, scenario.profile, scenario.ttft_s, scenario.itl_s, scenario.ttft_per_1k_s)
     served = ~np.isnan(ttft)
     t_ok = ttft[served] if served.any() else np.array([np.inf])

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenscale.api.v1alpha1 import SloSpec
+from tokenscale.domain.burst_reserve import BurstMemory
 from tokenscale.domain.ttft_objective import ttft_objective
 
 
@@ -83,6 +84,8 @@ class ScalerState:
     burst_until: float | None = None
     # Last time the cap moved, so it changes at most once per settle period.
     cap_changed_at: float | None = None
+    # The arrival rate's rises within a cold start and its peak (domain.burst_reserve).
+    burst: BurstMemory = field(default_factory=BurstMemory)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +96,7 @@ class ScalerState:
             "lastScaleAt": self.last_scale_at,
             "burstUntil": self.burst_until,
             "capChangedAt": self.cap_changed_at,
+            "burst": self.burst.to_dict(),
         }
 
     @classmethod
@@ -116,6 +120,7 @@ class ScalerState:
             last_scale_at=_opt_float(data.get("lastScaleAt")),
             burst_until=_opt_float(data.get("burstUntil")),
             cap_changed_at=_opt_float(data.get("capChangedAt")),
+            burst=BurstMemory.from_dict(data.get("burst")),
         )
 
 

@@ -11,8 +11,10 @@ Replica count, held to ITL, TTFT and queueing: the largest of
   concurrency need (running + queued) / (cap x 0.8): 37 queued + 300 running at cap 36 -> 11.7
   TTFT feedback    TTFT over the objective with a queue and nothing starting:
                    ready x min(2, observed/objective): 6 x 1.4 s / 1.0 s = 8.4 -> 9
-  burst margin     arrival rate x 1.5 / (throughput with every slot of the cap in force busy):
-                   a burst before new replicas are ready meets slower tokens, not a queue
+  burst margin     max(arrival rate x 1.5, the rate this service's bursts have shown it
+                   reaches within a cold start (domain.burst_reserve)) / (throughput with every
+                   slot of the cap in force busy): a burst before new replicas are ready meets
+                   slower tokens, not a queue
 then a tolerance band (scale down only below 90% of the current count), scale-down
 stabilization (the highest recommendation of the window; one more than 20% above the present
 need is a passed burst and holds only for coldStartSeconds), burst mode (a need of 2x the ready
@@ -29,6 +31,7 @@ import math
 from dataclasses import replace
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain.burst_reserve import remember, reserved_rate
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.probes import DEFAULT_COLD_START_SECONDS, cold_start_seconds
@@ -59,6 +62,8 @@ def decide(
     if missing:
         return _hold(spec, plan, obs, state, current, now, missing)
     model = service_model(spec, plan, obs.prompt_tokens, obs.output_tokens)
+    rate = obs.arrival_rate or 0.0
+    state = replace(state, burst=remember(state.burst, now, rate, _cold_start(spec), c))
     if _steady(spec, obs, state, now, c):
         state = _learn(state, obs, model, c)
     cap = choose_cap(spec, plan, obs, state, now, c)
@@ -200,7 +205,7 @@ def _rate_need(
     c: ScalingConstants = CONSTANTS,
 ) -> tuple[float, str]:
     """The arrival rate over the ITL-feasible throughput at 80% utilization, or over the hard
-    throughput with the burst margin, whichever needs more replicas."""
+    throughput with the burst margin and reserve, whichever needs more replicas."""
     rate = obs.arrival_rate or 0.0
     # Size for the cap the ITL objective allows even when the cap in force is larger (batch
     # tuning off, or not settled yet): cap 120 but ITL-feasible 64 -> 6.7 instead of 7.9 req/s.
@@ -210,15 +215,20 @@ def _rate_need(
     per_replica = model.throughput(min(cap, itl_cap), state.service_factor)
     need = rate / max(1e-9, per_replica * c.target_utilization)
     # Past the ITL-feasible rate tokens slow down a little; past the rate with every slot of
-    # the cap busy the queue grows and each request behind it misses TTFT. 60 req/s at 13.6
-    # req/s per full replica (cap 256) -> 60 x 1.5 / 13.6 = 6.6 replicas.
+    # the cap busy the queue grows and each request behind it misses TTFT. The hard throughput
+    # covers the rate times the burst margin, and the rise this service's rate has shown
+    # within a cold start up to its peak (domain.burst_reserve): 3 req/s after on phases at
+    # 24 -> 24 / 7.6 req/s per full replica = 3.2 replicas kept for the next one.
     full = model.throughput(cap, state.service_factor)
-    by_wall = rate * c.burst_margin / max(1e-9, full)
+    covered = max(rate * c.burst_margin, reserved_rate(state.burst, rate))
+    by_wall = covered / max(1e-9, full)
     if by_wall > need:
-        return (
-            by_wall,
-            f"{rate:.1f} req/s x {c.burst_margin:g} at {full:.2f} req/s per full replica",
-        )
+        if covered > rate * c.burst_margin:
+            what = f"{rate:.1f} req/s, reserve for {covered:.1f} (rises of x{state.burst.rise:.2f}"
+            what += " seen within a cold start)"
+        else:
+            what = f"{rate:.1f} req/s x {c.burst_margin:g}"
+        return by_wall, f"{what} at {full:.2f} req/s per full replica"
     return need, f"{rate:.1f} req/s at {per_replica:.2f} req/s per replica"
 
 

@@ -1,0 +1,98 @@
+"""The burst reserve: hard throughput kept for the rise the service's own arrival rate has shown
+within one cold start.
+
+A burst shorter than a cold start is over before a replica asked for at its start can serve, so
+only capacity already running meets it. How much to keep is a property of the traffic, not a
+constant: a service whose rate never rose more than 10% within two minutes should pay for no
+reserve, and one that jumps from 3 to 24 req/s at the top of every batch job (the on-off shape)
+needs the hard throughput for 24 req/s while it sees 3.
+
+The memory is two decaying high-water marks, updated each tick from the arrival rate:
+  rise  the largest ratio of the rate to the lowest rate within the last cold start
+        (26 -> 39 req/s within 120 s: 1.5)
+  peak  the highest rate seen
+and the rate reserved for is the present rate times the rise, no farther than the peak seen:
+  3 req/s after an on phase at 24 (rise 8, peak 24) -> min(3 x 8, 24) = 24 req/s
+  26 req/s at the day's top after 1.5x bursts (peak 39) -> min(39, 39) = 39 req/s
+A service that rises to a new peak is covered from then on; its first burst is not (nothing in
+its history said it would come). The half-life (30 minutes), the largest rise remembered (10x)
+and the rate floor of a rise's denominator are in `scaling_constants.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants
+
+
+@dataclass(frozen=True)
+class BurstMemory:
+    """What the reserve remembers between ticks (part of `ScalerState`)."""
+
+    # (time, arrival rate) of the ticks within the last cold start, oldest first.
+    samples: tuple[tuple[float, float], ...] = ()
+    rise: float = 1.0
+    peak: float = 0.0
+    updated_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "samples": [[t, r] for t, r in self.samples],
+            "rise": self.rise,
+            "peak": self.peak,
+            "updatedAt": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> BurstMemory:
+        """Malformed entries fall back to an empty memory (a hand-edited status)."""
+        if not isinstance(data, Mapping):
+            return cls()
+        samples: list[tuple[float, float]] = []
+        for item in data.get("samples") or []:
+            try:
+                samples.append((float(item[0]), float(item[1])))
+            except (TypeError, ValueError, IndexError):
+                continue
+        try:
+            rise = max(1.0, float(data.get("rise", 1.0)))
+            peak = max(0.0, float(data.get("peak", 0.0)))
+            at = data.get("updatedAt")
+            updated_at = None if at is None else float(at)
+        except (TypeError, ValueError):
+            return cls(samples=tuple(samples))
+        if not (math.isfinite(rise) and math.isfinite(peak)):
+            return cls(samples=tuple(samples))
+        return cls(tuple(samples), rise, peak, updated_at)
+
+
+def remember(
+    memory: BurstMemory,
+    now: float,
+    rate: float,
+    horizon_s: float,
+    c: ScalingConstants = CONSTANTS,
+) -> BurstMemory:
+    """The memory after a tick that read `rate` req/s at `now`; `horizon_s` is the service's
+    cold start. 10 req/s two minutes ago, 15 now: rise at least 1.5, peak at least 15."""
+    rate = max(0.0, rate)
+    decay = 1.0
+    if memory.updated_at is not None and now > memory.updated_at:
+        decay = 0.5 ** ((now - memory.updated_at) / c.burst_half_life_s)
+    samples = tuple((t, r) for t, r in memory.samples if now - t <= horizon_s and t < now)
+    samples = (*samples, (now, rate))
+    lowest = max(c.burst_floor_rate, min(r for _, r in samples))
+    rise_now = max(1.0, rate / lowest)
+    rise = min(c.burst_max_rise, max(rise_now, 1.0 + (memory.rise - 1.0) * decay))
+    peak = max(rate, memory.peak * decay)
+    return replace(memory, samples=samples, rise=rise, peak=peak, updated_at=now)
+
+
+def reserved_rate(memory: BurstMemory, rate: float) -> float:
+    """The arrival rate the fleet's hard throughput should cover now: the rate times the rise
+    seen within a cold start, no farther than the peak seen (and never below the rate)."""
+    return max(rate, min(rate * memory.rise, memory.peak))

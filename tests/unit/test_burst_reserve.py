@@ -1,0 +1,123 @@
+"""The burst reserve: rises remembered from the service's own arrival rate (virtual time)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.unit.test_scaling import PLAN, SPEC, TICK, obs
+from tokenscale.domain.burst_reserve import BurstMemory, remember, reserved_rate
+from tokenscale.domain.scaling import Decision, ScalerState, decide
+from tokenscale.domain.scaling_constants import CONSTANTS
+from tokenscale.domain.scaling_model import service_model
+
+COLD = 120.0
+MAX_RISE = CONSTANTS.burst_max_rise
+HALF_LIFE_S = CONSTANTS.burst_half_life_s
+
+
+def feed(rates: list[float], memory: BurstMemory | None = None, t0: float = 0.0) -> BurstMemory:
+    mem = memory or BurstMemory()
+    for i, rate in enumerate(rates):
+        mem = remember(mem, t0 + i * TICK, rate, COLD)
+    return mem
+
+
+def test_a_rise_within_a_cold_start_is_remembered_with_the_peak() -> None:
+    mem = feed([10.0] * 8 + [12.0, 15.0])
+    assert mem.rise == pytest.approx(1.5)
+    assert mem.peak == pytest.approx(15.0)
+    # Samples older than one cold start are dropped: 120 s / 15 s + the tick itself.
+    assert len(mem.samples) == 9
+    assert mem.samples[-1] == (9 * TICK, 15.0)
+
+
+def test_a_slow_ramp_is_not_a_burst() -> None:
+    # 1% a tick: within two minutes the rate rises 8%, whatever it rose over the hour.
+    mem = feed([5.0 * 1.01**i for i in range(240)])
+    assert mem.rise == pytest.approx(1.01**8, rel=1e-6)
+
+
+def test_the_memory_halves_its_excess_each_half_life() -> None:
+    mem = feed([3.0] * 9 + [24.0])
+    assert mem.rise == pytest.approx(8.0)
+    later = remember(mem, mem.updated_at + HALF_LIFE_S, 3.0, COLD)  # type: ignore[operator]
+    assert later.rise == pytest.approx(1.0 + 7.0 / 2)
+    assert later.peak == pytest.approx(12.0)
+
+
+def test_near_idle_noise_is_not_a_fifty_fold_burst() -> None:
+    mem = feed([0.0, 0.01, 0.5])
+    assert mem.rise == pytest.approx(5.0)  # 0.5 over the 0.1 req/s floor
+    assert feed([0.0] * 8 + [50.0]).rise == MAX_RISE
+
+
+def test_the_reserve_stops_at_the_peak_and_never_below_the_rate() -> None:
+    mem = BurstMemory(rise=8.0, peak=24.0)
+    assert reserved_rate(mem, 3.0) == 24.0
+    assert reserved_rate(mem, 2.0) == 16.0
+    assert reserved_rate(mem, 30.0) == 30.0  # past the peak: the rate itself
+    assert reserved_rate(BurstMemory(), 5.0) == 5.0  # no history: nothing reserved
+
+
+@given(
+    st.lists(st.floats(0.0, 500.0, allow_nan=False), min_size=1, max_size=60),
+    st.floats(0.0, 500.0, allow_nan=False),
+)
+def test_the_reserve_is_bounded_by_the_highest_rate_seen(rates: list[float], now: float) -> None:
+    mem = feed(rates)
+    assert 1.0 <= mem.rise <= MAX_RISE
+    assert now <= reserved_rate(mem, now) <= max(now, max(rates))
+
+
+def test_the_memory_round_trips_and_survives_a_hand_edited_status() -> None:
+    mem = feed([3.0] * 9 + [24.0, 20.0])
+    assert BurstMemory.from_dict(json.loads(json.dumps(mem.to_dict()))) == mem
+    assert BurstMemory.from_dict(None) == BurstMemory()
+    assert BurstMemory.from_dict("junk") == BurstMemory()  # type: ignore[arg-type]
+    junk = BurstMemory.from_dict({"samples": [["x", 1], [1, 2]], "rise": "nan?", "peak": 3})
+    assert junk.samples == ((1.0, 2.0),) and junk.rise == 1.0
+    assert BurstMemory.from_dict({"rise": math.inf}) == BurstMemory()
+    edited = BurstMemory.from_dict({"rise": 1e9, "peak": -4})
+    assert edited == BurstMemory(rise=1e9)
+    # The next tick holds it to the largest rise remembered.
+    assert remember(edited, 0.0, 5.0, COLD).rise == MAX_RISE
+
+
+def run_rates(rates: list[float], replicas: int, forget: bool = False) -> Decision:
+    """decide() one tick per rate, replicas ready at once; the last decision. `forget` clears
+    the burst memory before each tick (what the autoscaler did without it)."""
+    state, d = ScalerState(), None
+    for i, rate in enumerate(rates):
+        if forget:
+            state = replace(state, burst=BurstMemory())
+        d = decide(SPEC, PLAN, obs(i * TICK, rate, replicas), state, i * TICK)
+        state, replicas = d.state, d.replicas
+    assert d is not None
+    return d
+
+
+def test_after_an_on_off_cycle_the_fleet_keeps_the_hard_throughput_for_the_next_on() -> None:
+    on, off = [24.0] * 20, [3.0] * 40
+    d = run_rates(on + off + on + off, 2)
+    mem = d.state.burst
+    assert mem.rise > 5.0 and "reserve for" in d.reason
+    full = service_model(SPEC, PLAN, 1155, 211).throughput(d.concurrency_cap)
+    kept = reserved_rate(mem, 3.0)
+    assert 18.0 < kept <= mem.peak < 24.0  # 24 req/s, decayed over 10 minutes
+    assert d.replicas == math.ceil(kept / full)
+    # Without the memory the fleet is sized for 3 req/s: one replica.
+    assert run_rates(on + off + on + off, 2, forget=True).replicas == 1 < d.replicas
+
+
+def test_a_calm_service_pays_nothing_for_the_reserve() -> None:
+    jitter = [20.0 * (1.04 if i % 3 else 0.97) for i in range(80)]
+    d = run_rates(jitter, 4)
+    assert d.state.burst.rise < 1.1
+    assert "reserve" not in d.reason
+    assert d.replicas == run_rates(jitter, 4, forget=True).replicas
