@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.unit.test_scaling import PLAN, SPEC, TICK, obs
+from tests.unit.test_scaling import PLAN, SPEC, TICK, run
 from tokenscale.domain.burst_reserve import BurstMemory, remember, reserved_rate
-from tokenscale.domain.scaling import Decision, ScalerState, decide
+from tokenscale.domain.scaling import Decision
 from tokenscale.domain.scaling_constants import CONSTANTS
 from tokenscale.domain.scaling_model import service_model
 
@@ -90,16 +89,8 @@ def test_the_memory_round_trips_and_survives_a_hand_edited_status() -> None:
 
 
 def run_rates(rates: list[float], replicas: int, forget: bool = False) -> Decision:
-    """decide() one tick per rate, replicas ready at once; the last decision. `forget` clears
-    the burst memory before each tick (what the autoscaler did without it)."""
-    state, d = ScalerState(), None
-    for i, rate in enumerate(rates):
-        if forget:
-            state = replace(state, burst=BurstMemory())
-        d = decide(SPEC, PLAN, obs(i * TICK, rate, replicas), state, i * TICK)
-        state, replicas = d.state, d.replicas
-    assert d is not None
-    return d
+    """The last of test_scaling.run's decisions."""
+    return run(rates, replicas, forget=forget)[-1]
 
 
 def test_after_an_on_off_cycle_the_fleet_keeps_the_hard_throughput_for_the_next_on() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from tokenscale.adapters.settings import AutoscaleSettings
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
+from tokenscale.domain.burst_reserve import BurstMemory
 from tokenscale.domain.capacity import Plan, plan
 from tokenscale.domain.probes import DEFAULT_COLD_START_SECONDS
 from tokenscale.domain.scaling import Decision, Observation, ScalerState, decide
@@ -75,12 +76,19 @@ def obs(
 
 
 def run(
-    rates: list[float], start: int, spec: InferenceServiceSpec = SPEC, **kw: object
+    rates: list[float],
+    start: int,
+    spec: InferenceServiceSpec = SPEC,
+    forget: bool = False,
+    **kw: object,
 ) -> list[Decision]:
-    """Drive decide() one tick per rate, replicas becoming ready at once."""
+    """Drive decide() one tick per rate, replicas becoming ready at once. `forget` clears the
+    burst memory before each tick (what the autoscaler did without it)."""
     state, replicas, out = ScalerState(), start, []
     for i, rate in enumerate(rates):
         now = i * TICK
+        if forget:
+            state = replace(state, burst=BurstMemory())
         d = decide(spec, PLAN, obs(now, rate, replicas, **kw), state, now)  # type: ignore[arg-type]
         out.append(d)
         state, replicas = d.state, d.replicas
