@@ -7,7 +7,14 @@ import math
 import pytest
 
 from tokenscale.bench.baselines import Apa, Hpa, Kpa
-from tokenscale.bench.bound import LowerBound, MinuteCurve, lower_bound, warm_lead
+from tokenscale.bench.bound import (
+    LowerBound,
+    MinuteCurve,
+    filled_curve,
+    lower_bound,
+    search_counts,
+    warm_lead,
+)
 from tokenscale.bench.policies import Policy, Static, Tokenscale
 from tokenscale.bench.runner import simulate
 from tokenscale.bench.scenario import Scenario
@@ -65,6 +72,51 @@ def test_the_warm_fleet_covers_the_minutes_before_a_first_scale_up() -> None:
     ramp = LowerBound((MinuteCurve(60.0, 10, (10,)), MinuteCurve(60.0, 10, (0, 5, 10))), 20, GPUS)
     assert ramp.warm_start(60.0) == 1
     assert ramp.warm_start(195.0) == 3
+
+
+def test_a_minute_no_fleet_fully_serves_needs_its_share_of_what_the_largest_serves() -> None:
+    # 40 replicas serve 98 of 100 (two long prefills meeting miss at any size): 99% of those 98
+    # is 98 at 4 replicas, not "never" (which sized static and the warm start at the maximum)
+    b = LowerBound((MinuteCurve(60.0, 100, (40, 80, 97, 98, 98)),), 100, GPUS)
+    assert b.minute_needs(0.99) == [4]
+    assert b.minute_needs(0.9) == [3]
+
+
+def stepped(count: int) -> tuple[dict[int, int], list[int]]:
+    """A minute like prefill-heavy's: served rises to 14 replicas, is flat over two more, then
+    rises slowly again up to 40 (fewer long prefills meeting on one replica)."""
+    calls: list[int] = []
+
+    def serve(n: int) -> int:
+        calls.append(n)
+        if n <= 14:
+            return min(count, n * 60)
+        return 840 + (n - 16) * 2 if n > 16 else 840
+
+    return search_counts(serve, count, guess=10, top=40), calls
+
+
+def test_the_search_goes_past_a_plateau_short_of_the_whole_minute() -> None:
+    got, calls = stepped(1000)
+    assert got[40] == 888  # the top is simulated, not filled in from the plateau's 840
+    assert got[18] == 844 and got[20] == 848 and got[24] == 856 and got[32] == 872
+    assert len(calls) == len(set(calls))  # no count simulated twice
+    curve = filled_curve(got)
+    assert len(curve) == 40 and curve[-1] == 888
+    # counts between the steps take the next higher simulated count (an overestimate)
+    assert curve[25 - 1] == got[32] and curve[17 - 1] == got[18]
+    assert list(curve) == sorted(curve)
+
+
+def test_a_plateau_that_serves_the_whole_minute_ends_the_search() -> None:
+    got, calls = stepped(600)
+    assert max(calls) == 10 and got[10] == 600  # the guess already serves it all
+
+
+def test_below_the_search_the_lowest_simulated_count_stands_in() -> None:
+    # down from the guess until under a fifth is served; below that, the lowest count's value
+    assert filled_curve({3: 10, 4: 50, 5: 100}) == (10, 10, 10, 50, 100)
+    assert filled_curve({1: 5, 3: 30, 4: 20}) == (5, 30, 30, 30)  # never less than with fewer
 
 
 def test_no_policy_comes_in_under_the_bound() -> None:
