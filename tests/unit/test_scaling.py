@@ -444,3 +444,38 @@ def test_a_burst_past_twice_the_ready_slots_scales_on_the_count_now() -> None:
     burst = dataclasses.replace(obs(600.0, 4, 3), running=250.0, in_flight_mean=24.0)
     d = decide(SPEC, PLAN, burst, state, 600.0)
     assert d.replicas == 8 and "250 in flight now" in d.reason
+
+
+def completion(rate: float, ready: int, out_of_reach: float = 0.0) -> Observation:
+    """Code completion: 2 539-token prompts, 33-token answers, TTFT within the objective."""
+    return dataclasses.replace(
+        obs(600.0, rate, ready),
+        prompt_tokens=2539,
+        output_tokens=33,
+        running=rate * 1.0,
+        in_flight_mean=rate * 1.0,
+        out_of_reach_share=out_of_reach,
+    )
+
+
+def test_long_prompts_with_short_answers_size_for_the_wait_behind_other_prefills() -> None:
+    """29 req/s of 2 539-token prompts: the rate need alone keeps prefill at 56% of 10 replicas'
+    time; holding the wait behind other prefills to the 1% a p99 objective tolerates needs the
+    share at 25%, 22 replicas. Past that tolerance out of reach, the objective is read over the
+    requests in reach and the term stays out."""
+    p99 = SPEC.model_copy(update={"slo": SPEC.slo.model_copy(update={"percentile": 99.0})})
+    state = ScalerState(recommendations=((540.0, 20),), concurrency_cap=40)
+    d = decide(p99, PLAN, completion(29.0, 20), state, 600.0)
+    assert d.replicas == 22 and "prefill at most 25% of a replica" in d.reason
+    out = decide(p99, PLAN, completion(29.0, 20, out_of_reach=0.02), state, 600.0)
+    assert out.desired_unbounded < 16 and "prefill at most" not in out.reason
+    # p95 tolerates 5%: the share may be 48%, half the replicas
+    p95 = decide(SPEC, PLAN, completion(29.0, 20), state, 600.0)
+    assert SPEC.slo.percentile == 95 and "prefill at most 48% of a replica" in p95.reason
+
+
+def test_conversation_traffic_pays_nothing_for_the_prefill_wait() -> None:
+    # 1 155-token prompts: slack of 10 prefills allows 60%, above what the rate need runs at
+    state = ScalerState(recommendations=((540.0, 5),), concurrency_cap=40)
+    d = decide(SPEC, PLAN, obs(600.0, 20.0, 5), state, 600.0)
+    assert "prefill at most" not in d.reason

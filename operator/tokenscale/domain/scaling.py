@@ -34,10 +34,12 @@ from tokenscale.api.v1alpha1 import InferenceServiceSpec
 from tokenscale.domain.burst_reserve import remember, reserved_rate
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.observation import Decision, Observation, ScalerState
+from tokenscale.domain.prefill_wait import prefill_wait_need
 from tokenscale.domain.probes import DEFAULT_COLD_START_SECONDS, cold_start_seconds
 from tokenscale.domain.scaling_cap import CapChoice, cap_bounds, choose_cap, static_cap
 from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants
 from tokenscale.domain.scaling_model import ServiceModel, service_model
+from tokenscale.domain.ttft_objective import ttft_objective
 
 __all__ = ["Decision", "Observation", "ScalerState", "decide"]
 
@@ -219,6 +221,12 @@ def _rate_need(
     # covers the rate times the burst margin, and the rise this service's rate has shown
     # within a cold start up to its peak (domain.burst_reserve): 3 req/s after on phases at
     # 24 -> 24 / 7.6 req/s per full replica = 3.2 replicas kept for the next one.
+    driver = f"{rate:.1f} req/s at {per_replica:.2f} req/s per replica"
+    wait = _prefill_wait(spec, obs, model, rate, c)
+    if wait is not None and wait[0] > need:
+        need, rho = wait
+        pf = model.prefill_s
+        driver = f"{rate:.1f} req/s with prefill at most {rho:.0%} of a replica ({pf:.2f} s each)"
     full = model.throughput(cap, state.service_factor)
     covered = max(rate * c.burst_margin, reserved_rate(state.burst, rate))
     by_wall = covered / max(1e-9, full)
@@ -229,7 +237,33 @@ def _rate_need(
         else:
             what = f"{rate:.1f} req/s x {c.burst_margin:g}"
         return by_wall, f"{what} at {full:.2f} req/s per full replica"
-    return need, f"{rate:.1f} req/s at {per_replica:.2f} req/s per replica"
+    return need, driver
+
+
+def _prefill_wait(
+    spec: InferenceServiceSpec,
+    obs: Observation,
+    model: ServiceModel,
+    rate: float,
+    c: ScalingConstants = CONSTANTS,
+) -> tuple[float, float] | None:
+    """Replicas keeping the wait behind other prefills within the TTFT objective's tolerance,
+    and the prefill share that allows (domain.prefill_wait); None where it does not apply: more
+    prompts out of reach than the percentile tolerates, or too little slack. The mean prompt's
+    prefill is the roofline's (compute-bound, which it models closely), not corrected by the
+    learned service factor: that factor is the whole request's slot time over the model's,
+    mostly decode and batching on conversation traffic, and scaling the prefill by it pulled the
+    on-off shape 7-21% more GPU-hours for 0.2-0.8 points less (docs/benchmarks.md)."""
+    if obs.out_of_reach_share > 1.0 - spec.slo.percentile / 100.0:
+        return None
+    return prefill_wait_need(
+        rate,
+        model.prefill_s,
+        ttft_objective(spec.slo, model.prompt_tokens),
+        spec.slo.percentile,
+        model.stages,
+        c.prefill_wait_min_slack,
+    )
 
 
 def _ttft_boost(

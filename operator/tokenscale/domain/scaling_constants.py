@@ -23,6 +23,13 @@ class ScalingConstants:
     # arrival rate: a burst before new replicas are ready meets slower tokens, not a queue.
     # Chosen on the long-output day seeds 1 and 3 (1.25 lost a 1.45x burst, 1.35 missed seed 3).
     burst_margin: float = 1.5
+    # The wait behind other prefills (domain.prefill_wait) is sized for only where the TTFT
+    # objective leaves at least this many mean prefills of slack. Not tuned on a figure: set
+    # between the shapes' slack (long-prompt mix 2.4 and long context 1.4, where the M/M/1
+    # tail would multiply the fleet for prompts whose own prefill is most of the objective;
+    # code completion 4.3; conversation 10), which the training set (all near 10) cannot
+    # choose.
+    prefill_wait_min_slack: float = 3.0
     # -- the burst reserve (domain.burst_reserve) ----------------------------------------------
     # A burst seen this long ago reserves half as much more than the present rate: bursts that
     # recur within the hour stay covered, a service whose bursts stopped stops paying for them
