@@ -18,7 +18,7 @@ tolerance (1% at p99) for the mean slack t (objective minus the mean prefill) bo
   the rate need already runs at, so conversation traffic pays nothing for it.
 The approximation's exponential tail is the wait of many short prefills queued; where the slack
 is only a few mean prefills (under `prefill_wait_min_slack`), what misses is the request's own
-long prefill and the spread of the lengths, and the bound would multiply the fleet for it (the
+long prefill and the spread of the lengths, and the term would multiply the fleet for it (the
 long-prompt mix: slack 2.4 prefills, rho <= 0.09, over four times its fleet; long context with
 an allowance per 1k tokens: 1.4 prefills), so the term stays out there. It stays out too while
 more prompts are out of any replica's reach than the percentile tolerates: the objective is
@@ -62,7 +62,7 @@ def prefill_wait_need(
     """(replicas, rho) keeping the wait behind other prefills within the objective's tolerance
     at `rate` req/s; None where the slack is under `min_slack_prefills` mean prefills (the term
     stays out, see the module docstring). 29 req/s of 0.187 s prefills, 1 s objective at p99,
-    one stage: slack 4.34 prefills, rho 0.254 -> 29 x 0.187 / 0.254 = 21.3 replicas. A replica
+    one stage: slack 4.35 prefills, rho 0.255 -> 29 x 0.187 / 0.255 = 21.3 replicas. A replica
     of `stages` pipeline stages prefills `stages` prompts at once, one per stage."""
     if prefill_s <= 0.0 or rate <= 0.0:
         return None

@@ -39,7 +39,7 @@ from tokenscale.domain.probes import DEFAULT_COLD_START_SECONDS, cold_start_seco
 from tokenscale.domain.scaling_cap import CapChoice, cap_bounds, choose_cap, static_cap
 from tokenscale.domain.scaling_constants import CONSTANTS, ScalingConstants
 from tokenscale.domain.scaling_model import ServiceModel, service_model
-from tokenscale.domain.ttft_objective import ttft_objective
+from tokenscale.domain.ttft_objective import in_reach_percentile, ttft_objective
 
 __all__ = ["Decision", "Observation", "ScalerState", "decide"]
 
@@ -254,13 +254,14 @@ def _prefill_wait(
     learned service factor: that factor is the whole request's slot time over the model's,
     mostly decode and batching on conversation traffic, and scaling the prefill by it pulled the
     on-off shape 7-21% more GPU-hours for 0.2-0.8 points less (docs/benchmarks.md)."""
-    if obs.out_of_reach_share > 1.0 - spec.slo.percentile / 100.0:
-        return None
+    percentile = spec.slo.percentile
+    if in_reach_percentile(percentile, obs.out_of_reach_share) != percentile:
+        return None  # TTFT is read over the requests in reach (domain.ttft_objective)
     return prefill_wait_need(
         rate,
         model.prefill_s,
         ttft_objective(spec.slo, model.prompt_tokens),
-        spec.slo.percentile,
+        percentile,
         model.stages,
         c.prefill_wait_min_slack,
     )
