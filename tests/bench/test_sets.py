@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tokenscale.bench import evaluate
 from tokenscale.bench.evaluate import interval, table
 from tokenscale.bench.sets import training, validation
 from tokenscale.bench.shapes import SHAPES
@@ -77,3 +80,29 @@ def test_table_reports_mean_interval_and_bound_ratio() -> None:
     row = "| w | 2 | tokenscale (defaults) | 71.00% ± 12.71% | 94.67% ± 16.94% | 10.00 ± 12.71 |"
     assert row + " 0/2 | 2.00x |" in text, text
     assert "lower bound at 99.0% (infeasible: 25.0%)" in text
+
+
+def _row_or_stop(job: evaluate.Job) -> dict[str, object]:
+    """A stand-in for a job: the first seed finishes, the second stops the run."""
+    if job.seed > 2:  # the embedded day's validation seeds are 2, 3, ...
+        raise RuntimeError("stopped")
+    return {
+        "workload": "embedded",
+        "seed": job.seed,
+        "requests": 1,
+        "infeasible_share": 0.0,
+        "bound_at_99": 1.0,
+        "runs": [],
+    }
+
+
+def test_a_stopped_evaluation_keeps_the_jobs_it_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(evaluate, "_job", _row_or_stop)
+    out = tmp_path / "validation.json"
+    argv = ["--only", "embedded", "--seeds", "2", "--jobs", "1", "--json", str(out)]
+    with pytest.raises(RuntimeError, match="stopped"):
+        evaluate.main(argv)
+    kept = json.loads(out.read_text())
+    assert [row["seed"] for row in kept] == [2]

@@ -205,10 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         if not only or w.name in only
         for seed in w.seeds
     ]
+    done: list[dict[str, Any]] = []
+    out = Path(args.json_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with Pool(args.jobs) as pool:
-        done = pool.map(_job, jobs, chunksize=1)
-    Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_path).write_text(json.dumps(done, indent=1) + "\n")
+        for row in pool.imap(_job, jobs, chunksize=1):
+            done.append(row)
+            # Written after every job: a long run stopped early keeps what it finished, and
+            # `--table-from` prints it.
+            out.write_text(json.dumps(done, indent=1) + "\n")
     print(table(done))
     return _report_under_bound(done)
 
