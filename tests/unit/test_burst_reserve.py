@@ -36,10 +36,23 @@ def test_a_rise_within_a_cold_start_is_remembered_with_the_peak() -> None:
     assert mem.samples[-1] == (9 * TICK, 15.0)
 
 
+def test_a_fall_within_a_cold_start_is_a_swing_the_reserve_keeps() -> None:
+    # A batch job ends, 24 -> 3 req/s: the next one starts as fast, so the fleet keeps the
+    # hard throughput for 24 req/s through the lull (the service's first rise is then covered).
+    mem = feed([24.0] * 9 + [3.0])
+    assert mem.rise == pytest.approx(8.0)
+    # The peak has decayed over the one tick since 24 was last read.
+    assert reserved_rate(mem, 3.0) == pytest.approx(24.0 * 0.5 ** (TICK / HALF_LIFE_S))
+    # Near idle, the fall is measured against the rate floor, not against zero.
+    assert feed([0.5] * 9 + [0.0]).rise == pytest.approx(5.0)
+
+
 def test_a_slow_ramp_is_not_a_burst() -> None:
     # 1% a tick: within two minutes the rate rises 8%, whatever it rose over the hour.
     mem = feed([5.0 * 1.01**i for i in range(240)])
     assert mem.rise == pytest.approx(1.01**8, rel=1e-6)
+    # Nor is a slow fall (the evening of a day).
+    assert feed([50.0 * 0.99**i for i in range(240)]).rise == pytest.approx(0.99**-8, rel=1e-6)
 
 
 def test_the_memory_halves_its_excess_each_half_life() -> None:

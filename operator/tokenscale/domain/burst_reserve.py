@@ -8,15 +8,19 @@ reserve, and one that jumps from 3 to 24 req/s at the top of every batch job (th
 needs the hard throughput for 24 req/s while it sees 3.
 
 The memory is two decaying high-water marks, updated each tick from the arrival rate:
-  rise  the largest ratio of the rate to the lowest rate within the last cold start
-        (26 -> 39 req/s within 120 s: 1.5)
+  rise  the largest swing within the last cold start: the ratio of the rate to the lowest
+        rate, or of the highest rate to the rate (26 -> 39 req/s within 120 s: 1.5; a batch
+        job ending, 24 -> 3 req/s: 8)
   peak  the highest rate seen
 and the rate reserved for is the present rate times the rise, no farther than the peak seen:
   3 req/s after an on phase at 24 (rise 8, peak 24) -> min(3 x 8, 24) = 24 req/s
   26 req/s at the day's top after 1.5x bursts (peak 39) -> min(39, 39) = 39 req/s
-A service that rises to a new peak is covered from then on; its first burst is not (nothing in
-its history said it would come). The half-life (30 minutes), the largest rise remembered (10x)
-and the rate floor of a rise's denominator are in `scaling_constants.py`.
+A service that rises to a new peak is covered from then on; its first burst from a steady rate
+is not (nothing in its history said it would come). A fall counts as a swing because traffic
+that falls fast comes back fast: without it, the on-off shape's first lull shrank the fleet to
+one replica and the first rise back missed 3 660 of its ~48 000 requests (seed 1: 91.87%;
+with it 99.08%). The half-life (30 minutes), the largest swing remembered (10x) and the rate
+floor of a swing's denominator are in `scaling_constants.py`.
 """
 
 from __future__ import annotations
@@ -85,8 +89,12 @@ def remember(
         decay = 0.5 ** ((now - memory.updated_at) / c.burst_half_life_s)
     samples = tuple((t, r) for t, r in memory.samples if now - t <= horizon_s and t < now)
     samples = (*samples, (now, rate))
-    lowest = max(c.burst_floor_rate, min(r for _, r in samples))
-    rise_now = max(1.0, rate / lowest)
+    floor = c.burst_floor_rate
+    lowest = max(floor, min(r for _, r in samples))
+    highest = max(r for _, r in samples)
+    # A fall is a swing too: a service that dropped 24 -> 3 req/s within a cold start has shown
+    # it moves 8x within one, and its next rise back (the next batch job) is as fast.
+    rise_now = max(1.0, rate / lowest, highest / max(floor, rate))
     rise = min(c.burst_max_rise, max(rise_now, 1.0 + (memory.rise - 1.0) * decay))
     peak = max(rate, memory.peak * decay)
     return replace(memory, samples=samples, rise=rise, peak=peak, updated_at=now)

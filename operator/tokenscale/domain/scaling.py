@@ -218,7 +218,7 @@ def _rate_need(
     need = rate / max(1e-9, per_replica * c.target_utilization)
     # Past the ITL-feasible rate tokens slow down a little; past the rate with every slot of
     # the cap busy the queue grows and each request behind it misses TTFT. The hard throughput
-    # covers the rate times the burst margin, and the rise this service's rate has shown
+    # covers the rate times the burst margin, and the swing this service's rate has shown
     # within a cold start up to its peak (domain.burst_reserve): 3 req/s after on phases at
     # 24 -> 24 / 7.6 req/s per full replica = 3.2 replicas kept for the next one.
     driver = f"{rate:.1f} req/s at {per_replica:.2f} req/s per replica"
@@ -232,7 +232,7 @@ def _rate_need(
     by_wall = covered / max(1e-9, full)
     if by_wall > need:
         if covered > rate * c.burst_margin:
-            what = f"{rate:.1f} req/s, reserve for {covered:.1f} (rises of x{state.burst.rise:.2f}"
+            what = f"{rate:.1f} req/s, reserve for {covered:.1f} (swings of x{state.burst.rise:.2f}"
             what += " seen within a cold start)"
         else:
             what = f"{rate:.1f} req/s x {c.burst_margin:g}"

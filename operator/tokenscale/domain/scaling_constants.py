@@ -34,10 +34,11 @@ class ScalingConstants:
     # A burst seen this long ago reserves half as much more than the present rate: bursts that
     # recur within the hour stay covered, a service whose bursts stopped stops paying for them
     # within a couple of hours. Set with the first version of the reserve, not tuned. With it
-    # the training set is unchanged (no workload there rises past its own 1.5 margin), and the
-    # 1.5 stays: at 1.0, the reserve alone lost long-output seed 3's first burst (92.16%).
+    # the training set is unchanged (no workload there rises or falls past its own 1.5 margin
+    # within a cold start), and the 1.5 stays: at 1.0, the reserve alone lost long-output
+    # seed 3's first burst (92.16%).
     burst_half_life_s: float = 1800.0
-    # The largest rise remembered: 10x (the bench's on-off batch traffic rises 8x).
+    # The largest swing remembered: 10x (the bench's on-off batch traffic moves 8x).
     burst_max_rise: float = 10.0
     # Rates below this are read as this in a rise's denominator: 0.01 -> 0.5 req/s is a nearly
     # idle service's noise, not a 50x burst (numerics, not tuned).
