@@ -426,24 +426,45 @@ def test_a_pipeline_replica_decodes_one_batch_per_stage() -> None:
 
 
 def test_concurrency_need_reads_the_window_mean_not_one_instant() -> None:
-    """A Poisson load at 4 req/s keeps 24 in flight on average; one gauge reading 120 (a
-    momentary clump, or requests still finishing on replicas being drained) is not a need
-    for a fourth replica. Without the window's mean the same reading adds one."""
+    """A load at 4 req/s that kept 70 in flight on average over the window; one gauge reading
+    120 (a clump within twice that mean, or requests still finishing on replicas being drained)
+    is not a need for a fourth replica. Without the window's mean the same reading adds one."""
     state = ScalerState(recommendations=((540.0, 3),), concurrency_cap=40)
     clump = dataclasses.replace(obs(600.0, 4, 3), running=120.0)
-    held = decide(SPEC, PLAN, dataclasses.replace(clump, in_flight_mean=24.0), state, 600.0)
+    held = decide(SPEC, PLAN, dataclasses.replace(clump, in_flight_mean=70.0), state, 600.0)
     assert held.replicas == 3
     instant = decide(SPEC, PLAN, clump, state, 600.0)
     assert instant.replicas == 4 and "120 in flight at cap" in instant.reason
 
 
 def test_a_burst_past_twice_the_ready_slots_scales_on_the_count_now() -> None:
-    """250 in flight now against 3 ready x 44 x 0.8 (twice is 211): the window's mean (24)
+    """250 in flight now against 3 ready x 44 x 0.8 (twice is 211): the window's mean (140)
     would answer after half a window; the count now answers at once, as Knative's panic mode."""
     state = ScalerState(recommendations=((540.0, 3),), concurrency_cap=40)
-    burst = dataclasses.replace(obs(600.0, 4, 3), running=250.0, in_flight_mean=24.0)
+    burst = dataclasses.replace(obs(600.0, 4, 3), running=250.0, in_flight_mean=140.0)
     d = decide(SPEC, PLAN, burst, state, 600.0)
     assert d.replicas == 8 and "250 in flight now" in d.reason
+
+
+def test_in_flight_past_twice_its_mean_and_the_ready_slots_implies_the_rate_now() -> None:
+    """A step from 4 req/s: the one-minute rate still reads 4, but 160 are in flight against a
+    window mean of 24, past twice it, past 24 + 4 sqrt(24) = 43.6 and past the 3 x 44 slots
+    of the ready replicas, so the rate now is read as 4 x 160 / 24 = 26.7 req/s: 12 replicas
+    at once, where the rate and the count (under twice what 3 ready replicas hold) keep 3.
+    The same step within the ready slots (120) is served at once and reads as the rate."""
+    state = ScalerState(recommendations=((540.0, 3),), concurrency_cap=40)
+    step = dataclasses.replace(obs(600.0, 4, 3), running=160.0, in_flight_mean=24.0)
+    d = decide(SPEC, PLAN, step, state, 600.0)
+    assert d.replicas == 12 and "implied by 160 in flight now, 24.0 on average" in d.reason
+    held = decide(SPEC, PLAN, dataclasses.replace(step, running=120.0), state, 600.0)
+    assert held.replicas == 3 and "implied by" not in held.reason
+    # no replica ready yet and a mean of 2: the bar is 2 + 4 sqrt(2) = 7.7, not twice the
+    # mean, so 7 is noise and 9 a step
+    calm = dataclasses.replace(obs(600.0, 0.5, 0, starting=(550.0,)), in_flight_mean=2.0)
+    noise = decide(SPEC, PLAN, dataclasses.replace(calm, running=7.0), state, 600.0)
+    assert "implied by" not in noise.reason
+    surge = decide(SPEC, PLAN, dataclasses.replace(calm, running=9.0), state, 600.0)
+    assert "implied by 9 in flight now, 2.0 on average" in surge.reason
 
 
 def completion(rate: float, ready: int, out_of_reach: float = 0.0) -> Observation:

@@ -208,7 +208,7 @@ def _rate_need(
 ) -> tuple[float, str]:
     """The arrival rate over the ITL-feasible throughput at 80% utilization, or over the hard
     throughput with the burst margin and reserve, whichever needs more replicas."""
-    rate = obs.arrival_rate or 0.0
+    rate, surge = _surge_rate(obs, cap, c)
     # Size for the cap the ITL objective allows even when the cap in force is larger (batch
     # tuning off, or not settled yet): cap 120 but ITL-feasible 64 -> 6.7 instead of 7.9 req/s.
     floor = min(cap, spec.scaling.batch.min_concurrency)
@@ -221,23 +221,44 @@ def _rate_need(
     # covers the rate times the burst margin, and the swing this service's rate has shown
     # within a cold start up to its peak (domain.burst_reserve): 3 req/s after on phases at
     # 24 -> 24 / 7.6 req/s per full replica = 3.2 replicas kept for the next one.
-    driver = f"{rate:.1f} req/s at {per_replica:.2f} req/s per replica"
+    driver = f"{rate:.1f} req/s{surge} at {per_replica:.2f} req/s per replica"
     wait = _prefill_wait(spec, obs, model, rate, c)
     if wait is not None and wait[0] > need:
         need, rho = wait
         pf = model.prefill_s
-        driver = f"{rate:.1f} req/s with prefill at most {rho:.0%} of a replica ({pf:.2f} s each)"
+        driver = f"{rate:.1f} req/s{surge} with prefill at most {rho:.0%} of a replica"
+        driver += f" ({pf:.2f} s each)"
     full = model.throughput(cap, state.service_factor)
     covered = max(rate * c.burst_margin, reserved_rate(state.burst, rate))
     by_wall = covered / max(1e-9, full)
     if by_wall > need:
         if covered > rate * c.burst_margin:
-            what = f"{rate:.1f} req/s, reserve for {covered:.1f} (swings of x{state.burst.rise:.2f}"
-            what += " seen within a cold start)"
+            what = f"{rate:.1f} req/s{surge}, reserve for {covered:.1f} (swings of"
+            what += f" x{state.burst.rise:.2f} seen within a cold start)"
         else:
-            what = f"{rate:.1f} req/s x {c.burst_margin:g}"
+            what = f"{rate:.1f} req/s{surge} x {c.burst_margin:g}"
         return by_wall, f"{what} at {full:.2f} req/s per full replica"
     return need, driver
+
+
+def _surge_rate(obs: Observation, cap: int, c: ScalingConstants = CONSTANTS) -> tuple[float, str]:
+    """The arrival rate, or the rate the count in flight now implies when a step has filled
+    every slot of the ready replicas: the rate over a one-minute window answers a step only
+    after most of the window has passed, while the requests in flight grow within one service
+    time. A step the ready slots hold is served at once, its tokens a little slower; past them
+    requests queue for a replica, and past twice the window's mean count (Knative's panic
+    threshold) and surge_sigmas Poisson deviations of it the rate is read as rate x now/mean:
+    5 req/s with 130 in flight on a mean of 40 and 3 x 40 slots -> 16.2 req/s. Returns the
+    rate and the phrase that says so ("" when not)."""
+    rate = obs.arrival_rate or 0.0
+    mean = obs.in_flight_mean
+    now = (obs.running or 0.0) + (obs.waiting or 0.0)
+    if mean is None or mean <= 0.0:
+        return rate, ""
+    over = max(c.panic_threshold * mean, mean + c.surge_sigmas * math.sqrt(mean))
+    if now <= over or now <= (obs.ready_replicas or 0) * cap:
+        return rate, ""
+    return rate * now / mean, f" (implied by {now:.0f} in flight now, {mean:.1f} on average)"
 
 
 def _prefill_wait(

@@ -66,6 +66,11 @@ class ScalingConstants:
     # burst_hold_s. Knative's panic threshold default (200%) and panic window order.
     panic_threshold: float = 2.0
     burst_hold_s: float = 60.0
+    # The count in flight now implies a higher rate than the window's when it is past the ready
+    # replicas' slots, past twice the window's mean and past this many Poisson deviations of
+    # it (sqrt(mean)). The deviations are the higher bar under a mean of 16; there a steady
+    # load crosses 4 of them on at most 1e-3 of readings (mean 2: P(X >= 8) = 0.001). Not tuned.
+    surge_sigmas: float = 4.0
     # Scale-up may always add this many replicas per decision: Kubernetes HPA's default
     # scale-up policy (4 pods per 15 s).
     min_scale_up_step: int = 4
