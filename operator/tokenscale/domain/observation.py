@@ -60,6 +60,10 @@ class Observation:
         """The TTFT objective this window's percentile is held to (domain.ttft_objective)."""
         return ttft_objective(slo, self.prompt_tokens_at_percentile)
 
+    def in_flight_now(self) -> float:
+        """Requests running or waiting at the sampled instant (0 where a gauge is missing)."""
+        return (self.running or 0.0) + (self.waiting or 0.0)
+
     def replicas_now(self) -> int:
         """Replicas the service has or has asked for: spec replicas, else ready + starting."""
         if self.current_replicas is not None:

@@ -188,7 +188,7 @@ def _concurrency_need(
     the window's mean would answer only after half a window; Knative's panic threshold).
     Mean 6.9 at cap 4 -> 2.2 replicas; 30 now with 3 ready (2 x 9.6 = 19.2) -> 9.4 at once."""
     per_replica = cap * c.target_utilization
-    now = (obs.running or 0.0) + (obs.waiting or 0.0)
+    now = obs.in_flight_now()
     if obs.in_flight_mean is None:  # a reader without the window's average
         return now / per_replica, f"{now:.0f} in flight at cap {cap}"
     mean = obs.in_flight_mean
@@ -252,7 +252,7 @@ def _surge_rate(obs: Observation, cap: int, c: ScalingConstants = CONSTANTS) -> 
     rate and the phrase that says so ("" when not)."""
     rate = obs.arrival_rate or 0.0
     mean = obs.in_flight_mean
-    now = (obs.running or 0.0) + (obs.waiting or 0.0)
+    now = obs.in_flight_now()
     if mean is None or mean <= 0.0:
         return rate, ""
     over = max(c.panic_threshold * mean, mean + c.surge_sigmas * math.sqrt(mean))
