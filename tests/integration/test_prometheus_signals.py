@@ -122,6 +122,7 @@ def poll_signals(prometheus: str) -> dict[tuple[str, str], ServiceSignals]:
             found
             and found.ttft_buckets
             and found.rates.get("requests")
+            and found.rates.get("arrivals_recent")
             and found.gauges.get("in_flight_mean", 0.0) > 0
         ):
             break
@@ -140,6 +141,11 @@ def check_signals(signals: dict[tuple[str, str], ServiceSignals]) -> None:
     assert obs.ttft_s is not None and 0 < obs.ttft_s < 5
     assert obs.itl_s is not None and 0 < obs.itl_s < 1
     assert obs.arrival_rate is not None and obs.arrival_rate > 0
+    # The last tick's demand rides on the rates query. The window may still hold the idle time
+    # before the traffic began, the last 15 s only traffic: as much or more, give or take a
+    # request in a scrape.
+    recent = obs.arrival_rate_recent
+    assert recent is not None and recent >= 0.5 * obs.arrival_rate
     assert obs.prompt_tokens == pytest.approx(200, rel=0.2)
     assert obs.output_tokens == pytest.approx(20, rel=0.2)
     assert signals[key].gauges.get("cap") == 8

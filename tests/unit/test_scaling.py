@@ -467,6 +467,22 @@ def test_in_flight_past_twice_its_mean_and_the_ready_slots_implies_the_rate_now(
     assert "implied by 9 in flight now, 2.0 on average" in surge.reason
 
 
+def test_a_step_over_the_last_tick_is_read_before_the_window_follows_it() -> None:
+    """4 req/s over the window expects 60 arrivals in the last 15 s, give or take 4 x sqrt(60)
+    = 31: 16 req/s there (240) is a step, read at once: 16 x 1.5 / 4.95 = 4.8 -> 5 replicas,
+    where the window's rate keeps 3. 6 req/s (90) is within the noise, and a lull is never
+    read: a fall waits for the window."""
+    state = ScalerState(recommendations=((540.0, 3),), concurrency_cap=40)
+    base = obs(600.0, 4, 3)
+    step = decide(SPEC, PLAN, dataclasses.replace(base, arrival_rate_recent=16.0), state, 600.0)
+    assert step.replicas == 5, step.reason
+    assert "16.0 req/s (over the last 15 s; 4.0 over the window)" in step.reason
+    for recent in (None, 6.0, 0.5):
+        calm = dataclasses.replace(base, arrival_rate_recent=recent)
+        held = decide(SPEC, PLAN, calm, state, 600.0)
+        assert held.replicas == 3 and "over the last" not in held.reason, (recent, held.reason)
+
+
 def completion(rate: float, ready: int, out_of_reach: float = 0.0) -> Observation:
     """Code completion: 2 539-token prompts, 33-token answers, TTFT within the objective."""
     return dataclasses.replace(

@@ -11,6 +11,7 @@ from tokenscale.adapters.prometheus import (
     GAUGES,
     HISTOGRAMS,
     RATES,
+    RECENT_RATES,
     _group_buckets,
     build_queries,
     escape_label_value,
@@ -53,6 +54,8 @@ def test_queries_are_a_fixed_small_set() -> None:
     assert all("tokenscale_io_service" in q for q in plan.queries.values())
     for key in RATES:
         assert f'"signal", "{key}"' in plan.queries["rates"]
+    for key, metric in RECENT_RATES.items():  # the last tick's demand, beside the window's
+        assert f'rate({metric}[15000ms])), "signal", "{key}"' in plan.queries["rates"]
     for key in GAUGES:
         assert f'"signal", "{key}"' in plan.queries["gauges"]
     # The per-request histogram first: for series with the same labels PromQL's `or` keeps the
@@ -111,6 +114,8 @@ def test_observation_takes_each_services_own_percentile() -> None:
             "requests": 3.0,
             "arrivals": 3.5,
             "rejected": 0.5,
+            "arrivals_recent": 9.0,
+            "rejected_recent": 1.0,
             "prompt_tokens": 1200.0,
             "generation_tokens": 600.0,
         },
@@ -122,6 +127,7 @@ def test_observation_takes_each_services_own_percentile() -> None:
     assert p95.ttft_s == pytest.approx(0.8125)
     assert p99.ttft_s is not None and p99.ttft_s > p95.ttft_s
     assert p95.arrival_rate == pytest.approx(4.0)  # admitted + rejected
+    assert p95.arrival_rate_recent == pytest.approx(10.0)  # the same over the last tick
     assert p95.prompt_tokens == pytest.approx(400.0)
     assert p95.output_tokens == pytest.approx(200.0)
     assert p95.waiting == pytest.approx(12.0)  # engine queue + gateway queue

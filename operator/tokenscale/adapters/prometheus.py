@@ -30,6 +30,7 @@ from urllib3.util.retry import Retry
 
 from tokenscale.adapters.prometheus_errors import classify, display_url
 from tokenscale.domain.render import SCRAPE_INTERVAL
+from tokenscale.domain.scaling_constants import CONSTANTS
 from tokenscale.domain.signals import ServiceKey, ServiceSignals
 from tokenscale.domain.status import MetricsOutage
 
@@ -66,6 +67,13 @@ RATES = {
     "generation_tokens_count": "vllm:request_generation_tokens_count",
     "arrivals": "tokenscale_gateway_admitted_total",
     "rejected": "tokenscale_gateway_rejected_total",
+}
+# The demand over the last tick (domain.scaling_constants.recent_rate_window_s): a step shows
+# here a tick after it began. With a scrape slower than a third of the span the query has
+# fewer than two points in it and no answer, and decide() reads the window's rate alone.
+RECENT_RATES = {
+    "arrivals_recent": RATES["arrivals"],
+    "rejected_recent": RATES["rejected"],
 }
 GAUGES = {
     "running": ("sum", "vllm:num_requests_running"),
@@ -152,6 +160,12 @@ def build_queries(window: str, namespaces: Sequence[str] = ()) -> QueryPlan:
     queries["rates"] = " or ".join(
         f'label_replace(sum by ({by}) (rate({metric}{sel}[{window}])), "signal", "{key}", "", "")'
         for key, metric in RATES.items()
+    )
+    recent = prometheus_duration(CONSTANTS.recent_rate_window_s)
+    queries["rates"] += "".join(
+        f' or label_replace(sum by ({by}) (rate({metric}{sel}[{recent}])), "signal",'
+        f' "{key}", "", "")'
+        for key, metric in RECENT_RATES.items()
     )
     queries["gauges"] = " or ".join(
         f'label_replace({agg} by ({by}) ({metric}{sel}), "signal", "{key}", "", "")'

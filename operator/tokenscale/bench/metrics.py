@@ -30,6 +30,7 @@ import numpy.typing as npt
 from tokenscale.bench.traces import Trace
 from tokenscale.domain.histogram import quantile
 from tokenscale.domain.observation import Observation
+from tokenscale.domain.scaling_constants import CONSTANTS
 from tokenscale.domain.slo_reach import share_above
 from tokenscale.domain.ttft_objective import in_reach_percentile
 from tokenscale_contract.histogram_buckets import ITL_FAMILY, TTFT_FAMILY
@@ -278,11 +279,14 @@ def observe(
     prompt_at = rec.prompt_at(seen - span, seen, ttft_pct) if span > 0 else None
     running, waiting, kv = rec.gauges_seen(gauges)
     in_flight = [c for at, c in rec.concurrency if seen - span < at <= seen]
+    recent_span = CONSTANTS.recent_rate_window_s
+    recent = rec.arrivals(seen - recent_span, seen)[0] if seen >= recent_span else None
     return Observation(
         sampled_at=now,
         ttft_s=ttft_s,
         itl_s=itl_s,
         arrival_rate=n / span if span > 0 else None,
+        arrival_rate_recent=None if recent is None else recent / recent_span,
         prompt_tokens=None if math.isnan(prompt) else prompt,
         prompt_tokens_at_percentile=prompt_at,
         out_of_reach_share=share or 0.0,

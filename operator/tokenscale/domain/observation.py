@@ -30,6 +30,9 @@ class Observation:
     itl_s: float | None = None
     e2e_s: float | None = None
     arrival_rate: float | None = None  # requests per second reaching the gateways
+    # The same over the last `recent_rate_window_s` (15 s): a step shows here a tick after it
+    # began, where the window's rate takes most of the window to follow it (domain.scaling).
+    arrival_rate_recent: float | None = None
     prompt_tokens: float | None = None  # mean prompt length of recent requests
     # The prompt length at the SLO percentile: a length-aware TTFT objective is read there.
     prompt_tokens_at_percentile: float | None = None

@@ -71,6 +71,12 @@ class ScalingConstants:
     # it (sqrt(mean)). The deviations are the higher bar under a mean of 16; there a steady
     # load crosses 4 of them on at most 1e-3 of readings (mean 2: P(X >= 8) = 0.001). Not tuned.
     surge_sigmas: float = 4.0
+    # The arrival rate over this last span (one tick of the operator's loop) is read in place
+    # of the window's when it is past it by surge_sigmas Poisson deviations of the count the
+    # window's rate expects in the span (28 req/s: 34 req/s; 2 req/s: 3.5). Three scrapes at
+    # the PodMonitor's 5 s interval; with a slower scrape the query has no answer and the
+    # window's rate is all there is. Not tuned.
+    recent_rate_window_s: float = 15.0
     # Scale-up may always add this many replicas per decision: Kubernetes HPA's default
     # scale-up policy (4 pods per 15 s).
     min_scale_up_step: int = 4

@@ -93,12 +93,16 @@ def to_observation(
     arrival = rates.get("arrivals")
     if arrival is not None:
         arrival += rates.get("rejected", 0.0)  # demand includes what the gateways turned away
+    recent = rates.get("arrivals_recent")
+    if recent is not None:
+        recent += rates.get("rejected_recent", 0.0)
     return Observation(
         sampled_at=signals.sampled_at,
         ttft_s=client_ttft(q_in_reach, signals),
         itl_s=quantile(q, signals.itl_buckets),
         e2e_s=quantile(q, signals.e2e_buckets),
         arrival_rate=arrival if arrival is not None else completions,
+        arrival_rate_recent=recent,
         prompt_tokens=mean_tokens(rates, "prompt_tokens"),
         prompt_tokens_at_percentile=quantile(q_in_reach, signals.prompt_buckets),
         out_of_reach_share=out_of_reach_share or 0.0,
