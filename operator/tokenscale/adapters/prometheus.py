@@ -69,8 +69,9 @@ RATES = {
     "rejected": "tokenscale_gateway_rejected_total",
 }
 # The demand over the last tick (domain.scaling_constants.recent_rate_window_s): a step shows
-# here a tick after it began. With a scrape slower than a third of the span the query has
-# fewer than two points in it and no answer, and decide() reads the window's rate alone.
+# here a tick after it began. `rate` needs two points in the span: with a scrape slower than
+# half of it (7.5 s) the query answers at some ticks only, past the span at none, and where it
+# has no answer decide() reads the window's rate alone.
 RECENT_RATES = {
     "arrivals_recent": RATES["arrivals"],
     "rejected_recent": RATES["rejected"],
@@ -157,15 +158,11 @@ def build_queries(window: str, namespaces: Sequence[str] = ()) -> QueryPlan:
         f'label_replace({queries["e2e"]}, "part", "latency", "", "") or '
         f'label_replace({prompts}, "part", "prompt", "", "")'
     )
-    queries["rates"] = " or ".join(
-        f'label_replace(sum by ({by}) (rate({metric}{sel}[{window}])), "signal", "{key}", "", "")'
-        for key, metric in RATES.items()
-    )
     recent = prometheus_duration(CONSTANTS.recent_rate_window_s)
-    queries["rates"] += "".join(
-        f' or label_replace(sum by ({by}) (rate({metric}{sel}[{recent}])), "signal",'
-        f' "{key}", "", "")'
-        for key, metric in RECENT_RATES.items()
+    queries["rates"] = " or ".join(
+        f'label_replace(sum by ({by}) (rate({metric}{sel}[{span}])), "signal", "{key}", "", "")'
+        for rates, span in ((RATES, window), (RECENT_RATES, recent))
+        for key, metric in rates.items()
     )
     queries["gauges"] = " or ".join(
         f'label_replace({agg} by ({by}) ({metric}{sel}), "signal", "{key}", "", "")'

@@ -242,8 +242,9 @@ def _rate_need(
 
 
 def _surge_rate(obs: Observation, cap: int, c: ScalingConstants = CONSTANTS) -> tuple[float, str]:
-    """The arrival rate, or the rate the count in flight now implies when a step has filled
-    every slot of the ready replicas: the rate over a one-minute window answers a step only
+    """The arrival rate (the last tick's where it reads a step, `_recent_rate`), or the rate
+    the count in flight now implies when a step has filled every slot of the ready replicas
+    and that is higher still: the rate over a one-minute window answers a step only
     after most of the window has passed, while the requests in flight grow within one service
     time. A step the ready slots hold is served at once, its tokens a little slower; past them
     requests queue for a replica, and past twice the window's mean count (Knative's panic

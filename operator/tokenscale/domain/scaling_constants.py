@@ -74,8 +74,8 @@ class ScalingConstants:
     # The arrival rate over this last span (one tick of the operator's loop) is read in place
     # of the window's when it is past it by surge_sigmas Poisson deviations of the count the
     # window's rate expects in the span (28 req/s: 34 req/s; 2 req/s: 3.5). Three scrapes at
-    # the PodMonitor's 5 s interval; with a slower scrape the query has no answer and the
-    # window's rate is all there is. Not tuned.
+    # the PodMonitor's 5 s interval; with a scrape slower than 7.5 s the query answers at
+    # some ticks only, and where it has none the window's rate is all there is. Not tuned.
     recent_rate_window_s: float = 15.0
     # Scale-up may always add this many replicas per decision: Kubernetes HPA's default
     # scale-up policy (4 pods per 15 s).

@@ -73,6 +73,13 @@ def client_ttft(q: float, signals: ServiceSignals) -> float | None:
     return engine + (quantile(q, signals.queue_wait_buckets) or 0.0)
 
 
+def _demand(rates: dict[str, float], admitted: str, rejected: str) -> float | None:
+    """The gateways' admitted rate plus what they turned away (429s are demand too); None
+    without the admitted series."""
+    arrival = rates.get(admitted)
+    return None if arrival is None else arrival + rates.get(rejected, 0.0)
+
+
 def to_observation(
     signals: ServiceSignals,
     percentile: float,
@@ -90,12 +97,8 @@ def to_observation(
     waiting = None
     if "waiting" in gauges or "gateway_queue" in gauges:
         waiting = gauges.get("waiting", 0.0) + gauges.get("gateway_queue", 0.0)
-    arrival = rates.get("arrivals")
-    if arrival is not None:
-        arrival += rates.get("rejected", 0.0)  # demand includes what the gateways turned away
-    recent = rates.get("arrivals_recent")
-    if recent is not None:
-        recent += rates.get("rejected_recent", 0.0)
+    arrival = _demand(rates, "arrivals", "rejected")
+    recent = _demand(rates, "arrivals_recent", "rejected_recent")
     return Observation(
         sampled_at=signals.sampled_at,
         ttft_s=client_ttft(q_in_reach, signals),
