@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.unit.test_scaling import PLAN, SPEC, TICK, run
-from tokenscale.domain.burst_reserve import BurstMemory, remember, reserved_rate
+from tokenscale.domain.burst_reserve import (
+    BurstMemory,
+    rate_within_noise,
+    remember,
+    reserved_rate,
+)
 from tokenscale.domain.scaling import Decision
 from tokenscale.domain.scaling_constants import CONSTANTS
 from tokenscale.domain.scaling_model import service_model
@@ -75,6 +81,19 @@ def test_the_reserve_stops_at_the_peak_and_never_below_the_rate() -> None:
     assert reserved_rate(mem, 2.0) == 16.0
     assert reserved_rate(mem, 30.0) == 30.0  # past the peak: the rate itself
     assert reserved_rate(BurstMemory(), 5.0) == 5.0  # no history: nothing reserved
+    # Started from the highest rate the window's count allows, still no farther than the peak.
+    assert reserved_rate(mem, 2.0, 2.5) == 20.0
+    assert reserved_rate(mem, 2.7, rate_within_noise(2.7, 60.0, 4.0)) == 24.0
+    assert reserved_rate(BurstMemory(), 5.0, 6.0) == 5.0  # no history: still nothing
+
+
+def test_the_rate_the_window_does_not_rule_out_is_its_poisson_upper_deviation() -> None:
+    # 3 req/s over 60 s is 180 arrivals; 4 deviations of the count are 4 x sqrt(180) = 53.7.
+    assert rate_within_noise(3.0, 60.0, 4.0) == pytest.approx(3.0 + 53.67 / 60.0, abs=1e-3)
+    # The longer the window, the closer its count pins the rate.
+    assert rate_within_noise(30.0, 60.0, 4.0) / 30.0 < rate_within_noise(3.0, 60.0, 4.0) / 3.0
+    assert rate_within_noise(0.0, 60.0, 4.0) == 0.0
+    assert rate_within_noise(3.0, 60.0, 0.0) == 3.0
 
 
 @given(
@@ -125,3 +144,22 @@ def test_a_calm_service_pays_nothing_for_the_reserve() -> None:
     assert d.state.burst.rise < 1.1
     assert "reserve" not in d.reason
     assert d.replicas == run_rates(jitter, 4, forget=True).replicas
+
+
+def test_a_lull_read_low_by_its_window_still_keeps_the_next_phase_covered() -> None:
+    # The lull's first minutes read 4 req/s (a swing of 30 / 4 = 7.5), its last six 2.7. The
+    # rate read times the swing (6.5 by then) reserves 17.5 req/s, 2.4 full replicas: three.
+    # The highest rate a 60 s window counting 2.7 req/s allows (3.6) reserves 22.9, 3.2: four.
+    # Six minutes at 2.7: past the scale-down stabilization's hold.
+    rates = [30.0] * 20 + [4.0] * 14 + [2.7] * 24
+    d = run_rates(rates, 2)
+    mem = d.state.burst
+    read_only = reserved_rate(mem, 2.7)
+    kept = reserved_rate(mem, 2.7, rate_within_noise(2.7, CONSTANTS.metrics_window_s, 4.0))
+    assert read_only < kept <= mem.peak
+    assert f"reserve for {kept:.1f}" in d.reason
+    # The hard throughput per replica the decision used (the learned service factor in it).
+    found = re.search(r"at ([0-9.]+) req/s per full replica", d.reason)
+    assert found is not None
+    full = float(found.group(1))
+    assert d.replicas == math.ceil(kept / full) > math.ceil(read_only / full)

@@ -31,7 +31,7 @@ import math
 from dataclasses import replace
 
 from tokenscale.api.v1alpha1 import InferenceServiceSpec
-from tokenscale.domain.burst_reserve import remember, reserved_rate
+from tokenscale.domain.burst_reserve import rate_within_noise, remember, reserved_rate
 from tokenscale.domain.capacity import Plan
 from tokenscale.domain.observation import Decision, Observation, ScalerState
 from tokenscale.domain.prefill_wait import prefill_wait_need
@@ -229,7 +229,8 @@ def _rate_need(
         driver = f"{rate:.1f} req/s{surge} with prefill at most {rho:.0%} of a replica"
         driver += f" ({pf:.2f} s each)"
     full = model.throughput(cap, state.service_factor)
-    covered = max(rate * c.burst_margin, reserved_rate(state.burst, rate))
+    noise = rate_within_noise(obs.arrival_rate or 0.0, c.metrics_window_s, c.surge_sigmas)
+    covered = max(rate * c.burst_margin, reserved_rate(state.burst, rate, noise))
     by_wall = covered / max(1e-9, full)
     if by_wall > need:
         if covered > rate * c.burst_margin:

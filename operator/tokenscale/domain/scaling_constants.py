@@ -70,6 +70,8 @@ class ScalingConstants:
     # replicas' slots, past twice the window's mean and past this many Poisson deviations of
     # it (sqrt(mean)). The deviations are the higher bar under a mean of 16; there a steady
     # load crosses 4 of them on at most 1e-3 of readings (mean 2: P(X >= 8) = 0.001). Not tuned.
+    # The burst reserve starts from the rate this many deviations above the window's count
+    # allows (domain.burst_reserve.rate_within_noise): the same bar, from the other side.
     surge_sigmas: float = 4.0
     # The arrival rate over this last span (one tick of the operator's loop) is read in place
     # of the window's when it is past it by surge_sigmas Poisson deviations of the count the
