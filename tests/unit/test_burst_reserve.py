@@ -155,7 +155,8 @@ def test_a_lull_read_low_by_its_window_still_keeps_the_next_phase_covered() -> N
     d = run_rates(rates, 2)
     mem = d.state.burst
     read_only = reserved_rate(mem, 2.7)
-    kept = reserved_rate(mem, 2.7, rate_within_noise(2.7, CONSTANTS.metrics_window_s, 4.0))
+    noise = rate_within_noise(2.7, CONSTANTS.metrics_window_s, CONSTANTS.surge_sigmas)
+    kept = reserved_rate(mem, 2.7, noise)
     assert read_only < kept <= mem.peak
     assert f"reserve for {kept:.1f}" in d.reason
     # The hard throughput per replica the decision used (the learned service factor in it).
