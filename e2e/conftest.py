@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.harness import RELEASE, ROOT, SYSTEM_NAMESPACE, Cluster, Operator, cluster_env
+from e2e.harness import RELEASE, ROOT, SYSTEM_NAMESPACE, Cluster, Operator, cluster_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +49,17 @@ def install_chart(cluster: Cluster, *extra: str) -> None:
         "--timeout",
         "2m",
         *extra,
+    )
+    # Helm returns once the CRD is Established, but the API server builds the watch cache of a
+    # new resource after that and answers 429 "storage is (re)initializing" meanwhile: an
+    # operator started now would begin behind a retry. Listing succeeds once it serves.
+    wait_for(
+        "the API server to serve InferenceServices",
+        lambda: (
+            cluster.kubectl("get", "inferenceservices", "-A", "-o", "name", check=False).returncode
+            == 0
+        ),
+        timeout=60,
     )
 
 

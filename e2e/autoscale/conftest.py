@@ -136,6 +136,13 @@ def report(sc: Scenario) -> None:
         for c in status.get("conditions") or []:
             print(f"  {c['type']}={c['status']} {c.get('reason')}: {c.get('message')}")
         print(f"  autoscaler: {status.get('autoscaler')}")
+    # What a failure that never got as far as a decision needs: did the operator see the
+    # service, did the fleet start its workers.
+    log = sc.operator.log_path.read_text(errors="replace") if sc.operator.log_path.exists() else ""
+    about = [line for line in log.splitlines() if sc.namespace in line]
+    print(f"\n--- operator log lines about {sc.namespace} (last 30 of {len(about)}):")
+    print("\n".join(about[-30:]))
+    print(f"\n--- fleet log (last 30 lines):\n{sc.fleet.log_tail(30)}")
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from tests.tools import ROOT, cluster_tool
 from tokenscale.adapters.kube import Kube
 from tokenscale.api.v1alpha1 import GROUP, PLURAL, VERSION, InferenceServiceSpec
 from tokenscale.domain import capacity, status
-from tokenscale.domain.names import FIELD_MANAGER
+from tokenscale.domain.names import FIELD_MANAGER, ServiceRef
 from tokenscale.handlers import children, lifecycle
 from tokenscale.handlers.runtime import Registry
 
@@ -238,6 +238,21 @@ def test_infeasible_spec_creates_nothing_and_warns_once(
     assert children_of(control_plane, namespace) == {}
     events = client.CoreV1Api(control_plane.api_client()).list_namespaced_event(namespace).items
     assert [(e.type, e.involved_object.name) for e in events] == [("Warning", NAME)]
+
+
+def test_an_event_in_a_terminating_namespace_is_dropped_not_raised(
+    control_plane: ControlPlane, namespace: str, registry: Registry
+) -> None:
+    """An autoscale tick that lands while its namespace is being deleted must not fail on the
+    Event it posts (the API server refuses new objects there)."""
+    kube, core = registry.kube(), client.CoreV1Api(control_plane.api_client())
+    ref = ServiceRef(NAME, namespace)
+    kube.event(ref, "Normal", "Recommendation", "while the namespace lives")
+    core.delete_namespace(namespace)  # no namespace controller here: it stays Terminating
+    assert core.read_namespace(namespace).status.phase == "Terminating"
+    kube.event(ref, "Normal", "Recommendation", "while the namespace goes away")
+    stored = [e.message for e in core.list_namespaced_event(namespace).items]
+    assert stored == ["while the namespace lives"]
 
 
 def test_spec_change_rolls_the_children_and_status_follows(

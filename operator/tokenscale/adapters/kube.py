@@ -211,7 +211,14 @@ class Kube:
         if self.dry_run:
             log.info("dry-run event %s %s: %s", type_, reason, message)
             return
-        self.core.create_namespaced_event(ref.namespace, body)
+        try:
+            self.core.create_namespaced_event(ref.namespace, body)
+        except ApiException as exc:
+            # A namespace being deleted refuses new objects; its service and every Event on it
+            # are going away, so the story has no reader left. Anything else is a real failure.
+            if not _namespace_going_away(exc):
+                raise
+            log.info("event %s on %s/%s dropped: %s", reason, ref.namespace, ref.name, exc.reason)
 
     # ---- reads ----------------------------------------------------------------------------
 
@@ -300,3 +307,16 @@ class Kube:
             found = False
         self._has_resource[key] = (now, found)
         return found
+
+
+def _namespace_going_away(exc: ApiException) -> bool:
+    """The API server refused a create because the namespace is terminating or already gone."""
+    if exc.status == 404:
+        return True
+    if exc.status != 403:
+        return False
+    try:
+        causes = (json.loads(exc.body or "{}").get("details") or {}).get("causes") or []
+    except ValueError:
+        return False
+    return any(c.get("reason") == "NamespaceTerminating" for c in causes)
