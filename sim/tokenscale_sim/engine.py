@@ -178,6 +178,12 @@ class EngineModel:
     def kv_usage(self) -> float:
         return 1.0 - self.free_blocks / self.total_blocks
 
+    @property
+    def pending_prefill_tokens(self) -> int:
+        """Prompt tokens admitted but not yet computed: the prefill work ahead of a new prompt."""
+        waiting = sum(r.prompt - r.computed for r in self.waiting)
+        return waiting + sum(max(0, r.prompt - r.computed) for r in self.running)
+
     # -- one iteration ----------------------------------------------------------------------------
 
     def step(self, now: float) -> StepResult | None:

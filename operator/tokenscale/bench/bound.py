@@ -170,6 +170,7 @@ def served(
         hits=hits,
         nodes=scenario.nodes,
         rendezvous_s=scenario.group_rendezvous_s,
+        routing=scenario.routing,
     )
     fleet.set_cap(scenario.plan.max_num_seqs)
     fleet.start(replicas, 0.0, warm=True)

@@ -25,6 +25,7 @@ from typing import Any
 from tokenscale.bench import tuned
 from tokenscale.bench.baselines import FAMILIES
 from tokenscale.bench.bound import lower_bound, warm_lead
+from tokenscale.bench.fleet import ROUTINGS
 from tokenscale.bench.policies import Policy, Tokenscale
 from tokenscale.bench.runner import simulate
 from tokenscale.bench.scenario import Scenario
@@ -74,6 +75,7 @@ class Job:
     world: str
     max_num_batched_tokens: int | None
     ttft_per_1k_s: float
+    routing: str = "least-request"
 
 
 def _job(job: Job) -> dict[str, Any]:
@@ -82,6 +84,7 @@ def _job(job: Job) -> dict[str, Any]:
         world=job.world,
         max_num_batched_tokens=job.max_num_batched_tokens,
         ttft_per_1k_s=job.ttft_per_1k_s,
+        routing=job.routing,
     )
     seed = job.seed
     scenario = work.scenario(base, seed)
@@ -180,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         "tokens (spec.slo.ttftSecondsPer1kPromptTokens); default 0, one objective for all",
     )
     parser.add_argument(
+        "--routing",
+        choices=ROUTINGS,
+        default="least-request",
+        help="how the balancer picks a replica: least-request (Envoy's, what a Service behind "
+        "a mesh gets) or least-prefill (fewest prompt tokens still to prefill: a prefill-aware "
+        "gateway, not built; docs/disaggregation.md)",
+    )
+    parser.add_argument(
         "--table-from", default=None, help="print the table of an earlier run's JSON and exit"
     )
     args = parser.parse_args(argv)
@@ -200,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             args.world,
             args.max_num_batched_tokens,
             args.slo_ttft_per_1k,
+            args.routing,
         )
         for i, w in enumerate(works)
         if not only or w.name in only

@@ -1,7 +1,8 @@
 """A fleet of simulated replicas in virtual time: pods that take a cold start to become ready,
 each a gateway (per-replica concurrency cap and FIFO queue) in front of the worker's clock-free
 engine model (`tokenscale_sim.engine.EngineModel`), behind a least-request balancer
-(Envoy's LEAST_REQUEST: the lighter of two random ready replicas).
+(Envoy's LEAST_REQUEST: the lighter of two random ready replicas) or, to measure what a
+prefill-aware gateway would buy, one that picks the replica with the least prefill ahead.
 
 Scale-down drains: a removed replica takes no new requests and ends when its queue and batch are
 empty. GPU time counts from pod creation (the GPUs are allocated when the pod is scheduled) to its
@@ -35,6 +36,12 @@ from tokenscale.bench.traces import Trace
 from tokenscale_contract.retry_after import retry_after_s
 from tokenscale_sim.engine import AdvanceResult, EngineModel, StepResult
 from tokenscale_sim.profile import EngineProfile
+
+# How the balancer picks a replica. least-request: Envoy's LEAST_REQUEST, the lighter of two
+# random ready replicas (what a Service behind a mesh gets). least-prefill: the replica with the
+# fewest prompt tokens still to prefill, lighter first on a tie (a prefill-aware gateway, which
+# tokenscale does not render: the bench measures what one would buy, docs/disaggregation.md).
+ROUTINGS = ("least-request", "least-prefill")
 
 # Step-noise multipliers drawn per pod, then cycled: enough that a pod's steps do not repeat a
 # pattern the policy could pick up within a scrape window.
@@ -80,6 +87,13 @@ class Replica:
     @property
     def load(self) -> int:
         return self.in_engine + len(self.queue)
+
+    @property
+    def pending_prefill(self) -> int:
+        """Prompt tokens this replica has still to prefill, its gateway queue's included."""
+        prompts = self.fleet._prompt
+        queued = sum(int(prompts[rid]) for rid, _ in self.queue)
+        return self.engine.pending_prefill_tokens + queued
 
     def advance(self, t: float, rec: Recorder) -> None:
         """Run the engine up to `t`, feeding queued requests as slots free up."""
@@ -157,6 +171,7 @@ class Fleet:
         hits: I64 | None = None,
         nodes: int = 1,
         rendezvous_s: float = 0.0,
+        routing: str = ROUTINGS[0],
     ) -> None:
         """`clients`: how clients behave (bench.clients; the ideal client by default). `hits`:
         cached prompt tokens per request, instead of per-replica prefix caches (the lower
@@ -169,6 +184,9 @@ class Fleet:
         self.cold_start_s = cold_start_s
         self.nodes = nodes
         self.rendezvous_s = rendezvous_s
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing {routing!r}: use one of {', '.join(ROUTINGS)}")
+        self.routing = routing
         # > 0: each pod's cold start is lognormal with median cold_start_s (a drawn world)
         self.cold_start_sigma = cold_start_sigma
         # > 0: each pod's step times vary around the roofline (lognormal, mean 1)
@@ -297,6 +315,10 @@ class Fleet:
             return
         if len(routable) == 1:
             r = routable[0]
+        elif self.routing == "least-prefill":
+            for c in routable:
+                c.advance(now, self.rec)
+            r = min(routable, key=lambda c: (c.pending_prefill, c.load))
         else:
             a, b = self.rng.sample(routable, 2)
             a.advance(now, self.rec)

@@ -112,6 +112,7 @@ def simulate(
         scenario.clients,
         nodes=scenario.nodes,
         rendezvous_s=scenario.group_rendezvous_s,
+        routing=scenario.routing,
     )
     fleet.set_cap(policy.initial_cap(scenario))
     fleet.start(initial_replicas, 0.0, warm=True)

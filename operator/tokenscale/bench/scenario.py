@@ -103,6 +103,9 @@ class Scenario:
     rendezvous_s: float = GROUP_RENDEZVOUS_S
     # spec.engine.maxNumBatchedTokens, the per-step token budget; None: the planner's choice.
     max_num_batched_tokens: int | None = None
+    # How the balancer picks a replica: "least-request" (Envoy's, the lighter of two) or
+    # "least-prefill" (the replica with the fewest prompt tokens still to prefill).
+    routing: str = "least-request"
 
     def ttft_objectives(self, prompt: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         """Each request's TTFT objective from its prompt length (domain.ttft_objective)."""
